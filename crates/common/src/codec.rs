@@ -1,0 +1,225 @@
+//! Strict JSON encoding and decoding of envelopes.
+//!
+//! Decoding never panics: anything that is not exactly a current-version envelope of the
+//! topic's family is a [`DecodeError`] whose [`reason`](DecodeError::reason) is a metric label.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::events::{Envelope, Payload, PayloadError, SCHEMA_VERSION, Source};
+use crate::types::{EventId, UnixNanos};
+
+/// Largest record a consumer will parse; larger ones are skipped as `too_large`.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// Why a record could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The record has no value (a tombstone or an empty message).
+    #[error("record has no payload")]
+    Empty,
+    /// Larger than [`MAX_RECORD_BYTES`].
+    #[error("record of {0} bytes exceeds the {MAX_RECORD_BYTES}-byte limit")]
+    TooLarge(usize),
+    /// Not JSON, or JSON that is not an envelope (missing, unknown or mistyped field).
+    #[error("not a valid envelope: {0}")]
+    Envelope(#[source] serde_json::Error),
+    /// An envelope of a schema version this build does not read.
+    #[error("unknown schema_version {0} (this build reads {SCHEMA_VERSION})")]
+    SchemaVersion(u16),
+    /// An `event_type` that does not travel on this topic.
+    #[error("unknown event_type {0:?} for this topic")]
+    EventType(String),
+    /// The payload does not match its `event_type`.
+    #[error("{0}")]
+    Payload(#[source] PayloadError),
+}
+
+impl DecodeError {
+    /// A short, fixed label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::TooLarge(_) => "too_large",
+            Self::Envelope(e) if e.is_syntax() || e.is_eof() => "invalid_json",
+            Self::Envelope(_) => "invalid_envelope",
+            Self::SchemaVersion(_) => "unknown_schema_version",
+            Self::EventType(_) => "unknown_event_type",
+            Self::Payload(_) => "invalid_payload",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireEnvelope<'a> {
+    schema_version: u16,
+    event_id: EventId,
+    #[serde(borrow)]
+    event_type: Cow<'a, str>,
+    source: Source,
+    ts_event: UnixNanos,
+    ts_init: UnixNanos,
+    causation_id: Option<EventId>,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+/// Appends the JSON of `envelope` to `out`.
+pub fn encode_into<P: Payload>(envelope: &Envelope<P>, out: &mut Vec<u8>) {
+    // Serializing our own types to a Vec cannot fail: every map key is a string and every number
+    // is finite by construction (signal values are checked where they are made).
+    if let Err(e) = serde_json::to_writer(&mut *out, envelope) {
+        unreachable!("encoding an envelope failed: {e}");
+    }
+}
+
+/// The JSON of `envelope`.
+pub fn encode<P: Payload>(envelope: &Envelope<P>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(384);
+    encode_into(envelope, &mut out);
+    out
+}
+
+/// Decodes one record of `P`'s topic.
+pub fn decode<P: Payload>(bytes: &[u8]) -> Result<Envelope<P>, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(DecodeError::TooLarge(bytes.len()));
+    }
+    let wire: WireEnvelope<'_> = serde_json::from_slice(bytes).map_err(DecodeError::Envelope)?;
+    if wire.schema_version != SCHEMA_VERSION {
+        return Err(DecodeError::SchemaVersion(wire.schema_version));
+    }
+    if !P::EVENT_TYPES.contains(&wire.event_type.as_ref()) {
+        return Err(DecodeError::EventType(wire.event_type.into_owned()));
+    }
+    let payload = P::deserialize_payload(&wire.event_type, wire.payload.get()).map_err(DecodeError::Payload)?;
+    Ok(Envelope {
+        schema_version: wire.schema_version,
+        event_id: wire.event_id,
+        source: Arc::new(wire.source),
+        ts_event: wire.ts_event,
+        ts_init: wire.ts_init,
+        causation_id: wire.causation_id,
+        payload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::*;
+    use crate::types::*;
+    use rust_decimal::dec;
+    use uuid::Uuid;
+
+    fn source() -> Arc<Source> {
+        Arc::new(Source { plane: "data-plane".into(), instance: "test".into() })
+    }
+
+    fn quote_envelope() -> Envelope<MarketEvent> {
+        Envelope {
+            schema_version: SCHEMA_VERSION,
+            event_id: EventId(Uuid::from_u128(0x0191_3c6e_aa00_7000_8000_0000_0000_0001)),
+            source: source(),
+            ts_event: UnixNanos(1_723_161_600_001_692_584),
+            ts_init: UnixNanos(1_723_161_600_101_000_000),
+            causation_id: None,
+            payload: MarketEvent::Quote(Quote {
+                symbol: Symbol::new("BTCUSDT").unwrap(),
+                bid_px: Price::new(dec!(61685.99)).unwrap(),
+                bid_sz: Quantity::new(dec!(1.25869)).unwrap(),
+                ask_px: Price::new(dec!(61686)).unwrap(),
+                ask_sz: Quantity::new(dec!(2.44816)).unwrap(),
+            }),
+        }
+    }
+
+    const QUOTE_JSON: &str = r#"{"schema_version":1,"event_id":"01913c6e-aa00-7000-8000-000000000001","event_type":"quote","source":{"plane":"data-plane","instance":"test"},"ts_event":1723161600001692584,"ts_init":1723161600101000000,"causation_id":null,"payload":{"symbol":"BTCUSDT","bid_px":"61685.99","bid_sz":"1.25869","ask_px":"61686","ask_sz":"2.44816"}}"#;
+
+    #[test]
+    fn encodes_the_documented_layout() {
+        assert_eq!(String::from_utf8(encode(&quote_envelope())).unwrap(), QUOTE_JSON);
+    }
+
+    #[test]
+    fn round_trips_every_family() {
+        let env = quote_envelope();
+        assert_eq!(decode::<MarketEvent>(&encode(&env)).unwrap(), env);
+
+        let report = Envelope {
+            payload: ExecEvent::Report(ExecReport {
+                intent_id: IntentId(Uuid::from_u128(7)),
+                order_id: "SIM-1".into(),
+                symbol: Symbol::new("BTCUSDT").unwrap(),
+                side: Side::Buy,
+                status: ExecStatus::Rejected,
+                reason: Some(RejectReason::MaxGrossExposure),
+                detail: Some("gross 120000 > 100000".into()),
+                venue: "risk".into(),
+                order_qty: dec!(2),
+                exec_id: None,
+                last_px: None,
+                last_qty: dec!(0),
+                cum_qty: dec!(0),
+                avg_px: None,
+                leaves_qty: dec!(0),
+                commission: dec!(0),
+                cum_commission: dec!(0),
+                arrival_mid: dec!(61686),
+                slippage_bps: None,
+            }),
+            schema_version: env.schema_version,
+            event_id: env.event_id,
+            source: env.source.clone(),
+            ts_event: env.ts_event,
+            ts_init: env.ts_init,
+            causation_id: Some(env.event_id),
+        };
+        assert_eq!(decode::<ExecEvent>(&encode(&report)).unwrap(), report);
+    }
+
+    #[test]
+    fn accepts_fields_in_any_order() {
+        let reordered = r#"{"payload":{"ask_sz":"2.44816","symbol":"BTCUSDT","bid_px":"61685.99","bid_sz":"1.25869","ask_px":"61686"},"causation_id":null,"ts_init":1723161600101000000,"ts_event":1723161600001692584,"source":{"instance":"test","plane":"data-plane"},"event_type":"quote","event_id":"01913c6e-aa00-7000-8000-000000000001","schema_version":1}"#;
+        assert_eq!(decode::<MarketEvent>(reordered.as_bytes()).unwrap(), quote_envelope());
+    }
+
+    #[test]
+    fn rejects_with_a_reason_and_never_panics() {
+        let cases: Vec<(String, &str)> = vec![
+            (String::new(), "empty"),
+            ("not json".into(), "invalid_json"),
+            ("{\"schema_version\":1".into(), "invalid_json"),
+            ("[1,2,3]".into(), "invalid_envelope"),
+            (QUOTE_JSON.replace("\"schema_version\":1", "\"schema_version\":2"), "unknown_schema_version"),
+            (QUOTE_JSON.replace("\"ts_init\":1723161600101000000,", ""), "invalid_envelope"),
+            (QUOTE_JSON.replace("\"ts_event\":1723161600001692584", "\"ts_event\":\"soon\""), "invalid_envelope"),
+            (QUOTE_JSON.replace("\"causation_id\":null", "\"causation_id\":null,\"extra\":1"), "invalid_envelope"),
+            (QUOTE_JSON.replace("\"quote\"", "\"ofi_window\""), "unknown_event_type"),
+            (QUOTE_JSON.replace("\"61685.99\"", "\"-1\""), "invalid_payload"),
+            (QUOTE_JSON.replace("\"61685.99\"", "\"NaN\""), "invalid_payload"),
+            (QUOTE_JSON.replace("\"1.25869\"", "\"-0.5\""), "invalid_payload"),
+            (QUOTE_JSON.replace("\"61685.99\"", "\"61687\""), "invalid_payload"),
+            (QUOTE_JSON.replace("\"BTCUSDT\"", "\"BTC USDT\""), "invalid_payload"),
+            (QUOTE_JSON.replace("\"ask_sz\":\"2.44816\"", "\"ask_sz\":\"2.44816\",\"x\":0"), "invalid_payload"),
+            (" ".repeat(MAX_RECORD_BYTES + 1), "too_large"),
+        ];
+        for (input, reason) in cases {
+            let err = decode::<MarketEvent>(input.as_bytes()).unwrap_err();
+            assert_eq!(err.reason(), reason, "input {:.120}: {err}", input);
+        }
+    }
+
+    #[test]
+    fn a_record_of_another_topic_is_refused() {
+        let err = decode::<ExecEvent>(QUOTE_JSON.as_bytes()).unwrap_err();
+        assert_eq!(err.reason(), "unknown_event_type");
+    }
+}

@@ -1,0 +1,628 @@
+//! The event contract: one envelope for every record, and one payload family per topic.
+//!
+//! A record's JSON is the envelope's fields in this order: `schema_version`, `event_id`,
+//! `event_type`, `source`, `ts_event`, `ts_init`, `causation_id`, `payload`. `event_type` names the
+//! payload variant and must belong to the topic's family. `docs/events.md` documents every field.
+
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::topics;
+use crate::types::{EventId, Price, Quantity, Side, Symbol, UnixNanos};
+
+/// The only schema version this build reads and writes.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// Which service wrote an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// `data-plane`, `strategy-plane` or `order-plane`.
+    pub plane: Arc<str>,
+    /// The instance of that plane (set by `INSTANCE_ID`, host name by default).
+    pub instance: Arc<str>,
+}
+
+/// A fact that happened, with everything needed to order, trace and de-duplicate it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope<P> {
+    /// Always [`SCHEMA_VERSION`] for events built by this code.
+    pub schema_version: u16,
+    /// Unique and time-ordered; a redelivered or re-published event keeps its id.
+    pub event_id: EventId,
+    /// The writer.
+    pub source: Arc<Source>,
+    /// When the fact happened at its origin (exchange time, window end, decision time).
+    pub ts_event: UnixNanos,
+    /// When this record was created.
+    pub ts_init: UnixNanos,
+    /// The event that caused this one, when there is one.
+    pub causation_id: Option<EventId>,
+    /// The typed payload.
+    pub payload: P,
+}
+
+/// A family of payloads that travels on one topic.
+pub trait Payload: Sized {
+    /// The topic this family travels on.
+    const TOPIC: &'static str;
+    /// The `event_type` values of this family.
+    const EVENT_TYPES: &'static [&'static str];
+    /// The `event_type` of this value.
+    fn event_type(&self) -> &'static str;
+    /// The record key: the symbol, or `None` for an event every partition must see.
+    fn key(&self) -> Option<&str>;
+    /// Serializes the payload body (without its tag).
+    fn serialize_payload<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error>;
+    /// Parses the payload body named by `event_type`.
+    fn deserialize_payload(event_type: &str, json: &str) -> Result<Self, PayloadError>;
+}
+
+/// Why a payload body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// `event_type` does not belong to the topic's family.
+    #[error("unknown event_type {0:?}")]
+    UnknownEventType(String),
+    /// The body does not match the type `event_type` names.
+    #[error("invalid payload: {0}")]
+    Invalid(#[source] serde_json::Error),
+    /// The body parsed but breaks a rule of the contract.
+    #[error("invalid payload: {0}")]
+    Rule(&'static str),
+}
+
+impl<P: Payload> Serialize for Envelope<P> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Body<'a, P>(&'a P);
+        impl<P: Payload> Serialize for Body<'_, P> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                self.0.serialize_payload(s)
+            }
+        }
+        let mut st = serializer.serialize_struct("Envelope", 8)?;
+        st.serialize_field("schema_version", &self.schema_version)?;
+        st.serialize_field("event_id", &self.event_id)?;
+        st.serialize_field("event_type", self.payload.event_type())?;
+        st.serialize_field("source", &*self.source)?;
+        st.serialize_field("ts_event", &self.ts_event)?;
+        st.serialize_field("ts_init", &self.ts_init)?;
+        st.serialize_field("causation_id", &self.causation_id)?;
+        st.serialize_field("payload", &Body(&self.payload))?;
+        st.end()
+    }
+}
+
+macro_rules! payload_family {
+    (
+        $(#[$meta:meta])*
+        $name:ident on $topic:expr => {
+            $( $(#[$vmeta:meta])* $variant:ident($inner:ty) = $tag:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant($inner) ),+
+        }
+
+        impl Payload for $name {
+            const TOPIC: &'static str = $topic;
+            const EVENT_TYPES: &'static [&'static str] = &[$($tag),+];
+
+            fn event_type(&self) -> &'static str {
+                match self { $( Self::$variant(_) => $tag ),+ }
+            }
+
+            fn key(&self) -> Option<&str> {
+                match self { $( Self::$variant(p) => Keyed::key(p) ),+ }
+            }
+
+            fn serialize_payload<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self { $( Self::$variant(p) => p.serialize(s) ),+ }
+            }
+
+            fn deserialize_payload(event_type: &str, json: &str) -> Result<Self, PayloadError> {
+                match event_type {
+                    $( $tag => {
+                        let p: $inner = serde_json::from_str(json).map_err(PayloadError::Invalid)?;
+                        Checked::check(&p).map_err(PayloadError::Rule)?;
+                        Ok(Self::$variant(p))
+                    } )+
+                    other => Err(PayloadError::UnknownEventType(other.to_owned())),
+                }
+            }
+        }
+
+        $( impl From<$inner> for $name {
+            fn from(p: $inner) -> Self { Self::$variant(p) }
+        } )+
+    };
+}
+
+/// The record key of a payload body.
+trait Keyed {
+    fn key(&self) -> Option<&str>;
+}
+
+/// Cross-field rules that serde alone cannot state.
+trait Checked {
+    fn check(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+macro_rules! keyed_by_symbol {
+    ($($t:ty),+) => { $( impl Keyed for $t {
+        fn key(&self) -> Option<&str> { Some(self.symbol.as_str()) }
+    } )+ };
+}
+
+// ---- market_events ------------------------------------------------------------------------
+
+/// Best bid and offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quote {
+    /// Instrument.
+    pub symbol: Symbol,
+    /// Best bid price.
+    pub bid_px: Price,
+    /// Size at the best bid.
+    pub bid_sz: Quantity,
+    /// Best ask price.
+    pub ask_px: Price,
+    /// Size at the best ask.
+    pub ask_sz: Quantity,
+}
+
+impl Quote {
+    /// `(bid + ask) / 2`, exact.
+    pub fn mid(&self) -> Decimal {
+        (self.bid_px.get() + self.ask_px.get()) / Decimal::TWO
+    }
+}
+
+impl Checked for Quote {
+    fn check(&self) -> Result<(), &'static str> {
+        if self.bid_px >= self.ask_px {
+            return Err("quote bid_px must be below ask_px");
+        }
+        Ok(())
+    }
+}
+
+/// A trade printed on the venue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trade {
+    /// Instrument.
+    pub symbol: Symbol,
+    /// Trade price.
+    pub price: Price,
+    /// Trade size.
+    pub size: Quantity,
+    /// The side that crossed the spread.
+    pub aggressor: Side,
+}
+impl Checked for Trade {}
+
+/// One price level of a book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Level {
+    /// Price of the level.
+    pub px: Price,
+    /// Size resting at the level.
+    pub sz: Quantity,
+}
+
+/// The top levels of a book, best first: a full snapshot of the levels it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepthUpdate {
+    /// Instrument.
+    pub symbol: Symbol,
+    /// Bid levels, highest price first.
+    pub bids: Vec<Level>,
+    /// Ask levels, lowest price first.
+    pub asks: Vec<Level>,
+}
+impl Checked for DepthUpdate {
+    fn check(&self) -> Result<(), &'static str> {
+        let bids_sorted = self.bids.windows(2).all(|w| w[0].px > w[1].px);
+        let asks_sorted = self.asks.windows(2).all(|w| w[0].px < w[1].px);
+        if !(bids_sorted && asks_sorted) {
+            return Err("depth levels must be strictly ordered best first");
+        }
+        Ok(())
+    }
+}
+
+/// Whether a symbol's feed is live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedStatus {
+    /// Updates are arriving.
+    Active,
+    /// No update for longer than the configured staleness limit.
+    Stale,
+}
+
+/// A symbol's feed went stale or came back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymbolStatus {
+    /// Instrument.
+    pub symbol: Symbol,
+    /// The new status.
+    pub status: FeedStatus,
+    /// Event time of the symbol's last accepted update.
+    pub last_update: UnixNanos,
+}
+impl Checked for SymbolStatus {}
+
+keyed_by_symbol!(Quote, Trade, DepthUpdate, SymbolStatus);
+
+payload_family! {
+    /// Everything on `market_events`.
+    MarketEvent on topics::MARKET_EVENTS => {
+        /// Top of book.
+        Quote(Quote) = "quote",
+        /// A trade.
+        Trade(Trade) = "trade",
+        /// Several levels of the book.
+        Depth(DepthUpdate) = "depth",
+        /// Feed went stale or came back.
+        Status(SymbolStatus) = "symbol_status",
+    }
+}
+
+impl MarketEvent {
+    /// The instrument.
+    pub fn symbol(&self) -> &Symbol {
+        match self {
+            Self::Quote(p) => &p.symbol,
+            Self::Trade(p) => &p.symbol,
+            Self::Depth(p) => &p.symbol,
+            Self::Status(p) => &p.symbol,
+        }
+    }
+}
+
+// ---- ofi_events ---------------------------------------------------------------------------
+
+/// Order Flow Imbalance over one window `[window_start, window_end)` of event time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfiWindow {
+    /// Instrument.
+    pub symbol: Symbol,
+    /// Window start (inclusive).
+    pub window_start: UnixNanos,
+    /// Window end (exclusive).
+    pub window_end: UnixNanos,
+    /// Σ e_n over the window's quotes (Cont, Kukanov & Stoikov 2014).
+    pub ofi: Decimal,
+    /// Quotes in the window.
+    pub n_quotes: u32,
+    /// Trades in the window.
+    pub n_trades: u32,
+    /// Mid of the last quote before the window (the first quote's mid for a symbol's first window).
+    pub mid_open: Decimal,
+    /// Mid of the window's last quote.
+    pub mid_close: Decimal,
+    /// `mid_close - mid_open`.
+    pub mid_change: Decimal,
+    /// Mean of `(bid_sz + ask_sz) / 2` over the window's quotes.
+    pub mean_depth: Decimal,
+    /// `ofi / mean_depth`.
+    pub ofi_normalized: Decimal,
+    /// Aggressive buy size minus aggressive sell size.
+    pub trade_imbalance: Decimal,
+    /// Multi-level OFI per level, best first (Xu, Gould & Howison 2019), when depth was seen.
+    pub mlofi: Option<Vec<Decimal>>,
+    /// The symbol's feed was stale or reconnected inside or just before this window.
+    pub data_gap: bool,
+}
+impl Checked for OfiWindow {
+    fn check(&self) -> Result<(), &'static str> {
+        if self.window_end <= self.window_start {
+            return Err("window_end must be after window_start");
+        }
+        if self.n_quotes == 0 {
+            return Err("an OFI window holds at least one quote");
+        }
+        Ok(())
+    }
+}
+keyed_by_symbol!(OfiWindow);
+
+payload_family! {
+    /// Everything on `ofi_events`.
+    OfiEvent on topics::OFI_EVENTS => {
+        /// One closed window.
+        Window(OfiWindow) = "ofi_window",
+    }
+}
+
+// ---- order_intents ------------------------------------------------------------------------
+
+/// Id of an order intent: derived from the inputs that produced it, so a replay reproduces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IntentId(pub Uuid);
+
+impl std::fmt::Display for IntentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Market or limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderType {
+    /// Take what the book offers.
+    Market,
+    /// No worse than `limit_price`.
+    Limit,
+}
+
+/// How long an order may rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeInForce {
+    /// Until the end of the trading day.
+    Day,
+    /// Fill what can be filled now, cancel the rest.
+    Ioc,
+    /// Until cancelled.
+    Gtc,
+}
+
+/// One signal's value at decision time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalValue {
+    /// Signal name, e.g. `ofi`.
+    pub name: String,
+    /// Its value (expected mid change, in price units).
+    pub value: f64,
+}
+
+/// An order the Strategy Plane wants executed. Quantities and prices are plain decimals here:
+/// the Order Plane's risk engine, not the decoder, turns bad values into named rejections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderIntent {
+    /// Deterministic id; the Order Plane executes each at most once.
+    pub intent_id: IntentId,
+    /// Instrument.
+    pub symbol: Symbol,
+    /// Buy or sell.
+    pub side: Side,
+    /// Quantity to trade.
+    pub quantity: Decimal,
+    /// Market or limit.
+    pub order_type: OrderType,
+    /// Required for limit orders, absent for market orders.
+    pub limit_price: Option<Decimal>,
+    /// How long the order may rest.
+    pub time_in_force: TimeInForce,
+    /// Mid at decision time: the benchmark for slippage.
+    pub arrival_mid: Decimal,
+    /// Expected trading cost, in basis points of notional.
+    pub expected_cost_bps: Decimal,
+    /// The signal values that led to the decision.
+    pub signals: Vec<SignalValue>,
+}
+impl Checked for OrderIntent {
+    fn check(&self) -> Result<(), &'static str> {
+        match (self.order_type, self.limit_price) {
+            (OrderType::Limit, None) => Err("a limit order needs limit_price"),
+            (OrderType::Market, Some(_)) => Err("a market order has no limit_price"),
+            _ => Ok(()),
+        }
+    }
+}
+keyed_by_symbol!(OrderIntent);
+
+payload_family! {
+    /// Everything on `order_intents`.
+    IntentEvent on topics::ORDER_INTENTS => {
+        /// A new order.
+        Intent(OrderIntent) = "order_intent",
+    }
+}
+
+// ---- exec_reports -------------------------------------------------------------------------
+
+/// An order's state after an execution event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecStatus {
+    /// Passed risk and live at the venue.
+    Accepted,
+    /// Refused by risk or by the venue; `reason` says why. Terminal.
+    Rejected,
+    /// Some quantity filled, some still working.
+    PartiallyFilled,
+    /// Fully filled. Terminal.
+    Filled,
+    /// Cancelled with quantity unfilled. Terminal.
+    Cancelled,
+}
+
+impl ExecStatus {
+    /// Whether the order can change no more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Rejected | Self::Filled | Self::Cancelled)
+    }
+}
+
+/// Why an order was refused. Each is also a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// Gross exposure would exceed `MAX_GROSS_EXPOSURE`.
+    MaxGrossExposure,
+    /// Net exposure would exceed `MAX_NET_EXPOSURE`.
+    MaxNetExposure,
+    /// The symbol's position would exceed `MAX_POSITION_SIZE`.
+    MaxPositionSize,
+    /// The order's notional is above the per-order limit.
+    MaxOrderNotional,
+    /// The limit price is too far from the mid.
+    PriceCollar,
+    /// Too many orders per second.
+    Throttled,
+    /// Below the minimum quantity or notional.
+    BelowMinimum,
+    /// Not a multiple of the lot size.
+    LotSize,
+    /// The symbol is not tradable here.
+    UnknownSymbol,
+    /// Market data for the symbol is stale or missing.
+    StaleMarketData,
+    /// Trading is halted.
+    KillSwitch,
+    /// Zero, negative or malformed quantity.
+    InvalidQuantity,
+    /// Zero, negative or malformed price.
+    InvalidPrice,
+    /// The venue refused the order.
+    VenueRejected,
+}
+
+impl RejectReason {
+    /// The snake_case name, as in JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxGrossExposure => "max_gross_exposure",
+            Self::MaxNetExposure => "max_net_exposure",
+            Self::MaxPositionSize => "max_position_size",
+            Self::MaxOrderNotional => "max_order_notional",
+            Self::PriceCollar => "price_collar",
+            Self::Throttled => "throttled",
+            Self::BelowMinimum => "below_minimum",
+            Self::LotSize => "lot_size",
+            Self::UnknownSymbol => "unknown_symbol",
+            Self::StaleMarketData => "stale_market_data",
+            Self::KillSwitch => "kill_switch",
+            Self::InvalidQuantity => "invalid_quantity",
+            Self::InvalidPrice => "invalid_price",
+            Self::VenueRejected => "venue_rejected",
+        }
+    }
+}
+
+/// What happened to an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecReport {
+    /// The intent this order executes.
+    pub intent_id: IntentId,
+    /// The venue's order id (empty when rejected before reaching a venue).
+    pub order_id: String,
+    /// Instrument.
+    pub symbol: Symbol,
+    /// Buy or sell.
+    pub side: Side,
+    /// New state of the order.
+    pub status: ExecStatus,
+    /// Why, when `status` is `rejected`; absent otherwise.
+    pub reason: Option<RejectReason>,
+    /// Free text for people: the limit that was hit, the venue's message.
+    pub detail: Option<String>,
+    /// `simulated`, `ibkr`, or `risk` for orders refused before any venue.
+    pub venue: String,
+    /// The order's total quantity.
+    pub order_qty: Decimal,
+    /// Execution id of this fill; fills only.
+    pub exec_id: Option<String>,
+    /// Price of this fill; fills only.
+    pub last_px: Option<Decimal>,
+    /// Size of this fill (0 when this report is not a fill).
+    pub last_qty: Decimal,
+    /// Filled so far.
+    pub cum_qty: Decimal,
+    /// Average price of what filled so far.
+    pub avg_px: Option<Decimal>,
+    /// Still working.
+    pub leaves_qty: Decimal,
+    /// Commission of this fill.
+    pub commission: Decimal,
+    /// Commission of the order so far.
+    pub cum_commission: Decimal,
+    /// Mid at decision time, copied from the intent.
+    pub arrival_mid: Decimal,
+    /// Signed cost of the fills so far versus `arrival_mid`, in basis points (positive = paid).
+    pub slippage_bps: Option<Decimal>,
+}
+impl Checked for ExecReport {
+    fn check(&self) -> Result<(), &'static str> {
+        if (self.status == ExecStatus::Rejected) != self.reason.is_some() {
+            return Err("reason is required for rejected reports and only for them");
+        }
+        Ok(())
+    }
+}
+keyed_by_symbol!(ExecReport);
+
+/// The Order Plane's current transaction-cost model: `cost_bps = half_spread_coef · half_spread_bps
+/// + impact_coef · σ_bps · sqrt(qty / volume)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostModelUpdate {
+    /// Weight of the half spread (1.0 = pay the half spread).
+    pub half_spread_coef: f64,
+    /// Coefficient of the square-root impact term.
+    pub impact_coef: f64,
+    /// Standard error of `half_spread_coef`.
+    pub half_spread_stderr: f64,
+    /// Standard error of `impact_coef`.
+    pub impact_stderr: f64,
+    /// Fills the model has learned from.
+    pub n_fills: u64,
+}
+impl Checked for CostModelUpdate {}
+impl Keyed for CostModelUpdate {
+    fn key(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// Trading was halted or resumed by the kill switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TradingHalt {
+    /// `true` while trading is halted.
+    pub halted: bool,
+    /// Who or what flipped the switch, and why.
+    pub reason: String,
+    /// Whether open orders were cancelled too.
+    pub cancel_open: bool,
+}
+impl Checked for TradingHalt {}
+impl Keyed for TradingHalt {
+    fn key(&self) -> Option<&str> {
+        None
+    }
+}
+
+payload_family! {
+    /// Everything on `exec_reports`.
+    ExecEvent on topics::EXEC_REPORTS => {
+        /// An order's state changed.
+        Report(ExecReport) = "exec_report",
+        /// New cost-model coefficients.
+        CostModel(CostModelUpdate) = "cost_model",
+        /// Kill switch flipped.
+        Halt(TradingHalt) = "trading_halt",
+    }
+}

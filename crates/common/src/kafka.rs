@@ -1,0 +1,284 @@
+//! Kafka plumbing every plane uses the same way.
+//!
+//! - [`producer`]: idempotent, `acks=all`, compressed, bounded linger.
+//! - [`consumer`]: at-least-once. Offsets are *stored* only by [`AckQueue`] once every output of
+//!   a message is acknowledged by the broker, and auto-commit only ever commits stored offsets.
+//! - [`ensure_topics`]: creates missing topics at start-up.
+//! - [`Publisher`]: encodes envelopes, keys them by symbol, and broadcasts unkeyed ones to every
+//!   partition.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode as Code;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::codec;
+use crate::config::KafkaConfig;
+use crate::events::{Envelope, Payload};
+
+/// What went wrong talking to Kafka.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// A client could not be created (bad settings).
+    #[error("cannot create Kafka client: {0}")]
+    Client(#[source] KafkaError),
+    /// The broker did not answer.
+    #[error("Kafka broker at {servers} unreachable: {source}")]
+    Unreachable {
+        /// Configured bootstrap servers.
+        servers: String,
+        /// Underlying error.
+        #[source]
+        source: KafkaError,
+    },
+    /// Creating a topic failed.
+    #[error("cannot create topic {topic}: {code:?}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        code: RDKafkaErrorCode,
+    },
+    /// A record was not delivered (after librdkafka's own retries).
+    #[error("delivery to Kafka failed: {0}")]
+    Delivery(#[source] KafkaError),
+    /// The producer dropped a delivery report (it was shut down).
+    #[error("delivery report lost: producer closed")]
+    DeliveryCancelled,
+}
+
+fn base(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.bootstrap_servers)
+        .set("client.id", client_id)
+        // One box, often just started: find the broker quickly again after it restarts.
+        .set("reconnect.backoff.max.ms", "2000")
+        .set("log_level", "4");
+    c
+}
+
+/// An idempotent producer: `acks=all`, ordered retries, compression and linger from config.
+pub fn producer(cfg: &KafkaConfig, client_id: &str) -> Result<FutureProducer, BrokerError> {
+    base(cfg, client_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", &cfg.compression)
+        .set("linger.ms", cfg.linger_ms.to_string())
+        .set("batch.size", cfg.batch_size.to_string())
+        .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .map_err(BrokerError::Client)
+}
+
+/// An at-least-once consumer in `group_id`: offsets are stored explicitly (see [`AckQueue`]) and
+/// committed in the background; a new group starts at the beginning of each topic.
+pub fn consumer(cfg: &KafkaConfig, group_id: &str, client_id: &str) -> Result<StreamConsumer, BrokerError> {
+    base(cfg, client_id)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
+        .set("max.poll.interval.ms", cfg.max_poll_interval_ms.to_string())
+        .create()
+        .map_err(BrokerError::Client)
+}
+
+/// Creates each of `topics` (full names) that does not exist yet, and returns every topic's
+/// partition count.
+pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[String]) -> Result<HashMap<String, i32>, BrokerError> {
+    let admin: AdminClient<DefaultClientContext> =
+        base(cfg, "algotrader-admin").create().map_err(BrokerError::Client)?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(&new, &opts)
+        .await
+        .map_err(|source| BrokerError::Unreachable { servers: cfg.bootstrap_servers.clone(), source })?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(%topic, partitions = cfg.partitions, "Topic created."),
+            Err((_, Code::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(BrokerError::CreateTopic { topic, code }),
+        }
+    }
+    partition_counts(admin.inner(), cfg, topics)
+}
+
+fn partition_counts<C: rdkafka::client::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    cfg: &KafkaConfig,
+    topics: &[String],
+) -> Result<HashMap<String, i32>, BrokerError> {
+    let unreachable = |source| BrokerError::Unreachable { servers: cfg.bootstrap_servers.clone(), source };
+    let mut counts = HashMap::new();
+    for topic in topics {
+        // Metadata may lag creation by a moment; ask until the partitions are there.
+        let mut tries = 0;
+        loop {
+            let md = client.fetch_metadata(Some(topic), Duration::from_secs(5)).map_err(unreachable)?;
+            let n = md.topics().first().map_or(0, |t| t.partitions().len());
+            if n > 0 {
+                counts.insert(topic.clone(), i32::try_from(n).unwrap_or(i32::MAX));
+                break;
+            }
+            tries += 1;
+            if tries > 50 {
+                return Err(BrokerError::CreateTopic { topic: topic.clone(), code: Code::UnknownTopicOrPartition });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(counts)
+}
+
+/// Whether the broker answers a metadata request within `timeout`. Blocking: call it from
+/// `spawn_blocking`.
+pub fn broker_reachable<C: rdkafka::client::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    timeout: Duration,
+) -> bool {
+    client.fetch_metadata(None, timeout).is_ok()
+}
+
+/// Encodes envelopes and hands them to the producer; returns the delivery futures to await.
+pub struct Publisher {
+    producer: FutureProducer,
+    partitions: HashMap<String, i32>,
+    prefix: String,
+    buf: Vec<u8>,
+}
+
+impl Publisher {
+    /// A publisher over `producer`; `partitions` holds each topic's partition count (from
+    /// [`ensure_topics`]), needed to broadcast unkeyed events.
+    pub fn new(producer: FutureProducer, cfg: &KafkaConfig, partitions: HashMap<String, i32>) -> Self {
+        Self { producer, partitions, prefix: cfg.topic_prefix.clone(), buf: Vec::with_capacity(1024) }
+    }
+
+    /// The producer, for flushing at shutdown and health checks.
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Encodes `envelope` and enqueues it on its topic, keyed by symbol (or to every partition
+    /// when it has no symbol). Waits while the producer's queue is full.
+    pub async fn publish<P: Payload>(
+        &mut self,
+        envelope: &Envelope<P>,
+        acks: &mut Vec<DeliveryFuture>,
+    ) -> Result<(), BrokerError> {
+        self.buf.clear();
+        codec::encode_into(envelope, &mut self.buf);
+        let topic = format!("{}{}", self.prefix, P::TOPIC);
+        let ts = i64::try_from(envelope.ts_event.as_millis()).ok();
+        match envelope.payload.key() {
+            Some(key) => {
+                let future = self.send(&topic, Some(key), None, ts).await?;
+                acks.push(future);
+            }
+            None => {
+                let n = self.partitions.get(&topic).copied().unwrap_or(1);
+                for partition in 0..n {
+                    let future = self.send(&topic, None, Some(partition), ts).await?;
+                    acks.push(future);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        partition: Option<i32>,
+        ts: Option<i64>,
+    ) -> Result<DeliveryFuture, BrokerError> {
+        loop {
+            let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).payload(&self.buf);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            if let Some(ts) = ts {
+                record = record.timestamp(ts);
+            }
+            match self.producer.send_result(record) {
+                Ok(future) => return Ok(future),
+                Err((KafkaError::MessageProduction(Code::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => return Err(BrokerError::Delivery(e)),
+            }
+        }
+    }
+
+    /// Waits until everything enqueued is delivered or `timeout` passes.
+    pub fn flush(&self, timeout: Duration) -> Result<(), BrokerError> {
+        self.producer.flush(timeout).map_err(BrokerError::Delivery)
+    }
+}
+
+/// Awaits delivery reports in the order their inputs were processed and calls `on_ack` with each
+/// input's token once all of that input's outputs are on the broker. This is what makes a
+/// consumer at-least-once without making it wait for the broker on every message: the token is
+/// typically an offset to store, or a replay position to checkpoint.
+pub struct AckQueue<T> {
+    tx: mpsc::Sender<(T, Vec<DeliveryFuture>)>,
+}
+
+impl<T: Send + 'static> AckQueue<T> {
+    /// Starts the awaiting task. At most `capacity` inputs wait at once; [`push`](Self::push)
+    /// then waits, which is the pipeline's back-pressure.
+    pub fn spawn<F>(capacity: usize, mut on_ack: F) -> (Self, JoinHandle<Result<u64, BrokerError>>)
+    where
+        F: FnMut(T) + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::channel::<(T, Vec<DeliveryFuture>)>(capacity);
+        let task = tokio::spawn(async move {
+            let mut acked = 0u64;
+            while let Some((token, futures)) = rx.recv().await {
+                for future in futures {
+                    match future.await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err((e, _))) => return Err(BrokerError::Delivery(e)),
+                        Err(_) => return Err(BrokerError::DeliveryCancelled),
+                    }
+                }
+                on_ack(token);
+                acked += 1;
+            }
+            Ok(acked)
+        });
+        (Self { tx }, task)
+    }
+
+    /// Queues one input's outputs. Returns `false` when the awaiting task has stopped (a
+    /// delivery failed); the caller should stop and read the task's error.
+    pub async fn push(&self, token: T, futures: Vec<DeliveryFuture>) -> bool {
+        self.tx.send((token, futures)).await.is_ok()
+    }
+}
+
+/// Flushes `producer` before exit; logs instead of failing, since shutdown goes on regardless.
+pub fn flush_on_shutdown<P: Producer>(producer: &P, timeout: Duration) {
+    if let Err(e) = producer.flush(timeout) {
+        tracing::error!(error = %e, "Producer flush at shutdown failed; undelivered records will be re-sent after restart.");
+    }
+}

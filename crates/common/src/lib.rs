@@ -1,0 +1,33 @@
+//! AlgoTrader's shared vocabulary: everything two planes must agree on, and the plumbing every
+//! plane needs in the same way.
+//!
+//! # Layout
+//! - [`topics`]: the Kafka topic names.
+//! - [`types`]: checked newtypes (`Symbol`, `Price`, `Quantity`, `UnixNanos`, `EventId`).
+//! - [`events`]: the envelope and the four payload families, one per topic.
+//! - [`codec`]: strict JSON encoding and decoding of envelopes.
+//! - [`ids`]: deterministic, time-ordered event ids.
+//! - [`clock`]: the injected clock.
+//! - [`config`]: layered, strict configuration (`config/*.toml`, `.env`, environment).
+//! - [`kafka`]: producer, consumer, topic creation and in-order delivery tracking.
+//! - [`http`]: `/metrics`, `/health/live`, `/health/ready`.
+//! - [`telemetry`]: tracing to stdout and to `logs/`.
+//! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
+//!
+//! Pure modules (`types`, `events`, `codec`, `ids`, `clock`) use no async runtime, so the planes'
+//! synchronous cores can depend on them freely.
+
+pub mod clock;
+pub mod codec;
+pub mod config;
+pub mod events;
+pub mod http;
+pub mod ids;
+pub mod kafka;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topics;
+pub mod types;
+
+/// Exit code for a configuration error (`EX_CONFIG` from sysexits.h).
+pub const EXIT_CONFIG: i32 = 78;

@@ -1,0 +1,23 @@
+//! Logging: `tracing` to stdout and, when a log folder is configured, to a daily file in it.
+
+use std::path::Path;
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Starts logging at `level` (a filter such as `info`), to stdout and to `<dir>/<name>.log.<date>`
+/// when `dir` is not empty. Keep the returned guard alive: dropping it flushes the file.
+pub fn init(level: &str, dir: &Path, name: &str) -> Option<WorkerGuard> {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let stdout = tracing_subscriber::fmt::layer().with_target(false);
+    if dir.as_os_str().is_empty() {
+        let _ = tracing_subscriber::registry().with(filter).with(stdout).try_init();
+        return None;
+    }
+    let (writer, guard) = tracing_appender::non_blocking(tracing_appender::rolling::daily(dir, format!("{name}.log")));
+    let file = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(writer);
+    let _ = tracing_subscriber::registry().with(filter).with(stdout).with(file).try_init();
+    Some(guard)
+}

@@ -1,0 +1,237 @@
+//! Checked newtypes for the values every event carries. Constructors reject what a venue should
+//! never send, and decoding goes through the same constructors, so a value of one of these types
+//! is always valid.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A value was outside the domain of its type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// The symbol is empty, too long, or has characters outside `[A-Za-z0-9._:/-]`.
+    #[error("invalid symbol {0:?}: 1 to {MAX_SYMBOL_LEN} characters of A-Z a-z 0-9 . _ : / -")]
+    Symbol(String),
+    /// A price that is zero or negative.
+    #[error("price must be positive, got {0}")]
+    NonPositivePrice(Decimal),
+    /// A quantity below zero.
+    #[error("quantity must not be negative, got {0}")]
+    NegativeQuantity(Decimal),
+}
+
+/// Longest accepted symbol.
+pub const MAX_SYMBOL_LEN: usize = 32;
+
+/// An instrument symbol as the venue names it, e.g. `BTCUSDT` or `AAPL`. Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Symbol(Arc<str>);
+
+impl Symbol {
+    /// Checks and wraps a symbol.
+    pub fn new(s: impl AsRef<str>) -> Result<Self, ValueError> {
+        let s = s.as_ref();
+        let ok = !s.is_empty()
+            && s.len() <= MAX_SYMBOL_LEN
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b));
+        if ok { Ok(Self(Arc::from(s))) } else { Err(ValueError::Symbol(s.to_owned())) }
+    }
+
+    /// The symbol as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Symbol {
+    type Error = ValueError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl Serialize for Symbol {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A strictly positive price, exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "Decimal", into = "Decimal")]
+pub struct Price(Decimal);
+
+impl Price {
+    /// Checks and wraps a price.
+    pub fn new(d: Decimal) -> Result<Self, ValueError> {
+        if d > Decimal::ZERO { Ok(Self(d)) } else { Err(ValueError::NonPositivePrice(d)) }
+    }
+
+    /// The price as a decimal.
+    pub fn get(self) -> Decimal {
+        self.0
+    }
+}
+
+impl TryFrom<Decimal> for Price {
+    type Error = ValueError;
+    fn try_from(d: Decimal) -> Result<Self, Self::Error> {
+        Self::new(d)
+    }
+}
+
+impl From<Price> for Decimal {
+    fn from(p: Price) -> Self {
+        p.0
+    }
+}
+
+impl fmt::Display for Price {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A non-negative quantity (size, volume), exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "Decimal", into = "Decimal")]
+pub struct Quantity(Decimal);
+
+impl Quantity {
+    /// Zero.
+    pub const ZERO: Self = Self(Decimal::ZERO);
+
+    /// Checks and wraps a quantity.
+    pub fn new(d: Decimal) -> Result<Self, ValueError> {
+        if d >= Decimal::ZERO { Ok(Self(d)) } else { Err(ValueError::NegativeQuantity(d)) }
+    }
+
+    /// The quantity as a decimal.
+    pub fn get(self) -> Decimal {
+        self.0
+    }
+}
+
+impl TryFrom<Decimal> for Quantity {
+    type Error = ValueError;
+    fn try_from(d: Decimal) -> Result<Self, Self::Error> {
+        Self::new(d)
+    }
+}
+
+impl From<Quantity> for Decimal {
+    fn from(q: Quantity) -> Self {
+        q.0
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Nanoseconds since the Unix epoch (UTC). Serialized as a plain integer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UnixNanos(pub u64);
+
+impl UnixNanos {
+    /// Whole milliseconds since the epoch.
+    pub fn as_millis(self) -> u64 {
+        self.0 / 1_000_000
+    }
+
+    /// `self - earlier`, or zero when `earlier` is later.
+    pub fn saturating_sub(self, earlier: UnixNanos) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl fmt::Display for UnixNanos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A unique, time-ordered event id (a UUIDv7), written as a hyphenated UUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(pub Uuid);
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for EventId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// Buy or sell: the side of an order, or the aggressor of a trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// Buy side.
+    Buy,
+    /// Sell side.
+    Sell,
+}
+
+impl Side {
+    /// +1 for buy, -1 for sell.
+    pub fn sign(self) -> Decimal {
+        match self {
+            Side::Buy => Decimal::ONE,
+            Side::Sell => Decimal::NEGATIVE_ONE,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::dec;
+
+    #[test]
+    fn symbol_rules() {
+        assert!(Symbol::new("BTCUSDT").is_ok());
+        assert!(Symbol::new("BRK.B").is_ok());
+        assert!(Symbol::new("").is_err());
+        assert!(Symbol::new("A B").is_err());
+        assert!(Symbol::new("X".repeat(MAX_SYMBOL_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn price_and_quantity_bounds() {
+        assert!(Price::new(dec!(0.01)).is_ok());
+        assert_eq!(Price::new(dec!(0)), Err(ValueError::NonPositivePrice(dec!(0))));
+        assert!(Price::new(dec!(-1)).is_err());
+        assert!(Quantity::new(dec!(0)).is_ok());
+        assert!(Quantity::new(dec!(-0.1)).is_err());
+    }
+
+    #[test]
+    fn decoding_goes_through_the_checks() {
+        assert!(serde_json::from_str::<Price>("\"-5\"").is_err());
+        assert!(serde_json::from_str::<Symbol>("\"a b\"").is_err());
+        let p: Price = serde_json::from_str("\"61685.99\"").unwrap();
+        assert_eq!(p.get(), dec!(61685.99));
+        assert_eq!(serde_json::to_string(&p).unwrap(), "\"61685.99\"");
+    }
+}

@@ -1,0 +1,143 @@
+//! The Data Plane's synchronous core: raw rows in, envelopes and rejections out. No IO, no async,
+//! no wall clock except through the injected [`Clock`] (for `ts_init` only).
+
+use std::sync::Arc;
+
+use common::clock::Clock;
+use common::config::DataPlaneConfig;
+use common::events::{Envelope, MarketEvent, OfiEvent, SCHEMA_VERSION, Source, SymbolStatus};
+use common::ids;
+use common::types::{EventId, Symbol, UnixNanos};
+
+use crate::ofi::{ClosedWindow, OfiEngine};
+use crate::quality::{Accepted, QualityChecker, Rejection};
+use crate::source::RawEvent;
+
+/// How often, in event time, stale symbols are looked for.
+const STALE_SWEEP_NS: u64 = 100_000_000;
+
+/// What the core produced for one input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// A record for `market_events`.
+    Market(Envelope<MarketEvent>),
+    /// A record for `ofi_events`.
+    Ofi(Envelope<OfiEvent>),
+    /// The input was refused.
+    Rejected {
+        /// Why.
+        reason: Rejection,
+        /// Its symbol.
+        symbol: Symbol,
+        /// Its replay position.
+        seq: u64,
+    },
+}
+
+/// Quality checks, normalization and OFI for every symbol of one stream of market data.
+pub struct DataCore<C> {
+    clock: C,
+    source: Arc<Source>,
+    stream: u64,
+    quality: QualityChecker,
+    ofi: OfiEngine,
+    closed: Vec<ClosedWindow>,
+    next_sweep: u64,
+    status_seq: u64,
+}
+
+impl<C: Clock> DataCore<C> {
+    /// A core for the stream named `stream` (event ids derive from it), writing as `source`.
+    pub fn new(cfg: &DataPlaneConfig, stream: &str, source: Arc<Source>, clock: C) -> Self {
+        Self {
+            clock,
+            source,
+            stream: ids::stream_hash(stream),
+            quality: QualityChecker::new(cfg.quality.clone()),
+            ofi: OfiEngine::new(cfg.ofi.window_ms, cfg.ofi.depth_levels),
+            closed: Vec::new(),
+            next_sweep: 0,
+            status_seq: 0,
+        }
+    }
+
+    fn envelope<P>(&self, id: EventId, ts_event: UnixNanos, causation_id: Option<EventId>, payload: P) -> Envelope<P> {
+        Envelope {
+            schema_version: SCHEMA_VERSION,
+            event_id: id,
+            source: Arc::clone(&self.source),
+            ts_event,
+            ts_init: self.clock.now(),
+            causation_id,
+            payload,
+        }
+    }
+
+    /// Processes one row, appending what it produced to `out` in publication order.
+    pub fn process(&mut self, ev: RawEvent, out: &mut Vec<Output>) {
+        if ev.ts.0 >= self.next_sweep {
+            self.next_sweep = ev.ts.0.saturating_add(STALE_SWEEP_NS);
+            self.sweep(ev.ts, None, out);
+        }
+        let checked = self.quality.check(&ev);
+        let id = ids::event_id(ev.ts, self.stream, ev.seq);
+        for status in checked.status {
+            self.ofi.mark_gap(&status.symbol);
+            self.push_status(ev.ts, Some(id), status, out);
+        }
+        match checked.verdict {
+            Err(reason) => out.push(Output::Rejected { reason, symbol: ev.symbol, seq: ev.seq }),
+            Ok(Accepted::Quote(q)) => {
+                self.ofi.on_quote(ev.ts, id, &q, &mut self.closed);
+                self.flush_windows(out);
+                out.push(Output::Market(self.envelope(id, ev.ts, None, MarketEvent::Quote(q))));
+            }
+            Ok(Accepted::Trade(t)) => {
+                self.ofi.on_trade(ev.ts, &t, &mut self.closed);
+                self.flush_windows(out);
+                out.push(Output::Market(self.envelope(id, ev.ts, None, MarketEvent::Trade(t))));
+            }
+        }
+    }
+
+    /// Event time has reached `now` with no event (a live feed's timer): closes finished windows
+    /// and reports symbols that went stale.
+    pub fn advance(&mut self, now: UnixNanos, out: &mut Vec<Output>) {
+        self.sweep(now, None, out);
+        self.ofi.close_until(now, &mut self.closed);
+        self.flush_windows(out);
+    }
+
+    /// The input has ended: closes every open window.
+    pub fn finish(&mut self, out: &mut Vec<Output>) {
+        self.ofi.finish(&mut self.closed);
+        self.flush_windows(out);
+    }
+
+    /// Symbols currently stale.
+    pub fn stale_symbols(&self) -> usize {
+        self.quality.stale_count()
+    }
+
+    fn sweep(&mut self, now: UnixNanos, cause: Option<EventId>, out: &mut Vec<Output>) {
+        for status in self.quality.sweep_stale(now) {
+            self.push_status(now, cause, status, out);
+        }
+    }
+
+    fn push_status(&mut self, ts: UnixNanos, cause: Option<EventId>, status: SymbolStatus, out: &mut Vec<Output>) {
+        self.status_seq += 1;
+        let identity = format!("status:{}:{}:{}:{}", self.stream, status.symbol, ts.0, self.status_seq);
+        let id = EventId(ids::derive_uuid(ts, identity.as_bytes()));
+        out.push(Output::Market(self.envelope(id, ts, cause, MarketEvent::Status(status))));
+    }
+
+    fn flush_windows(&mut self, out: &mut Vec<Output>) {
+        for closed in std::mem::take(&mut self.closed) {
+            let w = closed.window;
+            let identity = format!("ofi:{}:{}:{}", self.stream, w.symbol, w.window_start.0);
+            let id = EventId(ids::derive_uuid(w.window_end, identity.as_bytes()));
+            out.push(Output::Ofi(self.envelope(id, w.window_end, Some(closed.last_quote), OfiEvent::Window(w))));
+        }
+    }
+}

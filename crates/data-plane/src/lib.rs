@@ -1,0 +1,19 @@
+//! The Data Plane: market data in, checked, turned into Order Flow Imbalance, and published to
+//! `market_events` and `ofi_events`.
+//!
+//! # Layout
+//! - [`source`]: the replay source (CSV and Parquet files, folders, looping).
+//! - [`quality`]: quality checks with a named reason per rejection.
+//! - [`ofi`]: Order Flow Imbalance per symbol and window (CKS 2014, multi-level XGH 2019).
+//! - [`core`]: the synchronous core: rows in, envelopes out.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`run`]: the async shell: pacing, Kafka, delivery tracking, health, shutdown.
+
+pub mod core;
+pub mod metrics;
+pub mod ofi;
+pub mod quality;
+pub mod run;
+pub mod source;
+
+pub use run::{RunError, bind, run};

@@ -1,0 +1,398 @@
+//! Order Flow Imbalance, exactly as Cont, Kukanov & Stoikov (2014), per symbol and per window of
+//! event time, plus the multi-level OFI of Xu, Gould & Howison (2019) when depth arrives.
+//!
+//! For consecutive quotes n-1, n of one symbol:
+//! `e_n = q^B_n·1[P^B_n ≥ P^B_{n-1}] − q^B_{n-1}·1[P^B_n ≤ P^B_{n-1}]
+//!      − q^A_n·1[P^A_n ≤ P^A_{n-1}] + q^A_{n-1}·1[P^A_n ≥ P^A_{n-1}]`, 0 for the first quote.
+//! A window `[k·W, (k+1)·W)` holding at least one quote is emitted when the symbol's first event
+//! past it arrives, or when [`OfiEngine::close_until`] / [`OfiEngine::finish`] say time has moved on.
+//! Arithmetic is exact (decimal), so the values do not depend on replay speed or platform.
+
+use std::collections::HashMap;
+
+use common::events::{DepthUpdate, OfiWindow, Quote, Trade};
+use common::types::{EventId, Symbol, UnixNanos};
+use rust_decimal::Decimal;
+
+/// Decimal places kept in the derived ratios (`mean_depth`, `ofi_normalized`).
+const RATIO_DP: u32 = 12;
+
+/// One side's best price and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Book {
+    bid_px: Decimal,
+    bid_sz: Decimal,
+    ask_px: Decimal,
+    ask_sz: Decimal,
+}
+
+/// The CKS contribution of book `now` after book `prev`.
+fn contribution(prev: &Book, now: &Book) -> Decimal {
+    let mut e = Decimal::ZERO;
+    if now.bid_px >= prev.bid_px {
+        e += now.bid_sz;
+    }
+    if now.bid_px <= prev.bid_px {
+        e -= prev.bid_sz;
+    }
+    if now.ask_px <= prev.ask_px {
+        e -= now.ask_sz;
+    }
+    if now.ask_px >= prev.ask_px {
+        e += prev.ask_sz;
+    }
+    e
+}
+
+#[derive(Debug)]
+struct Window {
+    index: u64,
+    ofi: Decimal,
+    n_quotes: u32,
+    n_trades: u32,
+    mid_open: Option<Decimal>,
+    mid_close: Decimal,
+    depth_sum: Decimal,
+    trade_imbalance: Decimal,
+    mlofi: Option<Vec<Decimal>>,
+    data_gap: bool,
+    last_quote: Option<EventId>,
+}
+
+#[derive(Debug, Default)]
+struct SymbolOfi {
+    prev: Option<Book>,
+    prev_depth: Option<Vec<Book>>,
+    last_mid: Option<Decimal>,
+    window: Option<Window>,
+    gap: bool,
+}
+
+/// A closed window and the quote that closed its accounting (its causation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedWindow {
+    /// The window.
+    pub window: OfiWindow,
+    /// The window's last quote.
+    pub last_quote: EventId,
+}
+
+/// OFI state of every symbol.
+#[derive(Debug)]
+pub struct OfiEngine {
+    window_ns: u64,
+    depth_levels: usize,
+    symbols: HashMap<Symbol, SymbolOfi>,
+}
+
+impl OfiEngine {
+    /// Windows of `window_ms` milliseconds; multi-level OFI over `depth_levels` levels.
+    pub fn new(window_ms: u64, depth_levels: usize) -> Self {
+        Self { window_ns: window_ms.saturating_mul(1_000_000).max(1), depth_levels, symbols: HashMap::new() }
+    }
+
+    fn index(&self, ts: UnixNanos) -> u64 {
+        ts.0 / self.window_ns
+    }
+
+    /// Prepares `symbol`'s window for an event at `ts`: closes an older one into `out`.
+    fn roll<'a>(
+        &self,
+        state: &'a mut SymbolOfi,
+        symbol: &Symbol,
+        ts: UnixNanos,
+        out: &mut Vec<ClosedWindow>,
+    ) -> &'a mut Window {
+        let k = self.index(ts);
+        if state.window.as_ref().is_some_and(|w| w.index < k) {
+            if let Some(closed) = self.close(symbol, state) {
+                out.push(closed);
+            }
+        }
+        let gap = std::mem::take(&mut state.gap);
+        let last_mid = state.last_mid;
+        let w = state.window.get_or_insert_with(|| Window {
+            index: k,
+            ofi: Decimal::ZERO,
+            n_quotes: 0,
+            n_trades: 0,
+            mid_open: last_mid,
+            mid_close: Decimal::ZERO,
+            depth_sum: Decimal::ZERO,
+            trade_imbalance: Decimal::ZERO,
+            mlofi: None,
+            data_gap: false,
+            last_quote: None,
+        });
+        w.data_gap |= gap;
+        w
+    }
+
+    fn close(&self, symbol: &Symbol, state: &mut SymbolOfi) -> Option<ClosedWindow> {
+        let w = state.window.take()?;
+        let last_quote = w.last_quote?;
+        let n = Decimal::from(w.n_quotes);
+        let mean_depth = (w.depth_sum / (n * Decimal::TWO)).round_dp(RATIO_DP);
+        let ofi_normalized = w.ofi.checked_div(mean_depth).unwrap_or_default().round_dp(RATIO_DP);
+        let mid_open = w.mid_open.unwrap_or(w.mid_close);
+        let start = w.index * self.window_ns;
+        Some(ClosedWindow {
+            window: OfiWindow {
+                symbol: symbol.clone(),
+                window_start: UnixNanos(start),
+                window_end: UnixNanos(start + self.window_ns),
+                ofi: w.ofi.normalize(),
+                n_quotes: w.n_quotes,
+                n_trades: w.n_trades,
+                mid_open: mid_open.normalize(),
+                mid_close: w.mid_close.normalize(),
+                mid_change: (w.mid_close - mid_open).normalize(),
+                mean_depth: mean_depth.normalize(),
+                ofi_normalized: ofi_normalized.normalize(),
+                trade_imbalance: w.trade_imbalance.normalize(),
+                mlofi: w.mlofi.map(|v| v.into_iter().map(|d| d.normalize()).collect()),
+                data_gap: w.data_gap,
+            },
+            last_quote,
+        })
+    }
+
+    /// Adds an accepted quote.
+    pub fn on_quote(&mut self, ts: UnixNanos, id: EventId, q: &Quote, out: &mut Vec<ClosedWindow>) {
+        let mut state = self.symbols.remove(&q.symbol).unwrap_or_default();
+        let book =
+            Book { bid_px: q.bid_px.get(), bid_sz: q.bid_sz.get(), ask_px: q.ask_px.get(), ask_sz: q.ask_sz.get() };
+        let e = state.prev.as_ref().map_or(Decimal::ZERO, |prev| contribution(prev, &book));
+        let mid = q.mid();
+        let w = self.roll(&mut state, &q.symbol, ts, out);
+        w.mid_open.get_or_insert(mid);
+        w.ofi += e;
+        w.n_quotes += 1;
+        w.mid_close = mid;
+        w.depth_sum += book.bid_sz + book.ask_sz;
+        w.last_quote = Some(id);
+        state.prev = Some(book);
+        state.last_mid = Some(mid);
+        self.symbols.insert(q.symbol.clone(), state);
+    }
+
+    /// Adds an accepted trade to its window's trade imbalance.
+    pub fn on_trade(&mut self, ts: UnixNanos, t: &Trade, out: &mut Vec<ClosedWindow>) {
+        let mut state = self.symbols.remove(&t.symbol).unwrap_or_default();
+        let w = self.roll(&mut state, &t.symbol, ts, out);
+        w.n_trades += 1;
+        w.trade_imbalance += t.aggressor.sign() * t.size.get();
+        self.symbols.insert(t.symbol.clone(), state);
+    }
+
+    /// Adds a depth snapshot to the window's multi-level OFI: the CKS contribution computed level
+    /// by level (level m's best price and size on each side), over the configured levels present
+    /// in both this snapshot and the previous one.
+    pub fn on_depth(&mut self, ts: UnixNanos, d: &DepthUpdate, out: &mut Vec<ClosedWindow>) {
+        let levels = self.depth_levels;
+        let mut state = self.symbols.remove(&d.symbol).unwrap_or_default();
+        let books: Vec<Book> = d
+            .bids
+            .iter()
+            .zip(&d.asks)
+            .take(levels)
+            .map(|(b, a)| Book { bid_px: b.px.get(), bid_sz: b.sz.get(), ask_px: a.px.get(), ask_sz: a.sz.get() })
+            .collect();
+        let prev = state.prev_depth.take();
+        let w = self.roll(&mut state, &d.symbol, ts, out);
+        let acc = w.mlofi.get_or_insert_with(|| vec![Decimal::ZERO; levels]);
+        if let Some(prev) = &prev {
+            for (m, (p, n)) in prev.iter().zip(&books).enumerate() {
+                acc[m] += contribution(p, n);
+            }
+        }
+        state.prev_depth = Some(books);
+        self.symbols.insert(d.symbol.clone(), state);
+    }
+
+    /// Marks `symbol`'s next window as following a gap in its data.
+    pub fn mark_gap(&mut self, symbol: &Symbol) {
+        let state = self.symbols.entry(symbol.clone()).or_default();
+        match &mut state.window {
+            Some(w) => w.data_gap = true,
+            None => state.gap = true,
+        }
+    }
+
+    /// Closes every window that ends at or before `now` (event time), in symbol order.
+    pub fn close_until(&mut self, now: UnixNanos, out: &mut Vec<ClosedWindow>) {
+        let mut symbols: Vec<Symbol> = self
+            .symbols
+            .iter()
+            .filter(|(_, s)| s.window.as_ref().is_some_and(|w| (w.index + 1) * self.window_ns <= now.0))
+            .map(|(k, _)| k.clone())
+            .collect();
+        symbols.sort();
+        for symbol in symbols {
+            if let Some(mut state) = self.symbols.remove(&symbol) {
+                if let Some(closed) = self.close(&symbol, &mut state) {
+                    out.push(closed);
+                }
+                self.symbols.insert(symbol, state);
+            }
+        }
+    }
+
+    /// Closes every open window (end of input).
+    pub fn finish(&mut self, out: &mut Vec<ClosedWindow>) {
+        self.close_until(UnixNanos(u64::MAX), out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::events::Level;
+    use common::types::{Price, Quantity, Side};
+    use rust_decimal::dec;
+    use uuid::Uuid;
+
+    fn sym() -> Symbol {
+        Symbol::new("X").unwrap()
+    }
+
+    fn q(bid: Decimal, bsz: Decimal, ask: Decimal, asz: Decimal) -> Quote {
+        Quote {
+            symbol: sym(),
+            bid_px: Price::new(bid).unwrap(),
+            bid_sz: Quantity::new(bsz).unwrap(),
+            ask_px: Price::new(ask).unwrap(),
+            ask_sz: Quantity::new(asz).unwrap(),
+        }
+    }
+
+    fn id(n: u128) -> EventId {
+        EventId(Uuid::from_u128(n))
+    }
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn contribution_cases_by_hand() {
+        let prev = Book { bid_px: dec!(10), bid_sz: dec!(5), ask_px: dec!(11), ask_sz: dec!(7) };
+        let b = |bp, bs, ap, asz| Book { bid_px: bp, bid_sz: bs, ask_px: ap, ask_sz: asz };
+        // Same prices: Δq^B − Δq^A = (6 − 5) − (4 − 7) = 4.
+        assert_eq!(contribution(&prev, &b(dec!(10), dec!(6), dec!(11), dec!(4))), dec!(4));
+        // Bid up: +q^B_n = 3; ask unchanged: −q^A_n + q^A_{n-1} = −7 + 7.
+        assert_eq!(contribution(&prev, &b(dec!(10.5), dec!(3), dec!(11), dec!(7))), dec!(3));
+        // Bid down: −q^B_{n-1} = −5; ask down: −q^A_n = −2.
+        assert_eq!(contribution(&prev, &b(dec!(9.5), dec!(8), dec!(10.5), dec!(2))), dec!(-7));
+        // Ask up: +q^A_{n-1} = 7; bid unchanged: 5 − 5.
+        assert_eq!(contribution(&prev, &b(dec!(10), dec!(5), dec!(11.5), dec!(9))), dec!(7));
+    }
+
+    #[test]
+    fn windows_by_hand() {
+        let mut e = OfiEngine::new(1000, 5);
+        let mut out = Vec::new();
+        // Window 0: e = 0 (first), then +4 (sizes), then bid up +3 → ofi 7.
+        e.on_quote(UnixNanos(100 * MS), id(1), &q(dec!(10), dec!(5), dec!(11), dec!(7)), &mut out);
+        e.on_quote(UnixNanos(200 * MS), id(2), &q(dec!(10), dec!(6), dec!(11), dec!(4)), &mut out);
+        e.on_trade(
+            UnixNanos(300 * MS),
+            &Trade {
+                symbol: sym(),
+                price: Price::new(dec!(11)).unwrap(),
+                size: Quantity::new(dec!(2)).unwrap(),
+                aggressor: Side::Buy,
+            },
+            &mut out,
+        );
+        e.on_trade(
+            UnixNanos(400 * MS),
+            &Trade {
+                symbol: sym(),
+                price: Price::new(dec!(10)).unwrap(),
+                size: Quantity::new(dec!(0.5)).unwrap(),
+                aggressor: Side::Sell,
+            },
+            &mut out,
+        );
+        e.on_quote(UnixNanos(900 * MS), id(3), &q(dec!(10.5), dec!(3), dec!(11), dec!(4)), &mut out);
+        assert!(out.is_empty());
+        // Window 2 (window 1 is empty): ask down → −q^A_n = −1, bid same: 3 − 3 → −1.
+        e.on_quote(UnixNanos(2_500 * MS), id(4), &q(dec!(10.5), dec!(3), dec!(10.75), dec!(1)), &mut out);
+        assert_eq!(out.len(), 1);
+        let w = &out[0].window;
+        assert_eq!((w.window_start, w.window_end), (UnixNanos(0), UnixNanos(1_000 * MS)));
+        assert_eq!(w.ofi, dec!(7));
+        assert_eq!((w.n_quotes, w.n_trades), (3, 2));
+        assert_eq!(w.mid_open, dec!(10.5), "first window opens at its first quote");
+        assert_eq!(w.mid_close, dec!(10.75));
+        assert_eq!(w.mid_change, dec!(0.25));
+        // depths: (5+7)/2=6, (6+4)/2=5, (3+4)/2=3.5 → mean 14.5/3
+        assert_eq!(w.mean_depth, (dec!(14.5) / dec!(3)).round_dp(12).normalize());
+        assert_eq!(w.ofi_normalized, (dec!(7) / (dec!(14.5) / dec!(3)).round_dp(12)).round_dp(12).normalize());
+        assert_eq!(w.trade_imbalance, dec!(1.5));
+        assert_eq!(out[0].last_quote, id(3));
+        e.finish(&mut out);
+        let w2 = &out[1].window;
+        assert_eq!(w2.window_start, UnixNanos(2_000 * MS));
+        assert_eq!(w2.ofi, dec!(-1));
+        assert_eq!(w2.mid_open, dec!(10.75), "opens at the last mid before it");
+        assert_eq!(w2.mid_close, dec!(10.625));
+        assert_eq!(w2.mid_change, dec!(-0.125));
+    }
+
+    #[test]
+    fn a_window_of_trades_only_is_not_emitted() {
+        let mut e = OfiEngine::new(1000, 5);
+        let mut out = Vec::new();
+        e.on_trade(
+            UnixNanos(100 * MS),
+            &Trade {
+                symbol: sym(),
+                price: Price::new(dec!(1)).unwrap(),
+                size: Quantity::new(dec!(1)).unwrap(),
+                aggressor: Side::Buy,
+            },
+            &mut out,
+        );
+        e.finish(&mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn close_until_and_gaps() {
+        let mut e = OfiEngine::new(1000, 5);
+        let mut out = Vec::new();
+        e.on_quote(UnixNanos(100 * MS), id(1), &q(dec!(1), dec!(1), dec!(2), dec!(1)), &mut out);
+        e.close_until(UnixNanos(999 * MS), &mut out);
+        assert!(out.is_empty());
+        e.close_until(UnixNanos(1_000 * MS), &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].window.data_gap);
+        e.mark_gap(&sym());
+        e.on_quote(UnixNanos(5_000 * MS), id(2), &q(dec!(1), dec!(1), dec!(2), dec!(1)), &mut out);
+        e.finish(&mut out);
+        assert!(out[1].window.data_gap);
+    }
+
+    #[test]
+    fn multi_level_by_hand() {
+        let mut e = OfiEngine::new(1000, 2);
+        let mut out = Vec::new();
+        let lv = |px: Decimal, sz: Decimal| Level { px: Price::new(px).unwrap(), sz: Quantity::new(sz).unwrap() };
+        let d1 = DepthUpdate {
+            symbol: sym(),
+            bids: vec![lv(dec!(10), dec!(5)), lv(dec!(9), dec!(8))],
+            asks: vec![lv(dec!(11), dec!(7)), lv(dec!(12), dec!(3))],
+        };
+        // Level 1: sizes only, (6−5) − (4−7) = 4. Level 2: bid up to 9.5 → +2; ask same: −3+3 → 2.
+        let d2 = DepthUpdate {
+            symbol: sym(),
+            bids: vec![lv(dec!(10), dec!(6)), lv(dec!(9.5), dec!(2))],
+            asks: vec![lv(dec!(11), dec!(4)), lv(dec!(12), dec!(3))],
+        };
+        e.on_depth(UnixNanos(MS), &d1, &mut out);
+        e.on_quote(UnixNanos(2 * MS), id(1), &q(dec!(10), dec!(6), dec!(11), dec!(4)), &mut out);
+        e.on_depth(UnixNanos(3 * MS), &d2, &mut out);
+        e.finish(&mut out);
+        assert_eq!(out[0].window.mlofi, Some(vec![dec!(4), dec!(2)]));
+    }
+}

@@ -1,0 +1,318 @@
+//! The Data Plane's IO shell: replay source → [`DataCore`] → Kafka, with pacing, metrics, health,
+//! delivery tracking and graceful shutdown.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::clock::SystemClock;
+use common::config::{AppConfig, ReplaySpeed};
+use common::events::Source;
+use common::http::{self, Health};
+use common::kafka::{self, AckQueue, BrokerError, Publisher};
+use common::topics::{MARKET_EVENTS, OFI_EVENTS};
+use common::types::UnixNanos;
+use rdkafka::producer::Producer;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::core::{DataCore, Output};
+use crate::metrics::Metrics;
+use crate::source::{Item, Replay, SourceError};
+
+/// Rows handed from the reader thread to the pipeline at once.
+const BATCH: usize = 1024;
+/// Malformed rows logged one by one before the log only samples them.
+const MALFORMED_LOGGED: u64 = 100;
+
+/// Why the Data Plane stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The replay input is missing or unreadable.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Kafka failed in a way retries did not fix.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The HTTP port could not be opened.
+    #[error("cannot listen on port {port}: {source} (is another data-plane running? set DATA_PLANE_PORT)")]
+    Bind {
+        /// The port.
+        port: u16,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Metrics could not be registered (a bug).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+    /// `IBKR` source selected; it arrives with the IBKR issue.
+    #[error("data_plane.source = \"{0}\" is not available in this build")]
+    UnsupportedSource(String),
+}
+
+impl RunError {
+    /// The process exit code (sysexits.h).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Source(_) => 66,
+            Self::Broker(_) => 69,
+            Self::Bind { .. } => 75,
+            Self::Metrics(_) | Self::Signals(_) => 70,
+            Self::UnsupportedSource(_) => 78,
+        }
+    }
+}
+
+/// Opens the HTTP port.
+pub async fn bind(port: u16) -> Result<TcpListener, RunError> {
+    TcpListener::bind(("0.0.0.0", port)).await.map_err(|source| RunError::Bind { port, source })
+}
+
+/// One row's records, waiting for the broker.
+struct Pending {
+    seq: u64,
+    produced_at: Instant,
+    market: u64,
+    ofi: u64,
+}
+
+/// Runs the Data Plane until the input is published (with `exit_when_done`) or `shutdown` fires.
+pub async fn run(cfg: AppConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
+    if cfg.data_plane.source != "replay" {
+        return Err(RunError::UnsupportedSource(cfg.data_plane.source.clone()));
+    }
+    let metrics = Metrics::new()?;
+    let health = Health::new();
+    let http_stop = CancellationToken::new();
+    let http = tokio::spawn(http::serve(listener, metrics.registry.clone(), Arc::clone(&health), http_stop.clone()));
+    let result = replay(&cfg, &metrics, &health, &shutdown).await;
+    http_stop.cancel();
+    if let Ok(Err(e)) = http.await {
+        tracing::warn!(error = %e, "HTTP server ended with an error.");
+    }
+    result
+}
+
+async fn replay(
+    cfg: &AppConfig,
+    metrics: &Metrics,
+    health: &Arc<Health>,
+    shutdown: &CancellationToken,
+) -> Result<(), RunError> {
+    let replay_cfg = &cfg.data_plane.replay;
+    let replay = Replay::open(&replay_cfg.path, replay_cfg.loop_count)?;
+    let stream = stream_name(replay.files());
+    tracing::info!(files = ?replay.files(), passes = replay_cfg.loop_count, speed = %replay_cfg.speed, "Replay opened.");
+
+    let instance = cfg.instance_id();
+    let Some(mut publisher) = connect(cfg, &instance, shutdown).await? else { return Ok(()) };
+    health.set_broker_reachable(true);
+    health.set_working(true);
+    let checker = spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
+
+    let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Item>>(16);
+    let reader = std::thread::Builder::new()
+        .name("replay-reader".into())
+        .spawn(move || read_batches(replay, &batch_tx))
+        .map_err(|source| SourceError::Io { path: PathBuf::from("<reader thread>"), source })?;
+
+    let m = metrics.clone();
+    let (acks, ack_task) = AckQueue::spawn(8192, move |p: Pending| {
+        m.publish_latency.observe(p.produced_at.elapsed().as_secs_f64());
+        m.events_published.with_label_values(&[MARKET_EVENTS]).inc_by(p.market);
+        m.events_published.with_label_values(&[OFI_EVENTS]).inc_by(p.ofi);
+        m.ofi_windows.inc_by(p.ofi);
+        m.replay_position.set(i64::try_from(p.seq + 1).unwrap_or(i64::MAX));
+    });
+
+    let source = Arc::new(Source { plane: "data-plane".into(), instance: instance.into() });
+    let mut core = DataCore::new(&cfg.data_plane, &stream, source, SystemClock);
+    let mut pacer = Pacer::new(cfg.replay_speed());
+    let mut out = Vec::new();
+    let mut malformed = 0u64;
+    let mut last_seq = 0u64;
+    let mut interrupted = false;
+
+    'input: loop {
+        let batch = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => { interrupted = true; break 'input; }
+            batch = batch_rx.recv() => batch,
+        };
+        let Some(batch) = batch else { break };
+        for item in batch {
+            metrics.messages_processed.inc();
+            let ev = match item {
+                Ok(ev) => ev,
+                Err(row) => {
+                    malformed += 1;
+                    metrics.malformed_rows.inc();
+                    if malformed <= MALFORMED_LOGGED || malformed % 10_000 == 0 {
+                        tracing::warn!(file = %row.file.display(), line = row.line, reason = %row.reason, malformed, "Malformed row skipped.");
+                    }
+                    last_seq = row.seq;
+                    if !acks
+                        .push(Pending { seq: row.seq, produced_at: Instant::now(), market: 0, ofi: 0 }, Vec::new())
+                        .await
+                    {
+                        break 'input;
+                    }
+                    continue;
+                }
+            };
+            if let Some(at) = pacer.due(ev.ts) {
+                metrics.replay_lag.set(Instant::now().saturating_duration_since(at).as_secs_f64());
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => { interrupted = true; break 'input; }
+                    () = tokio::time::sleep_until(at) => {}
+                }
+            }
+            last_seq = ev.seq;
+            core.process(ev, &mut out);
+            if !publish(&mut publisher, &mut out, last_seq, &acks, metrics).await? {
+                break 'input;
+            }
+        }
+        metrics.stale_symbols.set(i64::try_from(core.stale_symbols()).unwrap_or(i64::MAX));
+    }
+    drop(batch_rx);
+    if !interrupted {
+        core.finish(&mut out);
+        publish(&mut publisher, &mut out, last_seq, &acks, metrics).await?;
+    }
+    drop(acks);
+    // Every produced record must be acknowledged before we call the replay published.
+    let acked = ack_task.await.map_err(|_| BrokerError::DeliveryCancelled)??;
+    publisher.flush(Duration::from_secs(10))?;
+    if reader.join().is_err() {
+        tracing::error!("Replay reader thread panicked.");
+    }
+    if interrupted {
+        tracing::info!(rows = acked, "Replay interrupted; every produced record was acknowledged.");
+        checker.abort();
+        return Ok(());
+    }
+    metrics.replay_complete.set(1);
+    tracing::info!(rows = acked, malformed, "Replay complete; every record acknowledged.");
+    if !cfg.data_plane.replay.exit_when_done {
+        shutdown.cancelled().await;
+    }
+    checker.abort();
+    kafka::flush_on_shutdown(publisher.producer(), Duration::from_secs(10));
+    Ok(())
+}
+
+/// Event ids derive from the files' names, not their folder, so moving the data keeps the ids.
+fn stream_name(files: &[PathBuf]) -> String {
+    let names: Vec<String> =
+        files.iter().map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect();
+    format!("replay:{}", names.join(","))
+}
+
+async fn connect(cfg: &AppConfig, instance: &str, shutdown: &CancellationToken) -> Result<Option<Publisher>, RunError> {
+    let producer = kafka::producer(&cfg.kafka, &format!("data-plane-{instance}"))?;
+    let topics = [cfg.kafka.topic(MARKET_EVENTS), cfg.kafka.topic(OFI_EVENTS)];
+    let mut attempt = 0u32;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            result = kafka::ensure_topics(&cfg.kafka, &topics) => match result {
+                Ok(partitions) => return Ok(Some(Publisher::new(producer, &cfg.kafka, partitions))),
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "Kafka not ready; retrying in 2 s.");
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+fn spawn_broker_check(producer: rdkafka::producer::FutureProducer, health: Arc<Health>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let p = producer.clone();
+            let ok = tokio::task::spawn_blocking(move || kafka::broker_reachable(p.client(), Duration::from_secs(3)))
+                .await
+                .unwrap_or(false);
+            if !ok {
+                tracing::warn!("Kafka broker unreachable; not ready.");
+            }
+            health.set_broker_reachable(ok);
+        }
+    })
+}
+
+/// Produces everything in `out` and queues its delivery reports; `false` when delivery failed
+/// earlier and the pipeline must stop.
+async fn publish(
+    publisher: &mut Publisher,
+    out: &mut Vec<Output>,
+    seq: u64,
+    acks: &AckQueue<Pending>,
+    metrics: &Metrics,
+) -> Result<bool, RunError> {
+    let mut futures = Vec::with_capacity(out.len());
+    let (mut market, mut ofi) = (0, 0);
+    for output in out.drain(..) {
+        match output {
+            Output::Market(env) => {
+                publisher.publish(&env, &mut futures).await?;
+                market += 1;
+            }
+            Output::Ofi(env) => {
+                publisher.publish(&env, &mut futures).await?;
+                ofi += 1;
+            }
+            Output::Rejected { reason, symbol, seq } => {
+                metrics.quality_rejections.with_label_values(&[reason.as_str()]).inc();
+                tracing::debug!(%symbol, seq, reason = reason.as_str(), "Event rejected by quality checks.");
+            }
+        }
+    }
+    Ok(acks.push(Pending { seq, produced_at: Instant::now(), market, ofi }, futures).await)
+}
+
+fn read_batches(replay: Replay, tx: &mpsc::Sender<Vec<Item>>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    for item in replay {
+        batch.push(item);
+        if batch.len() == BATCH && tx.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
+            return;
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(batch);
+    }
+}
+
+/// Maps event time to wall time for paced replays.
+struct Pacer {
+    speed: ReplaySpeed,
+    origin: Option<(UnixNanos, Instant)>,
+}
+
+impl Pacer {
+    fn new(speed: ReplaySpeed) -> Self {
+        Self { speed, origin: None }
+    }
+
+    /// When an event at `ts` is due, or `None` to go at once.
+    fn due(&mut self, ts: UnixNanos) -> Option<Instant> {
+        let ReplaySpeed::Factor(factor) = self.speed else { return None };
+        let (t0, wall0) = *self.origin.get_or_insert((ts, Instant::now()));
+        let offset = Duration::from_secs_f64(ts.saturating_sub(t0) as f64 / 1e9 / factor);
+        Some(wall0 + offset)
+    }
+}

@@ -1,0 +1,368 @@
+//! Replay source: rows of the replay format (see `data/README.md`) from CSV or Parquet files, one
+//! file or a folder of them merged by event time, optionally played several times with shifted
+//! timestamps.
+//!
+//! Rows come out as [`Item`]s: a parsed [`RawEvent`] or a [`RowError`] naming the file and line,
+//! which the caller counts and skips. Only a missing, unreadable or wrongly shaped file is fatal.
+
+mod csv_file;
+mod parquet_file;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use common::types::{Side, Symbol, UnixNanos};
+use rust_decimal::Decimal;
+
+/// The columns of the replay format, in file order.
+pub const COLUMNS: [&str; 10] =
+    ["ts_event_ns", "symbol", "kind", "bid_px", "bid_sz", "ask_px", "ask_sz", "price", "size", "aggressor"];
+
+/// A number as the source sent it: a decimal, or a value that is not finite (NaN or ±infinity,
+/// which Parquet float columns can hold). Quality checks turn the latter into a rejection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Num {
+    /// A finite value.
+    Value(Decimal),
+    /// NaN or infinite.
+    NonFinite,
+}
+
+impl Num {
+    /// Parses a decimal string; `nan`, `inf`, `infinity` (any case, signed) are [`Num::NonFinite`].
+    pub fn parse(s: &str) -> Option<Self> {
+        if let Ok(d) = Decimal::from_str(s) {
+            return Some(Self::Value(d));
+        }
+        let t = s.trim_start_matches(['+', '-']).to_ascii_lowercase();
+        matches!(t.as_str(), "nan" | "inf" | "infinity").then_some(Self::NonFinite)
+    }
+
+    /// Converts a float exactly as it prints (shortest round-trip form).
+    pub fn from_f64(f: f64) -> Option<Self> {
+        if !f.is_finite() {
+            return Some(Self::NonFinite);
+        }
+        Decimal::from_str(&f.to_string()).ok().map(Self::Value)
+    }
+}
+
+/// What a row says happened, before any checks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RawBody {
+    /// Top of book.
+    Quote {
+        /// Best bid price.
+        bid_px: Num,
+        /// Best bid size.
+        bid_sz: Num,
+        /// Best ask price.
+        ask_px: Num,
+        /// Best ask size.
+        ask_sz: Num,
+    },
+    /// A trade.
+    Trade {
+        /// Price.
+        price: Num,
+        /// Size.
+        size: Num,
+        /// Aggressor side.
+        aggressor: Side,
+    },
+}
+
+/// One parsed row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    /// Position in the replay (every row counts, good or bad); stable across runs of the same
+    /// input, so it names the event in its id.
+    pub seq: u64,
+    /// Event time.
+    pub ts: UnixNanos,
+    /// Instrument.
+    pub symbol: Symbol,
+    /// Quote or trade.
+    pub body: RawBody,
+}
+
+/// A row that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// Position in the replay.
+    pub seq: u64,
+    /// File the row is in.
+    pub file: PathBuf,
+    /// 1-based line (CSV, header = line 1) or row number (Parquet).
+    pub line: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// A replay row: an event or a bad row.
+pub type Item = Result<RawEvent, RowError>;
+
+/// A file or folder that cannot be replayed at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The path does not exist or cannot be read.
+    #[error("cannot read replay input {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A folder without `.csv` or `.parquet` files, or a file of another kind.
+    #[error("no replayable file at {0} (expected .csv or .parquet files)")]
+    NoFiles(PathBuf),
+    /// A file that is not in the replay format.
+    #[error("{path} is not a replay file: {reason}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A row before it gets its replay position: fields or a reason it is bad.
+type FileRow = Result<(UnixNanos, Symbol, RawBody), (u64, String)>;
+
+/// One file's rows in order.
+trait RowReader: Iterator<Item = FileRow> + Send {}
+impl<T: Iterator<Item = FileRow> + Send> RowReader for T {}
+
+/// The files `path` names, in name order.
+pub fn files(path: &Path) -> Result<Vec<PathBuf>, SourceError> {
+    let meta = std::fs::metadata(path).map_err(|source| SourceError::Io { path: path.to_owned(), source })?;
+    let mut files = if meta.is_dir() {
+        let entries = std::fs::read_dir(path).map_err(|source| SourceError::Io { path: path.to_owned(), source })?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let p = entry.map_err(|source| SourceError::Io { path: path.to_owned(), source })?.path();
+            if is_replay_file(&p) {
+                files.push(p);
+            }
+        }
+        files
+    } else if is_replay_file(path) {
+        vec![path.to_owned()]
+    } else {
+        Vec::new()
+    };
+    files.sort();
+    if files.is_empty() {
+        return Err(SourceError::NoFiles(path.to_owned()));
+    }
+    Ok(files)
+}
+
+fn is_replay_file(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("csv" | "parquet"))
+}
+
+fn open(path: &Path) -> Result<Box<dyn RowReader>, SourceError> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => Ok(Box::new(parquet_file::rows(path)?)),
+        _ => Ok(Box::new(csv_file::rows(path)?)),
+    }
+}
+
+/// Builds a row from its fields as text (shared by the CSV and Parquet readers).
+fn row_from_fields(
+    ts: &str,
+    symbol: &str,
+    kind: &str,
+    fields: [&str; 7],
+) -> Result<(UnixNanos, Symbol, RawBody), String> {
+    let ts = ts.parse::<u64>().map_err(|_| format!("ts_event_ns {ts:?} is not a non-negative integer"))?;
+    let symbol = Symbol::new(symbol).map_err(|e| e.to_string())?;
+    let [bid_px, bid_sz, ask_px, ask_sz, price, size, aggressor] = fields;
+    let num = |name: &str, v: &str| Num::parse(v).ok_or_else(|| format!("{name} {v:?} is not a number"));
+    let body = match kind {
+        "quote" => RawBody::Quote {
+            bid_px: num("bid_px", bid_px)?,
+            bid_sz: num("bid_sz", bid_sz)?,
+            ask_px: num("ask_px", ask_px)?,
+            ask_sz: num("ask_sz", ask_sz)?,
+        },
+        "trade" => RawBody::Trade {
+            price: num("price", price)?,
+            size: num("size", size)?,
+            aggressor: match aggressor {
+                "buy" => Side::Buy,
+                "sell" => Side::Sell,
+                other => return Err(format!("aggressor {other:?} is not buy or sell")),
+            },
+        },
+        other => return Err(format!("kind {other:?} is not quote or trade")),
+    };
+    Ok((UnixNanos(ts), symbol, body))
+}
+
+/// The replay: every file under a path, merged by event time (ties keep file order), played
+/// `passes` times (0 = forever), each pass shifted to start after the previous one ended.
+pub struct Replay {
+    files: Vec<PathBuf>,
+    passes: u32,
+    pass: u32,
+    readers: Vec<std::iter::Peekable<Box<dyn RowReader>>>,
+    next_seq: u64,
+    shift: u64,
+    first_ts: Option<u64>,
+    last_ts: u64,
+}
+
+impl Replay {
+    /// Opens every file under `path`. Fails if any is missing or not in the replay format.
+    pub fn open(path: &Path, passes: u32) -> Result<Self, SourceError> {
+        let files = files(path)?;
+        let readers = open_all(&files)?;
+        Ok(Self { files, passes, pass: 0, readers, next_seq: 0, shift: 0, first_ts: None, last_ts: 0 })
+    }
+
+    /// The files being replayed.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Skips the first `n` rows (to resume from a checkpoint); later rows keep their positions.
+    pub fn skip_rows(&mut self, n: u64) {
+        while self.next_seq < n && self.next().is_some() {}
+    }
+
+    fn next_in_pass(&mut self) -> Option<(usize, FileRow)> {
+        // A bad row has no usable time; hand it out as soon as it heads its file.
+        if let Some(i) = self.readers.iter_mut().position(|r| matches!(r.peek(), Some(Err(_)))) {
+            return self.readers[i].next().map(|row| (i, row));
+        }
+        let mut best: Option<(usize, UnixNanos)> = None;
+        for (i, r) in self.readers.iter_mut().enumerate() {
+            if let Some(Ok((ts, _, _))) = r.peek() {
+                if best.is_none_or(|(_, b)| *ts < b) {
+                    best = Some((i, *ts));
+                }
+            }
+        }
+        let (i, _) = best?;
+        self.readers[i].next().map(|row| (i, row))
+    }
+}
+
+fn open_all(files: &[PathBuf]) -> Result<Vec<std::iter::Peekable<Box<dyn RowReader>>>, SourceError> {
+    files.iter().map(|f| open(f).map(Iterator::peekable)).collect()
+}
+
+impl Iterator for Replay {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        loop {
+            if let Some((file, row)) = self.next_in_pass() {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                return Some(match row {
+                    Ok((ts, symbol, body)) => {
+                        self.first_ts.get_or_insert(ts.0);
+                        self.last_ts = self.last_ts.max(ts.0);
+                        Ok(RawEvent { seq, ts: UnixNanos(ts.0.saturating_add(self.shift)), symbol, body })
+                    }
+                    Err((line, reason)) => Err(RowError { seq, file: self.files[file].clone(), line, reason }),
+                });
+            }
+            self.pass += 1;
+            if self.passes != 0 && self.pass >= self.passes {
+                return None;
+            }
+            let first = self.first_ts?;
+            // Whole seconds, so a pass keeps the same window alignment as the first.
+            let span_s = (self.last_ts - first) / 1_000_000_000 + 1;
+            self.shift = u64::from(self.pass) * span_s * 1_000_000_000;
+            match open_all(&self.files) {
+                Ok(readers) => self.readers = readers,
+                Err(e) => {
+                    tracing::error!(error = %e, "Replay input vanished between passes; stopping.");
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::dec;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(Num::parse("61685.99"), Some(Num::Value(dec!(61685.99))));
+        assert_eq!(Num::parse("-0"), Some(Num::Value(dec!(0))));
+        assert_eq!(Num::parse("NaN"), Some(Num::NonFinite));
+        assert_eq!(Num::parse("-inf"), Some(Num::NonFinite));
+        assert_eq!(Num::parse(""), None);
+        assert_eq!(Num::parse("12abc"), None);
+        assert_eq!(Num::from_f64(61685.99), Some(Num::Value(dec!(61685.99))));
+        assert_eq!(Num::from_f64(f64::NAN), Some(Num::NonFinite));
+    }
+
+    fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    const HEADER: &str = "ts_event_ns,symbol,kind,bid_px,bid_sz,ask_px,ask_sz,price,size,aggressor\n";
+
+    #[test]
+    fn folder_merges_by_time_and_loops_shifted() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.csv", &format!("{HEADER}1000,AAA,quote,1,1,2,1,,,\n3000,AAA,trade,,,,,1.5,1,buy\n"));
+        write(dir.path(), "b.csv", &format!("{HEADER}2000,BBB,quote,5,1,6,1,,,\n"));
+        write(dir.path(), "notes.txt", "ignored");
+        let rows: Vec<_> = Replay::open(dir.path(), 2).unwrap().map(|r| r.unwrap()).collect();
+        let got: Vec<(u64, u64, &str)> = rows.iter().map(|e| (e.seq, e.ts.0, e.symbol.as_str())).collect();
+        let shift = 1_000_000_000;
+        assert_eq!(
+            got,
+            vec![
+                (0, 1000, "AAA"),
+                (1, 2000, "BBB"),
+                (2, 3000, "AAA"),
+                (3, 1000 + shift, "AAA"),
+                (4, 2000 + shift, "BBB"),
+                (5, 3000 + shift, "AAA")
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_rows_are_items_with_line_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "x.csv",
+            &format!(
+                "{HEADER}1000,AAA,quote,1,1,2,1,,,\nxyz,AAA,quote,1,1,2,1,,,\n2000,AAA,quote,abc,1,2,1,,,\n3000,AAA,trade,,,,,1,1,maybe\n4000,AAA,depth,,,,,,,\n5000,AAA,quote,1,1,2\n6000,AAA,quote,NaN,1,2,1,,,\n"
+            ),
+        );
+        let items: Vec<_> = Replay::open(&f, 1).unwrap().collect();
+        let lines: Vec<Result<u64, u64>> =
+            items.iter().map(|i| i.as_ref().map(|e| e.seq).map_err(|e| e.line)).collect();
+        assert_eq!(lines, vec![Ok(0), Err(3), Err(4), Err(5), Err(6), Err(7), Ok(6)]);
+        let RawBody::Quote { bid_px, .. } = &items[6].as_ref().unwrap().body else { panic!() };
+        assert_eq!(*bid_px, Num::NonFinite);
+    }
+
+    #[test]
+    fn missing_and_misshapen_inputs_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(Replay::open(&dir.path().join("nope.csv"), 1), Err(SourceError::Io { .. })));
+        assert!(matches!(Replay::open(dir.path(), 1), Err(SourceError::NoFiles(_))));
+        let f = write(dir.path(), "bad.csv", "time,sym\n1,A\n");
+        let err = Replay::open(&f, 1).err().unwrap();
+        assert!(err.to_string().contains("missing column ts_event_ns"), "{err}");
+    }
+}
