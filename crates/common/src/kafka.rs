@@ -275,10 +275,3 @@ impl<T: Send + 'static> AckQueue<T> {
         self.tx.send((token, futures)).await.is_ok()
     }
 }
-
-/// Flushes `producer` before exit; logs instead of failing, since shutdown goes on regardless.
-pub fn flush_on_shutdown<P: Producer>(producer: &P, timeout: Duration) {
-    if let Err(e) = producer.flush(timeout) {
-        tracing::error!(error = %e, "Producer flush at shutdown failed; undelivered records will be re-sent after restart.");
-    }
-}

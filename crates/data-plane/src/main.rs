@@ -1,10 +1,10 @@
-//! `data-plane`: replays market data (or, later, reads IBKR), checks it, computes Order Flow
-//! Imbalance and publishes to Kafka.
+//! `data-plane`: replays market data, checks it, computes Order Flow Imbalance and publishes it
+//! to Kafka. `data-plane convert IN OUT` turns replay CSV into Parquet.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Command line.
 #[derive(Parser)]
@@ -16,10 +16,30 @@ struct Cli {
     /// Load and validate the configuration, then exit.
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert a replay file or folder (CSV or Parquet) into one Parquet file.
+    Convert { input: PathBuf, output: PathBuf },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Convert { input, output }) = cli.command {
+        return match data_plane::source::convert_to_parquet(&input, &output) {
+            Ok((rows, skipped)) => {
+                println!("data-plane: wrote {rows} rows to {} ({skipped} bad rows skipped)", output.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("data-plane: {e}");
+                ExitCode::from(66)
+            }
+        };
+    }
     let cfg = match common::config::load(&cli.config_dir) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -32,19 +52,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let _log_guard = common::telemetry::init(&cfg.log.level, &cfg.log.dir, "data-plane");
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("data-plane: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let shutdown = common::shutdown::on_signal().map_err(data_plane::RunError::Signals)?;
-        let listener = data_plane::bind(cfg.data_plane.http_port).await?;
-        data_plane::run(cfg, listener, shutdown).await
-    });
-    match result {
+    match data_plane::run::main(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "Data Plane stopped.");

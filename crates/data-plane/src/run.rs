@@ -48,8 +48,8 @@ pub enum RunError {
     /// Metrics could not be registered (a bug).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    /// Signal handlers could not be installed.
-    #[error("cannot install signal handlers: {0}")]
+    /// The async runtime or signal handlers could not be set up.
+    #[error("cannot start the runtime: {0}")]
     Signals(#[source] std::io::Error),
     /// `IBKR` source selected; it arrives with the IBKR issue.
     #[error("data_plane.source = \"{0}\" is not available in this build")]
@@ -67,6 +67,16 @@ impl RunError {
             Self::UnsupportedSource(_) => 78,
         }
     }
+}
+
+/// Starts a runtime, installs signal handlers, opens the HTTP port and runs until stopped.
+pub fn main(cfg: AppConfig) -> Result<(), RunError> {
+    let runtime = tokio::runtime::Runtime::new().map_err(RunError::Signals)?;
+    runtime.block_on(async {
+        let shutdown = common::shutdown::on_signal().map_err(RunError::Signals)?;
+        let listener = bind(cfg.data_plane.http_port).await?;
+        run(cfg, listener, shutdown).await
+    })
 }
 
 /// Opens the HTTP port.
@@ -205,7 +215,6 @@ async fn replay(
         shutdown.cancelled().await;
     }
     checker.abort();
-    kafka::flush_on_shutdown(publisher.producer(), Duration::from_secs(10));
     Ok(())
 }
 

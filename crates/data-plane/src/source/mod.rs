@@ -134,6 +134,20 @@ type FileRow = Result<(UnixNanos, Symbol, RawBody), (u64, String)>;
 trait RowReader: Iterator<Item = FileRow> + Send {}
 impl<T: Iterator<Item = FileRow> + Send> RowReader for T {}
 
+/// Converts the replay at `input` (CSV or Parquet, file or folder) into one Parquet file at
+/// `output`. Bad rows are skipped and counted; returns (rows written, rows skipped).
+pub fn convert_to_parquet(input: &Path, output: &Path) -> Result<(u64, u64), SourceError> {
+    let mut skipped = 0u64;
+    let events = Replay::open(input, 1)?.filter_map(|item| {
+        if item.is_err() {
+            skipped += 1;
+        }
+        item.ok()
+    });
+    let written = parquet_file::write(output, events)?;
+    Ok((written, skipped))
+}
+
 /// The files `path` names, in name order.
 pub fn files(path: &Path) -> Result<Vec<PathBuf>, SourceError> {
     let meta = std::fs::metadata(path).map_err(|source| SourceError::Io { path: path.to_owned(), source })?;
@@ -354,6 +368,30 @@ mod tests {
         assert_eq!(lines, vec![Ok(0), Err(3), Err(4), Err(5), Err(6), Err(7), Ok(6)]);
         let RawBody::Quote { bid_px, .. } = &items[6].as_ref().unwrap().body else { panic!() };
         assert_eq!(*bid_px, Num::NonFinite);
+    }
+
+    #[test]
+    fn parquet_replays_like_the_csv_it_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = write(
+            dir.path(),
+            "x.csv",
+            &format!(
+                "{HEADER}1000,AAA,quote,61685.99,1.25869,61686,2.44816,,,\n2000,AAA,trade,,,,,61686,0.006,buy\n3000,BBB,quote,NaN,1,2,1,,,\n"
+            ),
+        );
+        let parquet = dir.path().join("x.parquet");
+        assert_eq!(convert_to_parquet(&csv, &parquet).unwrap(), (3, 0));
+        let from_csv: Vec<_> = Replay::open(&csv, 1).unwrap().collect();
+        let from_parquet: Vec<_> = Replay::open(&parquet, 1).unwrap().collect();
+        assert_eq!(from_csv, from_parquet);
+        assert!(matches!(
+            Replay::open(&csv.with_extension("nope"), 1),
+            Err(SourceError::Io { .. }) | Err(SourceError::NoFiles(_))
+        ));
+        std::fs::write(dir.path().join("bad.parquet"), "not parquet").unwrap();
+        let err = Replay::open(&dir.path().join("bad.parquet"), 1).err().unwrap();
+        assert!(matches!(err, SourceError::Format { .. }), "{err}");
     }
 
     #[test]
