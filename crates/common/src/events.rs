@@ -183,7 +183,7 @@ pub struct Quote {
 impl Quote {
     /// `(bid + ask) / 2`, exact.
     pub fn mid(&self) -> Decimal {
-        (self.bid_px.get() + self.ask_px.get()) / Decimal::TWO
+        (self.bid_px.get() + self.ask_px.get()) * Decimal::new(5, 1)
     }
 }
 
@@ -617,6 +617,9 @@ impl Keyed for TradingHalt {
 
 payload_family! {
     /// Everything on `exec_reports`.
+    // Nearly every record is a report, so boxing it would add an allocation to the common case
+    // to save memory only on the rare cost-model and halt records.
+    #[allow(clippy::large_enum_variant)]
     ExecEvent on topics::EXEC_REPORTS => {
         /// An order's state changed.
         Report(ExecReport) = "exec_report",

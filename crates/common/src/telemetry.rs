@@ -1,5 +1,6 @@
 //! Logging: `tracing` to stdout and, when a log folder is configured, to a daily file in it.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_appender::non_blocking::WorkerGuard;
@@ -11,7 +12,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// when `dir` is not empty. Keep the returned guard alive: dropping it flushes the file.
 pub fn init(level: &str, dir: &Path, name: &str) -> Option<WorkerGuard> {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let stdout = tracing_subscriber::fmt::layer().with_target(false);
+    let stdout = tracing_subscriber::fmt::layer().with_target(false).with_ansi(std::io::stdout().is_terminal());
     if dir.as_os_str().is_empty() {
         let _ = tracing_subscriber::registry().with(filter).with(stdout).try_init();
         return None;

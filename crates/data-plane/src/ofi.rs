@@ -91,27 +91,31 @@ impl OfiEngine {
         Self { window_ns: window_ms.saturating_mul(1_000_000).max(1), depth_levels, symbols: HashMap::new() }
     }
 
-    fn index(&self, ts: UnixNanos) -> u64 {
-        ts.0 / self.window_ns
+    /// `symbol`'s state, created on first sight.
+    fn state(&mut self, symbol: &Symbol) -> &mut SymbolOfi {
+        if !self.symbols.contains_key(symbol) {
+            self.symbols.insert(symbol.clone(), SymbolOfi::default());
+        }
+        self.symbols.get_mut(symbol).unwrap_or_else(|| unreachable!("inserted above"))
     }
 
     /// Prepares `symbol`'s window for an event at `ts`: closes an older one into `out`.
     fn roll<'a>(
-        &self,
+        window_ns: u64,
         state: &'a mut SymbolOfi,
         symbol: &Symbol,
         ts: UnixNanos,
         out: &mut Vec<ClosedWindow>,
     ) -> &'a mut Window {
-        let k = self.index(ts);
-        if state.window.as_ref().is_some_and(|w| w.index < k) {
-            if let Some(closed) = self.close(symbol, state) {
-                out.push(closed);
-            }
+        let k = ts.0 / window_ns;
+        if state.window.as_ref().is_some_and(|w| w.index < k)
+            && let Some(closed) = Self::close(window_ns, symbol, state)
+        {
+            out.push(closed);
         }
         let gap = std::mem::take(&mut state.gap);
         let last_mid = state.last_mid;
-        let w = state.window.get_or_insert_with(|| Window {
+        let w = state.window.get_or_insert(Window {
             index: k,
             ofi: Decimal::ZERO,
             n_quotes: 0,
@@ -128,19 +132,19 @@ impl OfiEngine {
         w
     }
 
-    fn close(&self, symbol: &Symbol, state: &mut SymbolOfi) -> Option<ClosedWindow> {
+    fn close(window_ns: u64, symbol: &Symbol, state: &mut SymbolOfi) -> Option<ClosedWindow> {
         let w = state.window.take()?;
         let last_quote = w.last_quote?;
         let n = Decimal::from(w.n_quotes);
         let mean_depth = (w.depth_sum / (n * Decimal::TWO)).round_dp(RATIO_DP);
         let ofi_normalized = w.ofi.checked_div(mean_depth).unwrap_or_default().round_dp(RATIO_DP);
         let mid_open = w.mid_open.unwrap_or(w.mid_close);
-        let start = w.index * self.window_ns;
+        let start = w.index * window_ns;
         Some(ClosedWindow {
             window: OfiWindow {
                 symbol: symbol.clone(),
                 window_start: UnixNanos(start),
-                window_end: UnixNanos(start + self.window_ns),
+                window_end: UnixNanos(start + window_ns),
                 ofi: w.ofi.normalize(),
                 n_quotes: w.n_quotes,
                 n_trades: w.n_trades,
@@ -159,12 +163,13 @@ impl OfiEngine {
 
     /// Adds an accepted quote.
     pub fn on_quote(&mut self, ts: UnixNanos, id: EventId, q: &Quote, out: &mut Vec<ClosedWindow>) {
-        let mut state = self.symbols.remove(&q.symbol).unwrap_or_default();
+        let window_ns = self.window_ns;
+        let state = self.state(&q.symbol);
         let book =
             Book { bid_px: q.bid_px.get(), bid_sz: q.bid_sz.get(), ask_px: q.ask_px.get(), ask_sz: q.ask_sz.get() };
         let e = state.prev.as_ref().map_or(Decimal::ZERO, |prev| contribution(prev, &book));
         let mid = q.mid();
-        let w = self.roll(&mut state, &q.symbol, ts, out);
+        let w = Self::roll(window_ns, state, &q.symbol, ts, out);
         w.mid_open.get_or_insert(mid);
         w.ofi += e;
         w.n_quotes += 1;
@@ -173,24 +178,23 @@ impl OfiEngine {
         w.last_quote = Some(id);
         state.prev = Some(book);
         state.last_mid = Some(mid);
-        self.symbols.insert(q.symbol.clone(), state);
     }
 
     /// Adds an accepted trade to its window's trade imbalance.
     pub fn on_trade(&mut self, ts: UnixNanos, t: &Trade, out: &mut Vec<ClosedWindow>) {
-        let mut state = self.symbols.remove(&t.symbol).unwrap_or_default();
-        let w = self.roll(&mut state, &t.symbol, ts, out);
+        let window_ns = self.window_ns;
+        let state = self.state(&t.symbol);
+        let w = Self::roll(window_ns, state, &t.symbol, ts, out);
         w.n_trades += 1;
         w.trade_imbalance += t.aggressor.sign() * t.size.get();
-        self.symbols.insert(t.symbol.clone(), state);
     }
 
     /// Adds a depth snapshot to the window's multi-level OFI: the CKS contribution computed level
     /// by level (level m's best price and size on each side), over the configured levels present
     /// in both this snapshot and the previous one.
     pub fn on_depth(&mut self, ts: UnixNanos, d: &DepthUpdate, out: &mut Vec<ClosedWindow>) {
-        let levels = self.depth_levels;
-        let mut state = self.symbols.remove(&d.symbol).unwrap_or_default();
+        let (levels, window_ns) = (self.depth_levels, self.window_ns);
+        let state = self.state(&d.symbol);
         let books: Vec<Book> = d
             .bids
             .iter()
@@ -199,7 +203,7 @@ impl OfiEngine {
             .map(|(b, a)| Book { bid_px: b.px.get(), bid_sz: b.sz.get(), ask_px: a.px.get(), ask_sz: a.sz.get() })
             .collect();
         let prev = state.prev_depth.take();
-        let w = self.roll(&mut state, &d.symbol, ts, out);
+        let w = Self::roll(window_ns, state, &d.symbol, ts, out);
         let acc = w.mlofi.get_or_insert_with(|| vec![Decimal::ZERO; levels]);
         if let Some(prev) = &prev {
             for (m, (p, n)) in prev.iter().zip(&books).enumerate() {
@@ -207,7 +211,6 @@ impl OfiEngine {
             }
         }
         state.prev_depth = Some(books);
-        self.symbols.insert(d.symbol.clone(), state);
     }
 
     /// Marks `symbol`'s next window as following a gap in its data.
@@ -229,11 +232,10 @@ impl OfiEngine {
             .collect();
         symbols.sort();
         for symbol in symbols {
-            if let Some(mut state) = self.symbols.remove(&symbol) {
-                if let Some(closed) = self.close(&symbol, &mut state) {
-                    out.push(closed);
-                }
-                self.symbols.insert(symbol, state);
+            if let Some(state) = self.symbols.get_mut(&symbol)
+                && let Some(closed) = Self::close(self.window_ns, &symbol, state)
+            {
+                out.push(closed);
             }
         }
     }

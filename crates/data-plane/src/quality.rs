@@ -2,7 +2,6 @@
 //! rejection has a named reason. Pure and synchronous; time is the events' own.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 
 use common::config::QualityConfig;
 use common::events::{FeedStatus, Quote, SymbolStatus, Trade};
@@ -85,8 +84,8 @@ const WARMUP_RETURNS: u32 = 20;
 #[derive(Debug, Default)]
 struct SymbolState {
     last_ts: Option<UnixNanos>,
-    /// Hashes of the events accepted at `last_ts`, to spot exact repeats.
-    at_last_ts: Vec<u64>,
+    /// The events accepted at `last_ts`, to spot exact repeats.
+    at_last_ts: Vec<RawBody>,
     ref_price: Option<f64>,
     variance: f64,
     returns: u32,
@@ -138,19 +137,17 @@ impl QualityChecker {
             }),
         };
         let cfg = &self.cfg;
-        let state = self.symbols.entry(ev.symbol.clone()).or_default();
-        let hash = {
-            let mut h = DefaultHasher::new();
-            ev.body.hash(&mut h);
-            h.finish()
-        };
+        if !self.symbols.contains_key(&ev.symbol) {
+            self.symbols.insert(ev.symbol.clone(), SymbolState::default());
+        }
+        let Some(state) = self.symbols.get_mut(&ev.symbol) else { unreachable!("inserted above") };
         match state.last_ts {
             Some(last) if ev.ts < last => return Err(Rejection::OutOfOrder),
-            Some(last) if ev.ts == last && state.at_last_ts.contains(&hash) => return Err(Rejection::Duplicate),
+            Some(last) if ev.ts == last && state.at_last_ts.contains(&ev.body) => return Err(Rejection::Duplicate),
             _ => {}
         }
         match &accepted {
-            Accepted::Quote(q) => check_jump(cfg, state, to_f64(q.mid()))?,
+            Accepted::Quote(q) => check_jump(cfg, state, (to_f64(q.bid_px.get()) + to_f64(q.ask_px.get())) * 0.5)?,
             Accepted::Trade(t) => {
                 if let Some(reference) = state.ref_price {
                     let r = (to_f64(t.price.get()) / reference).ln().abs();
@@ -163,7 +160,7 @@ impl QualityChecker {
         if state.last_ts != Some(ev.ts) {
             state.at_last_ts.clear();
         }
-        state.at_last_ts.push(hash);
+        state.at_last_ts.push(ev.body);
         state.last_ts = Some(ev.ts);
         if state.stale {
             state.stale = false;
@@ -177,11 +174,12 @@ impl QualityChecker {
     pub fn sweep_stale(&mut self, now: UnixNanos) -> Vec<SymbolStatus> {
         let mut changes = Vec::new();
         for (symbol, state) in &mut self.symbols {
-            if let Some(last) = state.last_ts {
-                if !state.stale && now.saturating_sub(last) > self.stale_after_ns {
-                    state.stale = true;
-                    changes.push(SymbolStatus { symbol: symbol.clone(), status: FeedStatus::Stale, last_update: last });
-                }
+            if let Some(last) = state.last_ts
+                && !state.stale
+                && now.saturating_sub(last) > self.stale_after_ns
+            {
+                state.stale = true;
+                changes.push(SymbolStatus { symbol: symbol.clone(), status: FeedStatus::Stale, last_update: last });
             }
         }
         changes.sort_by(|a, b| a.symbol.cmp(&b.symbol));
@@ -322,7 +320,7 @@ mod tests {
         ];
         for (body, expected) in cases {
             let mut c = checker();
-            assert_eq!(verdict(&mut c, &with_body(1, body.clone())), Err(expected), "{body:?}");
+            assert_eq!(verdict(&mut c, &with_body(1, body)), Err(expected), "{body:?}");
         }
         let mut c = checker();
         assert_eq!(verdict(&mut c, &quote(1, dec!(1), dec!(1.01))), Ok(()));

@@ -163,7 +163,7 @@ async fn replay(
                 Err(row) => {
                     malformed += 1;
                     metrics.malformed_rows.inc();
-                    if malformed <= MALFORMED_LOGGED || malformed % 10_000 == 0 {
+                    if malformed <= MALFORMED_LOGGED || malformed.is_multiple_of(10_000) {
                         tracing::warn!(file = %row.file.display(), line = row.line, reason = %row.reason, malformed, "Malformed row skipped.");
                     }
                     last_seq = row.seq;
@@ -199,18 +199,19 @@ async fn replay(
     }
     drop(acks);
     // Every produced record must be acknowledged before we call the replay published.
-    let acked = ack_task.await.map_err(|_| BrokerError::DeliveryCancelled)??;
+    ack_task.await.map_err(|_| BrokerError::DeliveryCancelled)??;
+    let rows = metrics.replay_position.get();
     publisher.flush(Duration::from_secs(10))?;
     if reader.join().is_err() {
         tracing::error!("Replay reader thread panicked.");
     }
     if interrupted {
-        tracing::info!(rows = acked, "Replay interrupted; every produced record was acknowledged.");
+        tracing::info!(rows, "Replay interrupted; every produced record was acknowledged.");
         checker.abort();
         return Ok(());
     }
     metrics.replay_complete.set(1);
-    tracing::info!(rows = acked, malformed, "Replay complete; every record acknowledged.");
+    tracing::info!(rows, malformed, "Replay complete; every record acknowledged.");
     if !cfg.data_plane.replay.exit_when_done {
         shutdown.cancelled().await;
     }

@@ -1,5 +1,7 @@
 //! Plane tests on the real sample data, through the core, with no broker.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use super::{COLUMNS, FileRow, SourceError, row_from_fields};
+use super::{COLUMNS, FileRow, SourceError, Symbols, row_from_fields};
 
 pub(super) struct CsvRows {
     reader: csv::Reader<BufReader<File>>,
@@ -12,6 +12,7 @@ pub(super) struct CsvRows {
     index: [usize; COLUMNS.len()],
     width: usize,
     done: bool,
+    symbols: Symbols,
 }
 
 pub(super) fn rows(path: &Path) -> Result<CsvRows, SourceError> {
@@ -27,11 +28,18 @@ pub(super) fn rows(path: &Path) -> Result<CsvRows, SourceError> {
         *slot =
             header.iter().position(|h| h == name.as_bytes()).ok_or_else(|| format(format!("missing column {name}")))?;
     }
-    Ok(CsvRows { reader, record: csv::ByteRecord::new(), index, width: header.len(), done: false })
+    Ok(CsvRows {
+        reader,
+        record: csv::ByteRecord::new(),
+        index,
+        width: header.len(),
+        done: false,
+        symbols: Symbols::default(),
+    })
 }
 
 impl CsvRows {
-    fn parse(&self) -> FileRow {
+    fn parse(&mut self) -> FileRow {
         let line = self.record.position().map_or(0, csv::Position::line);
         if self.record.len() != self.width {
             return Err((line, format!("row has {} fields, expected {}", self.record.len(), self.width)));
@@ -40,7 +48,8 @@ impl CsvRows {
         for (slot, &i) in f.iter_mut().zip(&self.index) {
             *slot = std::str::from_utf8(&self.record[i]).map_err(|_| (line, "field is not UTF-8".to_owned()))?;
         }
-        row_from_fields(f[0], f[1], f[2], [f[3], f[4], f[5], f[6], f[7], f[8], f[9]]).map_err(|e| (line, e))
+        row_from_fields(&mut self.symbols, f[0], f[1], f[2], [f[3], f[4], f[5], f[6], f[7], f[8], f[9]])
+            .map_err(|e| (line, e))
     }
 }
 

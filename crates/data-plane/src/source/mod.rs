@@ -48,7 +48,7 @@ impl Num {
 }
 
 /// What a row says happened, before any checks.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RawBody {
     /// Top of book.
     Quote {
@@ -184,15 +184,37 @@ fn open(path: &Path) -> Result<Box<dyn RowReader>, SourceError> {
     }
 }
 
+/// Hands out one shared [`Symbol`] per distinct name, so rows do not allocate their symbol.
+#[derive(Default)]
+struct Symbols(Vec<Symbol>);
+
+impl Symbols {
+    /// Names kept before the cache starts over (a file with more symbols still works, slower).
+    const MAX: usize = 256;
+
+    fn get(&mut self, name: &str) -> Result<Symbol, String> {
+        if let Some(s) = self.0.iter().find(|s| s.as_str() == name) {
+            return Ok(s.clone());
+        }
+        let symbol = Symbol::new(name).map_err(|e| e.to_string())?;
+        if self.0.len() == Self::MAX {
+            self.0.clear();
+        }
+        self.0.push(symbol.clone());
+        Ok(symbol)
+    }
+}
+
 /// Builds a row from its fields as text (shared by the CSV and Parquet readers).
 fn row_from_fields(
+    symbols: &mut Symbols,
     ts: &str,
     symbol: &str,
     kind: &str,
     fields: [&str; 7],
 ) -> Result<(UnixNanos, Symbol, RawBody), String> {
     let ts = ts.parse::<u64>().map_err(|_| format!("ts_event_ns {ts:?} is not a non-negative integer"))?;
-    let symbol = Symbol::new(symbol).map_err(|e| e.to_string())?;
+    let symbol = symbols.get(symbol)?;
     let [bid_px, bid_sz, ask_px, ask_sz, price, size, aggressor] = fields;
     let num = |name: &str, v: &str| Num::parse(v).ok_or_else(|| format!("{name} {v:?} is not a number"));
     let body = match kind {
@@ -254,10 +276,10 @@ impl Replay {
         }
         let mut best: Option<(usize, UnixNanos)> = None;
         for (i, r) in self.readers.iter_mut().enumerate() {
-            if let Some(Ok((ts, _, _))) = r.peek() {
-                if best.is_none_or(|(_, b)| *ts < b) {
-                    best = Some((i, *ts));
-                }
+            if let Some(Ok((ts, _, _))) = r.peek()
+                && best.is_none_or(|(_, b)| *ts < b)
+            {
+                best = Some((i, *ts));
             }
         }
         let (i, _) = best?;

@@ -7,7 +7,7 @@ use std::path::Path;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::{Field, Row};
 
-use super::{COLUMNS, FileRow, Num, SourceError, row_from_fields};
+use super::{COLUMNS, FileRow, Num, SourceError, Symbols, row_from_fields};
 
 pub(super) fn rows(path: &Path) -> Result<impl Iterator<Item = FileRow> + Send + use<>, SourceError> {
     let file = File::open(path).map_err(|source| SourceError::Io { path: path.to_owned(), source })?;
@@ -19,15 +19,17 @@ pub(super) fn rows(path: &Path) -> Result<impl Iterator<Item = FileRow> + Send +
     for (slot, name) in index.iter_mut().zip(COLUMNS) {
         *slot = names.iter().position(|n| n == name).ok_or_else(|| format(format!("missing column {name}")))?;
     }
+    let mut symbols = Symbols::default();
     let iter = reader.into_iter().enumerate().map(move |(i, row)| {
         let line = i as u64 + 1;
         let row = row.map_err(|e| (line, format!("read error: {e}")))?;
-        parse(&row, &index).map_err(|reason| (line, reason))
+        parse(&mut symbols, &row, &index).map_err(|reason| (line, reason))
     });
     Ok(iter)
 }
 
 fn parse(
+    symbols: &mut Symbols,
     row: &Row,
     index: &[usize; COLUMNS.len()],
 ) -> Result<(common::types::UnixNanos, common::types::Symbol, super::RawBody), String> {
@@ -47,7 +49,7 @@ fn parse(
         };
     }
     let [ts, symbol, kind, a, b, c, d, e, f, g] = &text;
-    row_from_fields(ts, symbol, kind, [a, b, c, d, e, f, g])
+    row_from_fields(symbols, ts, symbol, kind, [a, b, c, d, e, f, g])
 }
 
 fn num_text(n: Option<Num>) -> String {

@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# AlgoTrader operator helper.
+#
+# With a reachable Docker engine it drives docker compose (the v2 plugin or the v1 binary).
+# Without one it runs the same system natively: a local Kafka-protocol broker (tansu, SQLite
+# storage under state/, so topics survive restarts) and the planes as background processes, with
+# pid files and logs under logs/. `test` runs every check and test; it installs what it needs.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+LOGS="$ROOT/logs"
+STATE_DIR="$ROOT/state"
+TANSU_VERSION="0.6.0"
+BROKER_PORT="${BROKER_PORT:-9092}"
+# Planes that exist in this build, with their HTTP ports.
+PLANES=(data-plane)
+declare -A PLANE_PORT=([data-plane]=8000 [strategy-plane]=8001 [order-plane]=8002)
+
+export PATH="$HOME/.cargo/bin:$PATH"
+
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
+warn() { printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; }
+die() {
+    printf '\033[1;31merror:\033[0m %s\n' "$*" >&2
+    exit 1
+}
+
+usage() {
+    cat <<'EOF'
+Usage: ./docker/docker-helper.sh <command> [service]
+
+Commands:
+  start            Start the stack (Docker when an engine is reachable, otherwise native mode)
+  stop             Stop the stack
+  restart          Stop, then start
+  status           Show each service and its health endpoint
+  logs [service]   Show logs (follows on a terminal); services: broker, data-plane, ...
+  build            Build the images (Docker) or release binaries (native)
+  clean            Stop and delete broker data, logs and build output (asks first)
+  urls             Print the service URLs
+  test             Run every check and test (installs what it needs)
+  deps             Install what native mode and the tests need (idempotent)
+  help             This text
+
+Environment: ALGOTRADER_MODE=docker|native forces a mode; BROKER_PORT (native, default 9092).
+Configuration comes from config/*.toml, .env and the environment (see README).
+EOF
+}
+
+# ---- mode ------------------------------------------------------------------------------------
+
+compose_cmd() {
+    if docker compose version >/dev/null 2>&1; then
+        echo "docker compose"
+    elif command -v docker-compose >/dev/null 2>&1; then
+        echo "docker-compose"
+    fi
+}
+
+mode() {
+    case "${ALGOTRADER_MODE:-}" in
+        docker | native)
+            echo "$ALGOTRADER_MODE"
+            return
+            ;;
+        "") ;;
+        *) die "ALGOTRADER_MODE must be docker or native, not '$ALGOTRADER_MODE'" ;;
+    esac
+    if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 && [ -n "$(compose_cmd)" ]; then
+        echo docker
+    else
+        echo native
+    fi
+}
+
+compose() {
+    local cmd
+    cmd="$(compose_cmd)"
+    [ -n "$cmd" ] || die "neither 'docker compose' nor 'docker-compose' is installed"
+    # shellcheck disable=SC2086 # "docker compose" is two words on purpose
+    $cmd "$@"
+}
+
+# ---- dependencies ----------------------------------------------------------------------------
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    command -v apt-get >/dev/null 2>&1 || die "missing packages (${missing[*]}) and no apt-get to install them"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    say "Installing Debian packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+tansu_bin() {
+    command -v tansu 2>/dev/null || true
+}
+
+ensure_tansu() {
+    local bin
+    bin="$(tansu_bin)"
+    if [ -n "$bin" ] && "$bin" --version 2>/dev/null | grep -q "tansu $TANSU_VERSION"; then
+        return 0
+    fi
+    command -v cargo >/dev/null 2>&1 || die "cargo is not installed; install Rust from https://rustup.rs"
+    say "Installing the tansu broker $TANSU_VERSION (a one-time build of 15-20 minutes on 2 cores)"
+    cargo install --locked tansu --version "$TANSU_VERSION" --features dynostore,libsql
+}
+
+deps() {
+    # Build tools for the C parts of librdkafka and SQLite, curl for health checks.
+    apt_install build-essential pkg-config zlib1g-dev curl
+    command -v cargo >/dev/null 2>&1 || die "cargo is not installed; install Rust from https://rustup.rs"
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
+    ensure_tansu
+}
+
+# ---- native mode -----------------------------------------------------------------------------
+
+pid_file() { echo "$LOGS/$1.pid"; }
+
+running() {
+    local pid
+    [ -f "$(pid_file "$1")" ] || return 1
+    pid="$(cat "$(pid_file "$1")")"
+    kill -0 "$pid" 2>/dev/null
+}
+
+port_busy() {
+    ss -ltn "sport = :$1" 2>/dev/null | grep -q LISTEN
+}
+
+wait_port() {
+    local port="$1" what="$2" i
+    for i in $(seq 1 100); do
+        port_busy "$port" && return 0
+        sleep 0.1
+        [ "$i" -eq 100 ] && die "$what did not start listening on port $port; see logs/"
+    done
+}
+
+start_bg() {
+    local name="$1"
+    shift
+    nohup "$@" >>"$LOGS/$name.out" 2>&1 &
+    echo $! >"$(pid_file "$name")"
+}
+
+native_build() {
+    say "Building release binaries (${PLANES[*]})"
+    local args=()
+    for p in "${PLANES[@]}"; do args+=(-p "$p"); done
+    cargo build --release --locked "${args[@]}"
+}
+
+native_start() {
+    deps
+    mkdir -p "$LOGS" "$STATE_DIR"
+    native_build
+    if running broker; then
+        say "Broker already running (pid $(cat "$(pid_file broker)"))"
+    else
+        port_busy "$BROKER_PORT" && die "port $BROKER_PORT is busy but not by our broker; stop that process or set BROKER_PORT"
+        say "Starting the broker (tansu, sqlite://state/tansu.db) on port $BROKER_PORT"
+        start_bg broker "$(tansu_bin)" broker \
+            --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
+            --advertised-listener-url "tcp://localhost:$BROKER_PORT" \
+            --storage-engine "sqlite://state/tansu.db"
+        wait_port "$BROKER_PORT" broker
+    fi
+    for plane in "${PLANES[@]}"; do
+        if running "$plane"; then
+            say "$plane already running (pid $(cat "$(pid_file "$plane")"))"
+            continue
+        fi
+        port_busy "${PLANE_PORT[$plane]}" && die "port ${PLANE_PORT[$plane]} ($plane) is busy; stop the process using it"
+        say "Starting $plane on port ${PLANE_PORT[$plane]}"
+        # stdout is the plane's log file here (logs/<plane>.out), so no second file log.
+        start_bg "$plane" env KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-localhost:$BROKER_PORT}" LOG_DIR="" \
+            "$ROOT/target/release/$plane"
+    done
+    sleep 1
+    for plane in "${PLANES[@]}"; do
+        running "$plane" || die "$plane exited at start; its log: logs/$plane.out"
+    done
+    native_status
+    urls
+}
+
+native_stop() {
+    local name pid i
+    for name in "${PLANES[@]}" broker; do
+        running "$name" || {
+            rm -f "$(pid_file "$name")"
+            continue
+        }
+        pid="$(cat "$(pid_file "$name")")"
+        say "Stopping $name (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        for i in $(seq 1 150); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+            [ "$i" -eq 150 ] && {
+                warn "$name did not stop within 15 s; killing it"
+                kill -KILL "$pid" 2>/dev/null || true
+            }
+        done
+        rm -f "$(pid_file "$name")"
+    done
+}
+
+native_status() {
+    printf '%-16s %-10s %-8s %s\n' SERVICE STATE PID HEALTH
+    local name pid state health
+    for name in broker "${PLANES[@]}"; do
+        pid="-"
+        state="stopped"
+        health="-"
+        if running "$name"; then
+            pid="$(cat "$(pid_file "$name")")"
+            state="running"
+        fi
+        if [ "$name" = broker ]; then
+            port_busy "$BROKER_PORT" && health="listening on $BROKER_PORT"
+        elif [ "$state" = running ]; then
+            health="$(curl -s -o /dev/null -w '%{http_code}' "http://localhost:${PLANE_PORT[$name]}/health/ready" || true)"
+            case "$health" in
+                200) health="ready" ;;
+                503) health="not ready" ;;
+                *) health="no answer" ;;
+            esac
+        fi
+        printf '%-16s %-10s %-8s %s\n' "$name" "$state" "$pid" "$health"
+    done
+}
+
+native_logs() {
+    local name="${1:-}" files=()
+    if [ -n "$name" ]; then
+        [ -f "$LOGS/$name.out" ] || die "no log for '$name' (services: broker ${PLANES[*]})"
+        files=("$LOGS/$name.out")
+    else
+        for f in "$LOGS"/*.out; do [ -f "$f" ] && files+=("$f"); done
+        [ ${#files[@]} -gt 0 ] || die "no logs yet; start the stack first"
+    fi
+    if [ -t 1 ]; then tail -n 100 -F "${files[@]}"; else tail -n 200 "${files[@]}"; fi
+}
+
+# ---- commands --------------------------------------------------------------------------------
+
+urls() {
+    cat <<EOF
+Data Plane       http://localhost:8000/metrics  /health/ready
+Strategy Plane   http://localhost:8001/metrics  (arrives with the Strategy Plane)
+Order Plane      http://localhost:8002/metrics  (arrives with the Order Plane)
+Kafka            localhost:$BROKER_PORT
+Kafka UI         http://localhost:8090 (Docker mode)
+Prometheus       http://localhost:9090 (Docker mode)
+Grafana          http://localhost:3000 (Docker mode)
+EOF
+}
+
+confirm() {
+    [ "${ASSUME_YES:-}" = 1 ] && return 0
+    [ -t 0 ] || die "refusing to delete without confirmation; run with ASSUME_YES=1"
+    read -r -p "$1 [y/N] " answer
+    [ "$answer" = y ] || [ "$answer" = Y ]
+}
+
+run_tests() {
+    deps
+    say "cargo fmt --check"
+    cargo fmt --all -- --check
+    say "cargo clippy -D warnings"
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+    say "cargo test (unit, plane and system tests; the system tests start their own broker)"
+    cargo test --workspace --locked
+}
+
+cmd="${1:-help}"
+shift || true
+case "$cmd" in
+    start)
+        if [ "$(mode)" = docker ]; then compose up -d --build && urls; else native_start; fi
+        ;;
+    stop)
+        if [ "$(mode)" = docker ]; then compose down; else native_stop; fi
+        ;;
+    restart)
+        "$0" stop
+        "$0" start
+        ;;
+    status)
+        if [ "$(mode)" = docker ]; then compose ps; else native_status; fi
+        ;;
+    logs)
+        if [ "$(mode)" = docker ]; then compose logs --tail=200 -f "$@"; else native_logs "$@"; fi
+        ;;
+    build)
+        if [ "$(mode)" = docker ]; then compose build; else native_build; fi
+        ;;
+    clean)
+        confirm "Stop everything and delete broker data (state/), logs and build output?" || die "cancelled"
+        if [ "$(mode)" = docker ]; then compose down -v; else native_stop; fi
+        rm -rf "$STATE_DIR" "$LOGS"/*.out "$LOGS"/*.pid "$LOGS"/*.log.*
+        cargo clean
+        ;;
+    urls) urls ;;
+    test) run_tests ;;
+    deps) deps ;;
+    help | -h | --help) usage ;;
+    *)
+        usage >&2
+        exit 2
+        ;;
+esac
