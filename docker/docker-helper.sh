@@ -76,6 +76,10 @@ mode() {
 }
 
 compose() {
+    if [ ! -f .env ]; then
+        say "No .env yet: creating it from .env.example (edit it to change settings)"
+        cp .env.example .env
+    fi
     local cmd
     cmd="$(compose_cmd)"
     [ -n "$cmd" ] || die "neither 'docker compose' nor 'docker-compose' is installed"

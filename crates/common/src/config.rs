@@ -711,6 +711,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_env_example_is_valid() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.env.example");
+        let vars: Vec<(String, String)> = dotenvy::from_path_iter(example).unwrap().map(Result::unwrap).collect();
+        assert!(vars.iter().any(|(k, _)| k == "MAX_GROSS_EXPOSURE"));
+        let cfg = load_from(&shipped_dir(), &vars).unwrap();
+        assert!(cfg.trading.enable_paper_trading && !cfg.trading.enable_live_trading);
+    }
+
+    #[test]
     fn layers_apply_in_order() {
         let dir = dir_with(
             "[kafka]\nlinger_ms = 7\npartitions = 2\n[log]\nlevel = \"warn\"\n",

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Waits until Kafka accepts connections, then execs the plane named by the first argument, so the
+# plane is PID 1 and receives SIGTERM directly.
+set -eu
+plane="${1:?usage: entrypoint.sh <data-plane|strategy-plane|order-plane> [args]}"
+shift
+servers="${KAFKA_BOOTSTRAP_SERVERS:-kafka:29092}"
+first="${servers%%,*}"
+host="${first%:*}"
+port="${first##*:}"
+tries=0
+until nc -z "$host" "$port" 2>/dev/null; do
+    tries=$((tries + 1))
+    if [ "$tries" -ge 120 ]; then
+        echo "entrypoint: Kafka at $host:$port not reachable after 120 s" >&2
+        exit 69
+    fi
+    sleep 1
+done
+exec "$plane" "$@"
