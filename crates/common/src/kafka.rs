@@ -8,12 +8,13 @@
 //!   partition.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode as Code;
@@ -273,5 +274,45 @@ impl<T: Send + 'static> AckQueue<T> {
     /// delivery failed); the caller should stop and read the task's error.
     pub async fn push(&self, token: T, futures: Vec<DeliveryFuture>) -> bool {
         self.tx.send((token, futures)).await.is_ok()
+    }
+}
+
+/// Where one consumed message came from; the token to hand [`AckQueue`] for a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset of the message.
+    pub offset: i64,
+}
+
+impl Consumed {
+    /// The position of `msg`.
+    pub fn of<M: rdkafka::Message>(msg: &M) -> Self {
+        Self { topic: msg.topic().to_owned(), partition: msg.partition(), offset: msg.offset() }
+    }
+}
+
+/// The `on_ack` for a consumer's [`AckQueue`]: stores the offset after the message, which the
+/// background auto-commit then commits. Until then a restart re-reads the message.
+pub fn store_offsets(consumer: Arc<StreamConsumer>) -> impl FnMut(Consumed) + Send + 'static {
+    move |c: Consumed| {
+        // rd_kafka_offset_store stores `offset + 1` itself: pass the message's own offset.
+        if let Err(e) = consumer.store_offset(&c.topic, c.partition, c.offset) {
+            tracing::warn!(topic = %c.topic, partition = c.partition, offset = c.offset, error = %e, "Cannot store offset; the message will be re-read after a restart.");
+        }
+    }
+}
+
+/// Commits the stored offsets now (at shutdown, after the [`AckQueue`] has drained).
+pub fn commit_stored(consumer: &StreamConsumer) {
+    use rdkafka::consumer::CommitMode;
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing stored since the last commit is not a failure.
+        if !matches!(e, KafkaError::ConsumerCommit(Code::NoOffset)) {
+            tracing::warn!(error = %e, "Final offset commit failed; the last messages will be re-read after a restart.");
+        }
     }
 }
