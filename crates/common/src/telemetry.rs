@@ -10,15 +10,23 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// Starts logging at `level` (a filter such as `info`), to stdout and to `<dir>/<name>.log.<date>`
 /// when `dir` is not empty. Keep the returned guard alive: dropping it flushes the file.
-pub fn init(level: &str, dir: &Path, name: &str) -> Option<WorkerGuard> {
+///
+/// # Errors
+/// The log folder cannot be created or written; the message names `log.dir`.
+pub fn init(level: &str, dir: &Path, name: &str) -> Result<Option<WorkerGuard>, String> {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let stdout = tracing_subscriber::fmt::layer().with_target(false).with_ansi(std::io::stdout().is_terminal());
     if dir.as_os_str().is_empty() {
         let _ = tracing_subscriber::registry().with(filter).with(stdout).try_init();
-        return None;
+        return Ok(None);
     }
-    let (writer, guard) = tracing_appender::non_blocking(tracing_appender::rolling::daily(dir, format!("{name}.log")));
+    let appender = tracing_appender::rolling::RollingFileAppender::builder()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix(format!("{name}.log"))
+        .build(dir)
+        .map_err(|e| format!("invalid configuration:\n  - log.dir: cannot write logs to {}: {e}", dir.display()))?;
+    let (writer, guard) = tracing_appender::non_blocking(appender);
     let file = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(writer);
     let _ = tracing_subscriber::registry().with(filter).with(stdout).with(file).try_init();
-    Some(guard)
+    Ok(Some(guard))
 }

@@ -44,6 +44,8 @@ pub struct DataCore<C> {
     closed: Vec<ClosedWindow>,
     next_sweep: u64,
     status_seq: u64,
+    pass: u32,
+    cfg: DataPlaneConfig,
 }
 
 impl<C: Clock> DataCore<C> {
@@ -58,6 +60,8 @@ impl<C: Clock> DataCore<C> {
             closed: Vec::new(),
             next_sweep: 0,
             status_seq: 0,
+            pass: 0,
+            cfg: cfg.clone(),
         }
     }
 
@@ -75,6 +79,15 @@ impl<C: Clock> DataCore<C> {
 
     /// Processes one row, appending what it produced to `out` in publication order.
     pub fn process(&mut self, ev: RawEvent, out: &mut Vec<Output>) {
+        if ev.pass != self.pass {
+            // A new pass of a looped replay starts from scratch, so each pass yields the windows
+            // a single clean run would, and its first quotes are not judged against the last pass.
+            self.finish(out);
+            self.quality = QualityChecker::new(self.cfg.quality.clone());
+            self.ofi = OfiEngine::new(self.cfg.ofi.window_ms, self.cfg.ofi.depth_levels);
+            self.next_sweep = 0;
+            self.pass = ev.pass;
+        }
         if ev.ts.0 >= self.next_sweep {
             self.next_sweep = ev.ts.0.saturating_add(STALE_SWEEP_NS);
             self.sweep(ev.ts, None, out);
@@ -82,7 +95,7 @@ impl<C: Clock> DataCore<C> {
         let checked = self.quality.check(&ev);
         let id = ids::event_id(ev.ts, self.stream, ev.seq);
         for status in checked.status {
-            self.ofi.mark_gap(&status.symbol);
+            self.ofi.mark_gap(&status.symbol, ev.ts);
             self.push_status(ev.ts, Some(id), status, out);
         }
         match checked.verdict {

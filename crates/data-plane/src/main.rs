@@ -51,7 +51,13 @@ fn main() -> ExitCode {
         println!("data-plane: configuration OK");
         return ExitCode::SUCCESS;
     }
-    let _log_guard = common::telemetry::init(&cfg.log.level, &cfg.log.dir, "data-plane");
+    let _log_guard = match common::telemetry::init(&cfg.log.level, &cfg.log.dir, "data-plane") {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("data-plane: {e}");
+            return ExitCode::from(common::EXIT_CONFIG as u8);
+        }
+    };
     match data_plane::run::main(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -211,12 +211,16 @@ impl OfiEngine {
         state.prev_depth = Some(books);
     }
 
-    /// Marks `symbol`'s next window as following a gap in its data.
-    pub fn mark_gap(&mut self, symbol: &Symbol) {
-        let state = self.symbols.entry(symbol.clone()).or_default();
+    /// `symbol`'s feed comes back at `ts` after a gap: the window holding `ts` is flagged, and the
+    /// first quote after the gap counts as a first quote (the flow during the gap is unknown).
+    pub fn mark_gap(&mut self, symbol: &Symbol, ts: UnixNanos) {
+        let k = ts.0 / self.window_ns;
+        let state = self.state(symbol);
+        state.prev = None;
+        state.prev_depth = None;
         match &mut state.window {
-            Some(w) => w.data_gap = true,
-            None => state.gap = true,
+            Some(w) if w.index == k => w.data_gap = true,
+            _ => state.gap = true,
         }
     }
 
@@ -367,10 +371,25 @@ mod tests {
         e.close_until(UnixNanos(1_000 * MS), &mut out);
         assert_eq!(out.len(), 1);
         assert!(!out[0].window.data_gap);
-        e.mark_gap(&sym());
+        e.mark_gap(&sym(), UnixNanos(5_000 * MS));
         e.on_quote(UnixNanos(5_000 * MS), id(2), &q(dec!(1), dec!(1), dec!(2), dec!(1)), &mut out);
         e.finish(&mut out);
         assert!(out[1].window.data_gap);
+    }
+
+    #[test]
+    fn a_gap_flags_the_window_after_it_not_the_one_before() {
+        let mut e = OfiEngine::new(1000, 5);
+        let mut out = Vec::new();
+        e.on_quote(UnixNanos(100 * MS), id(1), &q(dec!(1), dec!(1), dec!(2), dec!(1)), &mut out);
+        // Quiet for 40 s, then back: the old window is still open when the gap is reported.
+        e.mark_gap(&sym(), UnixNanos(40_000 * MS));
+        e.on_quote(UnixNanos(40_000 * MS), id(2), &q(dec!(1), dec!(5), dec!(2), dec!(1)), &mut out);
+        e.finish(&mut out);
+        assert_eq!(out.len(), 2);
+        assert!(!out[0].window.data_gap, "the window before the gap is clean");
+        assert!(out[1].window.data_gap, "the window after the gap is flagged");
+        assert_eq!(out[1].window.ofi, dec!(0), "no flow is inferred across the gap");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Quality checks: every replayed or live event passes here before it is normalized, and each
 //! rejection has a named reason. Pure and synchronous; time is the events' own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use common::config::QualityConfig;
 use common::events::{FeedStatus, Quote, SymbolStatus, Trade};
@@ -20,6 +20,8 @@ pub enum Rejection {
     NonPositiveSize,
     /// NaN or infinite price or size.
     NonFinite,
+    /// A price or size above [`MAX_VALUE`]: no market quotes that, and sums of it could overflow.
+    OutOfRange,
     /// Bid above ask.
     CrossedBook,
     /// Bid equal to ask.
@@ -34,10 +36,11 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [Rejection; 8] = [
+    pub const ALL: [Rejection; 9] = [
         Self::NonPositivePrice,
         Self::NonPositiveSize,
         Self::NonFinite,
+        Self::OutOfRange,
         Self::CrossedBook,
         Self::LockedBook,
         Self::OutOfOrder,
@@ -51,6 +54,7 @@ impl Rejection {
             Self::NonPositivePrice => "non_positive_price",
             Self::NonPositiveSize => "non_positive_size",
             Self::NonFinite => "non_finite",
+            Self::OutOfRange => "out_of_range",
             Self::CrossedBook => "crossed_book",
             Self::LockedBook => "locked_book",
             Self::OutOfOrder => "out_of_order",
@@ -78,19 +82,28 @@ pub struct Checked {
     pub status: Vec<SymbolStatus>,
 }
 
+/// Largest accepted price or size (10^15). Exact decimals hold 28 digits, so OFI sums of values
+/// up to this bound cannot overflow.
+pub const MAX_VALUE: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
+
+/// Events remembered per timestamp in a list before a set takes over (keeps the common case,
+/// one or two events per timestamp, free of hashing).
+const DUP_LIST: usize = 32;
+
 /// Fewer returns than this and only the floor bounds a jump.
 const WARMUP_RETURNS: u32 = 20;
 
 #[derive(Debug, Default)]
 struct SymbolState {
     last_ts: Option<UnixNanos>,
-    /// The events accepted at `last_ts`, to spot exact repeats.
+    /// The events accepted at `last_ts`, to spot exact repeats: a list, then a set once long.
     at_last_ts: Vec<RawBody>,
+    at_last_ts_more: HashSet<RawBody>,
     ref_price: Option<f64>,
     variance: f64,
     returns: u32,
-    /// A new level seen by consecutive rejected jumps: (price, count).
-    pending_jump: Option<(f64, u32)>,
+    /// A new level seen by consecutive rejected jumps: (price, count, time of the last one).
+    pending_jump: Option<(f64, u32, UnixNanos)>,
     stale: bool,
 }
 
@@ -141,11 +154,18 @@ impl QualityChecker {
         let state = self.symbols.entry(ev.symbol.clone()).or_default();
         match state.last_ts {
             Some(last) if ev.ts < last => return Err(Rejection::OutOfOrder),
-            Some(last) if ev.ts == last && state.at_last_ts.contains(&ev.body) => return Err(Rejection::Duplicate),
+            Some(last)
+                if ev.ts == last
+                    && (state.at_last_ts.contains(&ev.body) || state.at_last_ts_more.contains(&ev.body)) =>
+            {
+                return Err(Rejection::Duplicate);
+            }
             _ => {}
         }
         match &accepted {
-            Accepted::Quote(q) => check_jump(cfg, state, (to_f64(q.bid_px.get()) + to_f64(q.ask_px.get())) * 0.5)?,
+            Accepted::Quote(q) => {
+                check_jump(cfg, state, ev.ts, (to_f64(q.bid_px.get()) + to_f64(q.ask_px.get())) * 0.5)?
+            }
             Accepted::Trade(t) => {
                 if let Some(reference) = state.ref_price {
                     let r = (to_f64(t.price.get()) / reference).ln().abs();
@@ -157,8 +177,13 @@ impl QualityChecker {
         }
         if state.last_ts != Some(ev.ts) {
             state.at_last_ts.clear();
+            state.at_last_ts_more.clear();
         }
-        state.at_last_ts.push(ev.body);
+        if state.at_last_ts.len() < DUP_LIST {
+            state.at_last_ts.push(ev.body);
+        } else {
+            state.at_last_ts_more.insert(ev.body);
+        }
         state.last_ts = Some(ev.ts);
         if state.stale {
             state.stale = false;
@@ -193,6 +218,7 @@ impl QualityChecker {
 fn price(n: Num) -> Result<Price, Rejection> {
     match n {
         Num::NonFinite => Err(Rejection::NonFinite),
+        Num::Value(d) if d > MAX_VALUE => Err(Rejection::OutOfRange),
         Num::Value(d) => Price::new(d).map_err(|_| Rejection::NonPositivePrice),
     }
 }
@@ -201,6 +227,7 @@ fn size(n: Num) -> Result<Quantity, Rejection> {
     match n {
         Num::NonFinite => Err(Rejection::NonFinite),
         Num::Value(d) if d <= Decimal::ZERO => Err(Rejection::NonPositiveSize),
+        Num::Value(d) if d > MAX_VALUE => Err(Rejection::OutOfRange),
         Num::Value(d) => Quantity::new(d).map_err(|_| Rejection::NonPositiveSize),
     }
 }
@@ -215,8 +242,9 @@ fn threshold(cfg: &QualityConfig, state: &SymbolState) -> f64 {
 }
 
 /// Accepts a mid within the jump threshold of the reference, or a new level confirmed by
-/// `jump_confirmations` consecutive quotes; updates the volatility estimate on acceptance.
-fn check_jump(cfg: &QualityConfig, state: &mut SymbolState, mid: f64) -> Result<(), Rejection> {
+/// `jump_confirmations` consecutive quotes at distinct, later times (so one bad tick repeated at
+/// one timestamp confirms nothing); updates the volatility estimate on acceptance.
+fn check_jump(cfg: &QualityConfig, state: &mut SymbolState, ts: UnixNanos, mid: f64) -> Result<(), Rejection> {
     let Some(reference) = state.ref_price else {
         state.ref_price = Some(mid);
         return Ok(());
@@ -225,11 +253,11 @@ fn check_jump(cfg: &QualityConfig, state: &mut SymbolState, mid: f64) -> Result<
     if r.abs() > threshold(cfg, state) {
         let floor = cfg.jump_floor_bps * 1e-4;
         let count = match state.pending_jump {
-            Some((level, n)) if (mid / level).ln().abs() <= floor => n + 1,
+            Some((level, n, at)) if (mid / level).ln().abs() <= floor => n + u32::from(ts > at),
             _ => 1,
         };
         if count < cfg.jump_confirmations {
-            state.pending_jump = Some((mid, count));
+            state.pending_jump = Some((mid, count, ts));
             return Err(Rejection::PriceJump);
         }
         // The market really moved: start over from the new level, volatility included.
@@ -253,6 +281,7 @@ mod tests {
     fn quote(ts: u64, bid: Decimal, ask: Decimal) -> RawEvent {
         RawEvent {
             seq: ts,
+            pass: 0,
             ts: UnixNanos(ts),
             symbol: Symbol::new("BTCUSDT").unwrap(),
             body: RawBody::Quote {
@@ -265,7 +294,7 @@ mod tests {
     }
 
     fn with_body(ts: u64, body: RawBody) -> RawEvent {
-        RawEvent { seq: ts, ts: UnixNanos(ts), symbol: Symbol::new("BTCUSDT").unwrap(), body }
+        RawEvent { seq: ts, pass: 0, ts: UnixNanos(ts), symbol: Symbol::new("BTCUSDT").unwrap(), body }
     }
 
     fn checker() -> QualityChecker {
@@ -322,6 +351,45 @@ mod tests {
         }
         let mut c = checker();
         assert_eq!(verdict(&mut c, &quote(1, dec!(1), dec!(1.01))), Ok(()));
+        let huge = RawBody::Quote {
+            bid_px: n(dec!(40000000000000000000000000000)),
+            bid_sz: n(dec!(1)),
+            ask_px: n(dec!(41000000000000000000000000000)),
+            ask_sz: n(dec!(1)),
+        };
+        assert_eq!(verdict(&mut checker(), &with_body(1, huge)), Err(Rejection::OutOfRange));
+        let huge_size = RawBody::Trade { price: n(dec!(1)), size: n(MAX_VALUE + dec!(1)), aggressor: Side::Buy };
+        assert_eq!(verdict(&mut checker(), &with_body(1, huge_size)), Err(Rejection::OutOfRange));
+        assert_eq!(MAX_VALUE, dec!(1000000000000000));
+    }
+
+    #[test]
+    fn a_repeated_bad_tick_confirms_nothing() {
+        let mut c = checker();
+        for i in 0..30 {
+            assert_eq!(verdict(&mut c, &quote(i, dec!(60000), dec!(60001))), Ok(()));
+        }
+        for _ in 0..5 {
+            let v = verdict(&mut c, &quote(100, dec!(66000), dec!(66001)));
+            assert!(matches!(v, Err(Rejection::PriceJump | Rejection::Duplicate)), "{v:?}");
+        }
+        assert_eq!(verdict(&mut c, &quote(101, dec!(60000), dec!(60001))), Ok(()));
+    }
+
+    #[test]
+    fn many_events_at_one_timestamp_stay_cheap_and_exact() {
+        let mut c = checker();
+        for i in 0..2_000u32 {
+            let bid = dec!(100) + Decimal::from(i % 50) / dec!(100);
+            let body = RawBody::Quote {
+                bid_px: Num::Value(bid),
+                bid_sz: Num::Value(Decimal::from(i + 1)),
+                ask_px: Num::Value(bid + dec!(1)),
+                ask_sz: Num::Value(dec!(1)),
+            };
+            assert_eq!(verdict(&mut c, &with_body(7, body)), Ok(()));
+            assert_eq!(verdict(&mut c, &with_body(7, body)), Err(Rejection::Duplicate));
+        }
     }
 
     #[test]

@@ -24,6 +24,9 @@ use crate::source::{Item, Replay, SourceError};
 
 /// Rows handed from the reader thread to the pipeline at once.
 const BATCH: usize = 1024;
+/// How long shutdown waits for in-flight deliveries before giving up on them (they are re-sent
+/// after a restart: delivery is at least once).
+const DRAIN_GRACE: Duration = Duration::from_secs(15);
 /// Malformed rows logged one by one before the log only samples them.
 const MALFORMED_LOGGED: u64 = 100;
 
@@ -51,6 +54,9 @@ pub enum RunError {
     /// The async runtime or signal handlers could not be set up.
     #[error("cannot start the runtime: {0}")]
     Signals(#[source] std::io::Error),
+    /// The replay reader thread panicked: the input was not read to its end.
+    #[error("the replay reader failed before the end of the input")]
+    ReaderPanicked,
     /// `IBKR` source selected; it arrives with the IBKR issue.
     #[error("data_plane.source = \"{0}\" is not available in this build")]
     UnsupportedSource(String),
@@ -63,7 +69,7 @@ impl RunError {
             Self::Source(_) => 66,
             Self::Broker(_) => 69,
             Self::Bind { .. } => 75,
-            Self::Metrics(_) | Self::Signals(_) => 70,
+            Self::Metrics(_) | Self::Signals(_) | Self::ReaderPanicked => 70,
             Self::UnsupportedSource(_) => 78,
         }
     }
@@ -186,24 +192,43 @@ async fn replay(
             }
             last_seq = ev.seq;
             core.process(ev, &mut out);
-            if !publish(&mut publisher, &mut out, last_seq, &acks, metrics).await? {
+            // A broker that is down keeps the producer queue full; shutdown must still get through.
+            let published = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => { interrupted = true; break 'input; }
+                published = publish(&mut publisher, &mut out, last_seq, &acks, metrics) => published?,
+            };
+            if !published {
                 break 'input;
             }
         }
         metrics.stale_symbols.set(i64::try_from(core.stale_symbols()).unwrap_or(i64::MAX));
     }
     drop(batch_rx);
-    if !interrupted {
+    // The channel closes when the reader ends, normally or by panicking; only the former is the
+    // end of the input.
+    let reader_ok = interrupted || reader.join().is_ok();
+    if !interrupted && reader_ok {
         core.finish(&mut out);
         publish(&mut publisher, &mut out, last_seq, &acks, metrics).await?;
     }
     drop(acks);
     // Every produced record must be acknowledged before we call the replay published.
-    ack_task.await.map_err(|_| BrokerError::DeliveryCancelled)??;
+    match tokio::time::timeout(DRAIN_GRACE, ack_task).await {
+        Ok(joined) => {
+            joined.map_err(|_| BrokerError::DeliveryCancelled)??;
+        }
+        Err(_) => {
+            tracing::warn!(grace = ?DRAIN_GRACE, "In-flight records not acknowledged in time; they will be re-sent after a restart.");
+            checker.abort();
+            return Ok(());
+        }
+    }
     let rows = metrics.replay_position.get();
     publisher.flush(Duration::from_secs(10))?;
-    if reader.join().is_err() {
-        tracing::error!("Replay reader thread panicked.");
+    if !reader_ok {
+        checker.abort();
+        return Err(RunError::ReaderPanicked);
     }
     if interrupted {
         tracing::info!(rows, "Replay interrupted; every produced record was acknowledged.");
@@ -219,11 +244,23 @@ async fn replay(
     Ok(())
 }
 
-/// Event ids derive from the files' names, not their folder, so moving the data keeps the ids.
+/// Event ids derive from each file's name, size and first 64 KiB: moving the data keeps the ids,
+/// while two different files of the same name (a folder per day) get different ones.
 fn stream_name(files: &[PathBuf]) -> String {
-    let names: Vec<String> =
-        files.iter().map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect();
-    format!("replay:{}", names.join(","))
+    use std::io::Read;
+    let parts: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let len = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+            let mut head = Vec::with_capacity(1 << 16);
+            if let Ok(file) = std::fs::File::open(f) {
+                let _ = file.take(1 << 16).read_to_end(&mut head);
+            }
+            format!("{name}:{len}:{:016x}", common::ids::stream_hash(&String::from_utf8_lossy(&head)))
+        })
+        .collect();
+    format!("replay:{}", parts.join(","))
 }
 
 async fn connect(cfg: &AppConfig, instance: &str, shutdown: &CancellationToken) -> Result<Option<Publisher>, RunError> {

@@ -42,6 +42,16 @@ fn bad_configuration_exits_78_naming_every_field() {
 }
 
 #[test]
+fn an_unwritable_log_folder_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out = data_plane(dir.path()).env("LOG_DIR", file.join("logs")).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log.dir"));
+}
+
+#[test]
 fn check_config_accepts_the_shipped_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let out = data_plane(dir.path()).arg("--check-config").output().unwrap();

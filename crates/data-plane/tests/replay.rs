@@ -32,12 +32,16 @@ struct Run {
 }
 
 fn replay(path: &Path) -> Run {
+    replay_passes(path, 1)
+}
+
+fn replay_passes(path: &Path, passes: u32) -> Run {
     let cfg = DataPlaneConfig::default();
     let source = Arc::new(Source { plane: "data-plane".into(), instance: "test".into() });
     let mut core = DataCore::new(&cfg, "replay:test", source, ManualClock::new(UnixNanos(1)));
     let mut run = Run::default();
     let mut out = Vec::new();
-    for item in Replay::open(path, 1).unwrap() {
+    for item in Replay::open(path, passes).unwrap() {
         match item {
             Ok(ev) => core.process(ev, &mut out),
             Err(_) => run.malformed += 1,
@@ -137,4 +141,19 @@ fn parquet_sample_replays_to_the_same_events_as_its_csv() {
     let parquet = replay(&data("parquet/binance-usdm-btcusdt-2024-08-08.parquet"));
     assert_eq!(csv.windows, parquet.windows);
     assert_eq!((csv.quotes, csv.trades), (parquet.quotes, parquet.trades));
+}
+
+#[test]
+fn each_looped_pass_yields_a_clean_runs_windows() {
+    let once = replay(&data(USDM));
+    let twice = replay_passes(&data(USDM), 2);
+    assert!(twice.rejected.is_empty(), "{:?}", twice.rejected);
+    assert_eq!(twice.windows.len(), 2 * once.windows.len());
+    let (first, second) = twice.windows.split_at(once.windows.len());
+    assert_eq!(first, &once.windows[..]);
+    let shift = second[0].window_start.0 - first[0].window_start.0;
+    for (a, b) in first.iter().zip(second) {
+        assert_eq!((a.ofi, a.n_quotes, a.mid_change), (b.ofi, b.n_quotes, b.mid_change));
+        assert_eq!(b.window_start.0 - a.window_start.0, shift);
+    }
 }

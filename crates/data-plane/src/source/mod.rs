@@ -78,6 +78,8 @@ pub struct RawEvent {
     /// Position in the replay (every row counts, good or bad); stable across runs of the same
     /// input, so it names the event in its id.
     pub seq: u64,
+    /// Which pass over the input (0 for the first) when looping.
+    pub pass: u32,
     /// Event time.
     pub ts: UnixNanos,
     /// Instrument.
@@ -213,7 +215,13 @@ fn row_from_fields(
     kind: &str,
     fields: [&str; 7],
 ) -> Result<(UnixNanos, Symbol, RawBody), String> {
-    let ts = ts.parse::<u64>().map_err(|_| format!("ts_event_ns {ts:?} is not a non-negative integer"))?;
+    // Kafka timestamps and Parquet columns are i64: a larger value is not a real event time.
+    let ts = ts
+        .parse::<i64>()
+        .ok()
+        .filter(|t| *t >= 0)
+        .ok_or_else(|| format!("ts_event_ns {ts:?} is not an integer in 0..=9223372036854775807"))?
+        .unsigned_abs();
     let symbol = symbols.get(symbol)?;
     let [bid_px, bid_sz, ask_px, ask_sz, price, size, aggressor] = fields;
     let num = |name: &str, v: &str| Num::parse(v).ok_or_else(|| format!("{name} {v:?} is not a number"));
@@ -249,6 +257,7 @@ pub struct Replay {
     shift: u64,
     first_ts: Option<u64>,
     last_ts: u64,
+    rows_this_pass: u64,
 }
 
 impl Replay {
@@ -256,7 +265,17 @@ impl Replay {
     pub fn open(path: &Path, passes: u32) -> Result<Self, SourceError> {
         let files = files(path)?;
         let readers = open_all(&files)?;
-        Ok(Self { files, passes, pass: 0, readers, next_seq: 0, shift: 0, first_ts: None, last_ts: 0 })
+        Ok(Self {
+            files,
+            passes,
+            pass: 0,
+            readers,
+            next_seq: 0,
+            shift: 0,
+            first_ts: None,
+            last_ts: 0,
+            rows_this_pass: 0,
+        })
     }
 
     /// The files being replayed.
@@ -299,21 +318,29 @@ impl Iterator for Replay {
             if let Some((file, row)) = self.next_in_pass() {
                 let seq = self.next_seq;
                 self.next_seq += 1;
+                self.rows_this_pass += 1;
                 return Some(match row {
                     Ok((ts, symbol, body)) => {
                         self.first_ts.get_or_insert(ts.0);
                         self.last_ts = self.last_ts.max(ts.0);
-                        Ok(RawEvent { seq, ts: UnixNanos(ts.0.saturating_add(self.shift)), symbol, body })
+                        Ok(RawEvent {
+                            seq,
+                            pass: self.pass,
+                            ts: UnixNanos(ts.0.saturating_add(self.shift)),
+                            symbol,
+                            body,
+                        })
                     }
                     Err((line, reason)) => Err(RowError { seq, file: self.files[file].clone(), line, reason }),
                 });
             }
             self.pass += 1;
-            if self.passes != 0 && self.pass >= self.passes {
+            // A pass that yielded nothing (the files emptied meanwhile) would loop forever.
+            if (self.passes != 0 && self.pass >= self.passes) || std::mem::take(&mut self.rows_this_pass) == 0 {
                 return None;
             }
             let first = self.first_ts?;
-            // Whole seconds, so a pass keeps the same window alignment as the first.
+            // Whole seconds past the end of the previous pass; the core starts each pass afresh.
             let span_s = (self.last_ts - first) / 1_000_000_000 + 1;
             self.shift = u64::from(self.pass) * span_s * 1_000_000_000;
             match open_all(&self.files) {
