@@ -30,4 +30,4 @@ pub mod topics;
 pub mod types;
 
 /// Exit code for a configuration error (`EX_CONFIG` from sysexits.h).
-pub const EXIT_CONFIG: i32 = 78;
+pub const EXIT_CONFIG: u8 = 78;

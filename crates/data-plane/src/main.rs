@@ -26,6 +26,11 @@ enum Command {
     Convert { input: PathBuf, output: PathBuf },
 }
 
+fn fail(message: impl std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("data-plane: {message}");
+    ExitCode::from(code)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Convert { input, output }) = cli.command {
@@ -34,18 +39,12 @@ fn main() -> ExitCode {
                 println!("data-plane: wrote {rows} rows to {} ({skipped} bad rows skipped)", output.display());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("data-plane: {e}");
-                ExitCode::from(66)
-            }
+            Err(e) => fail(e, 66),
         };
     }
     let cfg = match common::config::load(&cli.config_dir) {
         Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("data-plane: {e}");
-            return ExitCode::from(common::EXIT_CONFIG as u8);
-        }
+        Err(e) => return fail(e, common::EXIT_CONFIG),
     };
     if cli.check_config {
         println!("data-plane: configuration OK");
@@ -53,17 +52,13 @@ fn main() -> ExitCode {
     }
     let _log_guard = match common::telemetry::init(&cfg.log.level, &cfg.log.dir, "data-plane") {
         Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("data-plane: {e}");
-            return ExitCode::from(common::EXIT_CONFIG as u8);
-        }
+        Err(e) => return fail(e, common::EXIT_CONFIG),
     };
-    match data_plane::run::main(cfg) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    data_plane::run::main(cfg).map_or_else(
+        |e| {
             tracing::error!(error = %e, "Data Plane stopped.");
-            eprintln!("data-plane: {e}");
-            ExitCode::from(e.exit_code())
-        }
-    }
+            fail(&e, e.exit_code())
+        },
+        |()| ExitCode::SUCCESS,
+    )
 }

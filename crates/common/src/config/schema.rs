@@ -1,0 +1,417 @@
+//! The configuration's shape, defaults and validation rules.
+
+use std::path::PathBuf;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, FieldError, Secret};
+
+/// The whole system's configuration. Each plane reads the sections it needs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppConfig {
+    /// Environment name and instance identity.
+    pub app: AppSection,
+    /// Logging.
+    pub log: LogConfig,
+    /// Broker and client settings.
+    pub kafka: KafkaConfig,
+    /// Interactive Brokers connection.
+    pub ibkr: IbkrConfig,
+    /// Paper and live trading switches.
+    pub trading: TradingConfig,
+    /// Portfolio limits shared by the Strategy and Order Planes.
+    pub risk: RiskConfig,
+    /// Data Plane.
+    pub data_plane: DataPlaneConfig,
+}
+
+/// `[app]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppSection {
+    /// `development`, `test`, `production`, …: picks `config/<env>.toml`.
+    pub env: String,
+    /// This instance's name in event envelopes; the host name when empty.
+    pub instance_id: String,
+}
+
+impl Default for AppSection {
+    fn default() -> Self {
+        Self { env: "development".into(), instance_id: String::new() }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `debug`, `data_plane=debug,info`, …
+    pub level: String,
+    /// Folder for log files; empty disables file logging.
+    pub dir: PathBuf,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), dir: PathBuf::from("logs") }
+    }
+}
+
+/// `[kafka]`: settings that matter operationally; the defaults suit one box.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`.
+    pub bootstrap_servers: String,
+    /// Partitions of each topic created at start-up.
+    pub partitions: i32,
+    /// Replication factor of topics created at start-up.
+    pub replication_factor: i32,
+    /// Prepended to every topic name (isolates test runs or tenants); empty by default.
+    pub topic_prefix: String,
+    /// `none`, `gzip`, `snappy` or `lz4`.
+    pub compression: String,
+    /// How long the producer waits to fill a batch.
+    pub linger_ms: u32,
+    /// Largest batch per partition, bytes.
+    pub batch_size: u32,
+    /// How long a produce may take, retries included, before it fails.
+    pub message_timeout_ms: u32,
+    /// Consumer group session timeout.
+    pub session_timeout_ms: u32,
+    /// Longest pause between polls before the consumer is thrown out of its group.
+    pub max_poll_interval_ms: u32,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "localhost:9092".into(),
+            partitions: 3,
+            replication_factor: 1,
+            topic_prefix: String::new(),
+            compression: "lz4".into(),
+            linger_ms: 5,
+            batch_size: 262_144,
+            message_timeout_ms: 60_000,
+            session_timeout_ms: 10_000,
+            max_poll_interval_ms: 300_000,
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The full name of `topic`, with the configured prefix.
+    pub fn topic(&self, topic: &str) -> String {
+        format!("{}{}", self.topic_prefix, topic)
+    }
+}
+
+/// `[ibkr]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IbkrConfig {
+    /// TWS or IB Gateway host.
+    pub host: String,
+    /// 7497 TWS paper, 4002 Gateway paper (7496 / 4001 are live).
+    pub port: u16,
+    /// API client id; unique per connection to one gateway.
+    pub client_id: i32,
+    /// Account code, when the login manages several.
+    pub account: Secret,
+}
+
+impl Default for IbkrConfig {
+    fn default() -> Self {
+        Self { host: "127.0.0.1".into(), port: 7497, client_id: 1, account: Secret::default() }
+    }
+}
+
+/// `[trading]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TradingConfig {
+    /// Paper trading (the default).
+    pub enable_paper_trading: bool,
+    /// Live trading: also needs `APP_ENV=production` and paper trading off.
+    pub enable_live_trading: bool,
+}
+
+impl Default for TradingConfig {
+    fn default() -> Self {
+        Self { enable_paper_trading: true, enable_live_trading: false }
+    }
+}
+
+/// `[risk]`: portfolio limits, in account currency.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RiskConfig {
+    /// Σ |position × price| across symbols.
+    pub max_gross_exposure: Decimal,
+    /// |Σ position × price| across symbols.
+    pub max_net_exposure: Decimal,
+    /// |position × price| of one symbol.
+    pub max_position_size: Decimal,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        Self {
+            max_gross_exposure: Decimal::from(1_000_000),
+            max_net_exposure: Decimal::from(500_000),
+            max_position_size: Decimal::from(100_000),
+        }
+    }
+}
+
+/// `[data_plane]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DataPlaneConfig {
+    /// Port of `/metrics` and `/health/*`.
+    pub http_port: u16,
+    /// `replay` or `ibkr`.
+    pub source: String,
+    /// Replay source.
+    pub replay: ReplayConfig,
+    /// Quality checks.
+    pub quality: QualityConfig,
+    /// Order Flow Imbalance.
+    pub ofi: OfiConfig,
+}
+
+impl Default for DataPlaneConfig {
+    fn default() -> Self {
+        Self {
+            http_port: 8000,
+            source: "replay".into(),
+            replay: ReplayConfig::default(),
+            quality: QualityConfig::default(),
+            ofi: OfiConfig::default(),
+        }
+    }
+}
+
+/// `[data_plane.replay]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplayConfig {
+    /// A `.csv` or `.parquet` file, or a folder of them (merged by event time).
+    pub path: PathBuf,
+    /// `max`, `realtime`, or a multiplier such as `10x` or `0.5x`.
+    pub speed: String,
+    /// How many times to play the input; 0 = forever. Each pass shifts timestamps past the last.
+    pub loop_count: u32,
+    /// Exit 0 once the input is played and published, instead of idling.
+    pub exit_when_done: bool,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("data/binance-spot-btcusdt-ethusdt-2024-08-09.csv"),
+            speed: "max".into(),
+            loop_count: 1,
+            exit_when_done: false,
+        }
+    }
+}
+
+/// `[data_plane.quality]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QualityConfig {
+    /// A symbol with no update for this long (event time) is stale.
+    pub stale_after_ms: u64,
+    /// A price further than this many standard deviations of recent returns is a jump…
+    pub jump_sigmas: f64,
+    /// …and further than this many basis points, whatever the volatility.
+    pub jump_floor_bps: f64,
+    /// This many consecutive jumps that agree on a new level are accepted as a real move.
+    pub jump_confirmations: u32,
+    /// EWMA weight of the latest squared return in the volatility estimate.
+    pub volatility_alpha: f64,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        Self {
+            stale_after_ms: 30_000,
+            jump_sigmas: 25.0,
+            jump_floor_bps: 50.0,
+            jump_confirmations: 3,
+            volatility_alpha: 0.01,
+        }
+    }
+}
+
+/// `[data_plane.ofi]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OfiConfig {
+    /// Window length W, milliseconds of event time.
+    pub window_ms: u64,
+    /// Book levels used by multi-level OFI when depth arrives.
+    pub depth_levels: usize,
+}
+
+impl Default for OfiConfig {
+    fn default() -> Self {
+        Self { window_ms: 1000, depth_levels: 5 }
+    }
+}
+
+/// Replay pacing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReplaySpeed {
+    /// As fast as the pipeline goes.
+    Max,
+    /// Event time scaled by this factor (1.0 = real time).
+    Factor(f64),
+}
+
+impl ReplaySpeed {
+    /// Parses `max`, `realtime` or `<factor>x`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "max" => Some(Self::Max),
+            "realtime" | "1x" => Some(Self::Factor(1.0)),
+            other => other
+                .strip_suffix('x')
+                .and_then(|f| f.parse::<f64>().ok())
+                .filter(|f| (0.001..=1_000_000.0).contains(f))
+                .map(Self::Factor),
+        }
+    }
+}
+
+impl AppConfig {
+    /// Checks every rule at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        let mut bad = |field: &str, message: String| {
+            errors.push(FieldError { field: field.into(), message });
+        };
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            bad("log.level", format!("{:?} is not a log filter (try info or debug)", self.log.level));
+        }
+        let k = &self.kafka;
+        if k.bootstrap_servers.trim().is_empty() {
+            bad("kafka.bootstrap_servers", "must not be empty".into());
+        }
+        if k.partitions < 1 {
+            bad("kafka.partitions", format!("must be at least 1, got {}", k.partitions));
+        }
+        if k.replication_factor < 1 {
+            bad("kafka.replication_factor", format!("must be at least 1, got {}", k.replication_factor));
+        }
+        // zstd is not compiled into our librdkafka (it needs libzstd); refuse it here, not at start.
+        if !["none", "gzip", "snappy", "lz4"].contains(&k.compression.as_str()) {
+            bad("kafka.compression", format!("{:?} is not one of none, gzip, snappy, lz4", k.compression));
+        }
+        if k.linger_ms > 1_000 {
+            bad("kafka.linger_ms", format!("must be at most 1000, got {}", k.linger_ms));
+        }
+        if k.batch_size < 1_024 {
+            bad("kafka.batch_size", format!("must be at least 1024, got {}", k.batch_size));
+        }
+        if k.session_timeout_ms < 1_000 || k.session_timeout_ms > 300_000 {
+            bad("kafka.session_timeout_ms", format!("must be 1000..=300000, got {}", k.session_timeout_ms));
+        }
+        if k.max_poll_interval_ms < k.session_timeout_ms {
+            bad("kafka.max_poll_interval_ms", "must not be below kafka.session_timeout_ms".into());
+        }
+        if k.message_timeout_ms < 1_000 || k.message_timeout_ms <= k.linger_ms {
+            bad(
+                "kafka.message_timeout_ms",
+                format!("must be at least 1000 and above kafka.linger_ms, got {}", k.message_timeout_ms),
+            );
+        }
+        if !k.topic_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            bad("kafka.topic_prefix", "may hold only A-Z a-z 0-9 . _ -".into());
+        }
+        if self.ibkr.host.trim().is_empty() {
+            bad("ibkr.host", "must not be empty".into());
+        }
+        if self.ibkr.port == 0 {
+            bad("ibkr.port", "must not be 0".into());
+        }
+        if self.ibkr.client_id < 0 {
+            bad("ibkr.client_id", format!("must not be negative, got {}", self.ibkr.client_id));
+        }
+        for (field, v) in [
+            ("risk.max_gross_exposure", self.risk.max_gross_exposure),
+            ("risk.max_net_exposure", self.risk.max_net_exposure),
+            ("risk.max_position_size", self.risk.max_position_size),
+        ] {
+            if v <= Decimal::ZERO {
+                bad(field, format!("must be positive, got {v}"));
+            }
+        }
+        if self.risk.max_net_exposure > self.risk.max_gross_exposure {
+            bad("risk.max_net_exposure", "must not exceed risk.max_gross_exposure".into());
+        }
+        if self.risk.max_position_size > self.risk.max_gross_exposure {
+            bad("risk.max_position_size", "must not exceed risk.max_gross_exposure".into());
+        }
+        let d = &self.data_plane;
+        if d.http_port == 0 {
+            bad("data_plane.http_port", "must not be 0".into());
+        }
+        if !["replay", "ibkr"].contains(&d.source.as_str()) {
+            bad("data_plane.source", format!("{:?} is not one of replay, ibkr", d.source));
+        }
+        if d.source == "replay" && d.replay.path.as_os_str().is_empty() {
+            bad("data_plane.replay.path", "must name a file or folder".into());
+        }
+        if ReplaySpeed::parse(&d.replay.speed).is_none() {
+            bad(
+                "data_plane.replay.speed",
+                format!("{:?} is not max, realtime or a multiplier like 10x", d.replay.speed),
+            );
+        }
+        let q = &d.quality;
+        if q.stale_after_ms == 0 {
+            bad("data_plane.quality.stale_after_ms", "must be positive".into());
+        }
+        if !(q.jump_sigmas.is_finite() && q.jump_sigmas > 0.0) {
+            bad("data_plane.quality.jump_sigmas", format!("must be positive, got {}", q.jump_sigmas));
+        }
+        if !(q.jump_floor_bps.is_finite() && q.jump_floor_bps > 0.0) {
+            bad("data_plane.quality.jump_floor_bps", format!("must be positive, got {}", q.jump_floor_bps));
+        }
+        if q.jump_confirmations == 0 {
+            bad("data_plane.quality.jump_confirmations", "must be at least 1".into());
+        }
+        if !(q.volatility_alpha > 0.0 && q.volatility_alpha < 1.0) {
+            bad("data_plane.quality.volatility_alpha", format!("must be in (0, 1), got {}", q.volatility_alpha));
+        }
+        if d.ofi.window_ms == 0 || d.ofi.window_ms > 3_600_000 {
+            bad("data_plane.ofi.window_ms", format!("must be 1..=3600000, got {}", d.ofi.window_ms));
+        }
+        if d.ofi.depth_levels == 0 || d.ofi.depth_levels > 50 {
+            bad("data_plane.ofi.depth_levels", format!("must be 1..=50, got {}", d.ofi.depth_levels));
+        }
+        if errors.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errors)) }
+    }
+
+    /// The replay speed (valid after [`validate`](Self::validate)).
+    pub fn replay_speed(&self) -> ReplaySpeed {
+        ReplaySpeed::parse(&self.data_plane.replay.speed).unwrap_or(ReplaySpeed::Max)
+    }
+
+    /// This instance's name: `app.instance_id`, or the host name.
+    pub fn instance_id(&self) -> String {
+        if !self.app.instance_id.is_empty() {
+            return self.app.instance_id.clone();
+        }
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "local".into())
+    }
+}
