@@ -68,6 +68,20 @@ fn main() {
         .collect();
     report("quality + OFI + envelope", n, core_only);
 
+    let no_encode: Vec<f64> = (0..RUNS)
+        .map(|_| {
+            let mut c = core();
+            let t = Instant::now();
+            for e in Replay::open(&path, passes).unwrap().flatten() {
+                c.process(e, &mut out);
+                black_box(&out);
+                out.clear();
+            }
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    report("parse + quality + OFI + envelope (no encode)", n, no_encode);
+
     let mut buf = Vec::with_capacity(1 << 16);
     let mut encoded: Vec<Vec<u8>> = Vec::new();
     let full: Vec<f64> = (0..RUNS)
