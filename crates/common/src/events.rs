@@ -432,11 +432,25 @@ impl Checked for OrderIntent {
 }
 keyed_by_symbol!(OrderIntent);
 
+/// Cancel what is still working of an earlier intent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelIntent {
+    /// The intent to cancel.
+    pub intent_id: IntentId,
+    /// Its symbol (the record key, so the cancel stays behind its order).
+    pub symbol: Symbol,
+}
+impl Checked for CancelIntent {}
+keyed_by_symbol!(CancelIntent);
+
 payload_family! {
     /// Everything on `order_intents`.
     IntentEvent on topics::ORDER_INTENTS => {
         /// A new order.
         Intent(OrderIntent) = "order_intent",
+        /// Cancel an earlier order.
+        Cancel(CancelIntent) = "cancel_intent",
     }
 }
 

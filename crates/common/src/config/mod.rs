@@ -40,6 +40,11 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("REPLAY_SPEED", "data_plane.replay.speed"),
     ("REPLAY_LOOP", "data_plane.replay.loop_count"),
     ("OFI_WINDOW_MS", "data_plane.ofi.window_ms"),
+    ("ORDER_PLANE_PORT", "order_plane.http_port"),
+    ("SIM_LATENCY_MS", "order_plane.latency_ms"),
+    ("KILL_SWITCH", "order_plane.kill_switch"),
+    ("ADMIN_ENABLED", "order_plane.admin_enabled"),
+    ("ADMIN_TOKEN", "order_plane.admin_token"),
 ];
 
 /// Prefix of the generic environment form: `ALGOTRADER__KAFKA__LINGER_MS=10`.

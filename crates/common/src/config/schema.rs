@@ -25,6 +25,8 @@ pub struct AppConfig {
     pub risk: RiskConfig,
     /// Data Plane.
     pub data_plane: DataPlaneConfig,
+    /// Order Plane.
+    pub order_plane: OrderPlaneConfig,
 }
 
 /// `[app]`
@@ -264,6 +266,87 @@ impl Default for OfiConfig {
     }
 }
 
+/// One tradable instrument.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstrumentConfig {
+    /// Symbol as the venue names it.
+    pub symbol: String,
+    /// Smallest price increment.
+    pub tick_size: Decimal,
+    /// Quantities must be a multiple of this.
+    pub lot_size: Decimal,
+    /// Smallest order quantity.
+    pub min_qty: Decimal,
+    /// Smallest order notional.
+    pub min_notional: Decimal,
+}
+
+/// `[order_plane]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OrderPlaneConfig {
+    /// Port of `/metrics`, `/health/*` and (when enabled) `/admin/*`.
+    pub http_port: u16,
+    /// `simulated` (IBKR arrives with its own issue).
+    pub venue: String,
+    /// Simulated venue: event-time delay between decision and arrival at the venue.
+    pub latency_ms: u64,
+    /// Halt trading at start-up (`KILL_SWITCH=true`).
+    pub kill_switch: bool,
+    /// Cancel open orders when trading is halted.
+    pub cancel_open_on_halt: bool,
+    /// Serve `POST /admin/kill-switch`; off by default.
+    pub admin_enabled: bool,
+    /// Bearer token the admin endpoint requires (`ADMIN_TOKEN`, environment only).
+    pub admin_token: Secret,
+    /// Largest notional of one order.
+    pub max_order_notional: Decimal,
+    /// A limit price further than this from the mid, in basis points, is refused.
+    pub price_collar_bps: Decimal,
+    /// Orders accepted per second of event time.
+    pub max_orders_per_second: u32,
+    /// Market data older than this at decision time is stale.
+    pub stale_after_ms: u64,
+    /// Trade volume horizon of the square-root impact term.
+    pub impact_volume_window_s: u64,
+    /// Cost model: RLS forgetting factor.
+    pub cost_forgetting: f64,
+    /// Cost model: residuals beyond this many robust standard deviations are down-weighted.
+    pub cost_huber_k: f64,
+    /// Tradable instruments; anything else is refused as `unknown_symbol`.
+    pub instruments: Vec<InstrumentConfig>,
+}
+
+impl Default for OrderPlaneConfig {
+    fn default() -> Self {
+        let instrument = |symbol: &str, lot: Decimal| InstrumentConfig {
+            symbol: symbol.into(),
+            tick_size: Decimal::new(1, 2),
+            lot_size: lot,
+            min_qty: lot,
+            min_notional: Decimal::from(10),
+        };
+        Self {
+            http_port: 8002,
+            venue: "simulated".into(),
+            latency_ms: 5,
+            kill_switch: false,
+            cancel_open_on_halt: true,
+            admin_enabled: false,
+            admin_token: Secret::default(),
+            max_order_notional: Decimal::from(50_000),
+            price_collar_bps: Decimal::from(100),
+            max_orders_per_second: 50,
+            stale_after_ms: 5_000,
+            impact_volume_window_s: 60,
+            cost_forgetting: 0.995,
+            cost_huber_k: 3.0,
+            instruments: vec![instrument("BTCUSDT", Decimal::new(1, 5)), instrument("ETHUSDT", Decimal::new(1, 4))],
+        }
+    }
+}
+
 /// Replay pacing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ReplaySpeed {
@@ -394,6 +477,52 @@ impl AppConfig {
         }
         if d.ofi.depth_levels == 0 || d.ofi.depth_levels > 50 {
             bad("data_plane.ofi.depth_levels", format!("must be 1..=50, got {}", d.ofi.depth_levels));
+        }
+        let o = &self.order_plane;
+        if o.http_port == 0 {
+            bad("order_plane.http_port", "must not be 0".into());
+        }
+        if o.venue != "simulated" {
+            bad("order_plane.venue", format!("{:?} is not simulated", o.venue));
+        }
+        if o.admin_enabled && o.admin_token.expose().len() < 16 {
+            bad("order_plane.admin_token", "admin_enabled needs ADMIN_TOKEN of at least 16 characters".into());
+        }
+        if o.max_order_notional <= Decimal::ZERO {
+            bad("order_plane.max_order_notional", format!("must be positive, got {}", o.max_order_notional));
+        }
+        if o.price_collar_bps <= Decimal::ZERO {
+            bad("order_plane.price_collar_bps", format!("must be positive, got {}", o.price_collar_bps));
+        }
+        if o.max_orders_per_second == 0 {
+            bad("order_plane.max_orders_per_second", "must be at least 1".into());
+        }
+        if o.stale_after_ms == 0 {
+            bad("order_plane.stale_after_ms", "must be positive".into());
+        }
+        if o.impact_volume_window_s == 0 {
+            bad("order_plane.impact_volume_window_s", "must be positive".into());
+        }
+        if !(o.cost_forgetting > 0.9 && o.cost_forgetting <= 1.0) {
+            bad("order_plane.cost_forgetting", format!("must be in (0.9, 1], got {}", o.cost_forgetting));
+        }
+        if !(o.cost_huber_k.is_finite() && o.cost_huber_k > 0.0) {
+            bad("order_plane.cost_huber_k", format!("must be positive, got {}", o.cost_huber_k));
+        }
+        if o.instruments.is_empty() {
+            bad("order_plane.instruments", "must list at least one instrument".into());
+        }
+        for (i, inst) in o.instruments.iter().enumerate() {
+            let field = format!("order_plane.instruments[{i}]");
+            if crate::types::Symbol::new(&inst.symbol).is_err() {
+                bad(&field, format!("symbol {:?} is not a valid symbol", inst.symbol));
+            }
+            if [inst.tick_size, inst.lot_size].iter().any(|v| *v <= Decimal::ZERO)
+                || inst.min_qty < Decimal::ZERO
+                || inst.min_notional < Decimal::ZERO
+            {
+                bad(&field, "tick_size and lot_size must be positive, minimums not negative".into());
+            }
         }
         if errors.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errors)) }
     }

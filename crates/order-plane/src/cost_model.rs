@@ -1,0 +1,149 @@
+//! Transaction-cost learning from the Order Plane's own fills.
+//!
+//! Model (square-root law, Almgren et al. 2005): the implementation shortfall of an order versus
+//! its arrival mid, in basis points, is
+//! `cost_bps = a · half_spread_bps + b · σ_bps · sqrt(qty / volume)`.
+//! `a` and `b` are estimated online by recursive least squares with exponential forgetting `λ`.
+//! Robustness: a residual beyond `k` robust standard deviations (an EWMA of absolute residuals)
+//! gets Huber weight `k·s/|e|`, so one freak fill cannot drag the fit. Coefficients are projected
+//! onto `≥ 0` after each step: paying to cross the spread and to move the price is never negative.
+
+use common::events::CostModelUpdate;
+
+/// Updates before outliers are down-weighted (the residual scale needs a few samples).
+const WARMUP: u64 = 10;
+/// Weight of the latest residual in the scale and variance estimates.
+const SCALE_ALPHA: f64 = 0.05;
+
+/// Online cost model.
+#[derive(Debug, Clone)]
+pub struct CostModel {
+    theta: [f64; 2],
+    p: [[f64; 2]; 2],
+    lambda: f64,
+    huber_k: f64,
+    scale: f64,
+    resid_var: f64,
+    n: u64,
+}
+
+impl CostModel {
+    /// Starts at `a = 1` (pay the half spread), `b = 0`, with wide uncertainty.
+    pub fn new(lambda: f64, huber_k: f64) -> Self {
+        Self { theta: [1.0, 0.0], p: [[100.0, 0.0], [0.0, 100.0]], lambda, huber_k, scale: 0.0, resid_var: 0.0, n: 0 }
+    }
+
+    /// Expected cost in bps for the given features.
+    pub fn predict(&self, half_spread_bps: f64, impact_feature: f64) -> f64 {
+        self.theta[0] * half_spread_bps + self.theta[1] * impact_feature
+    }
+
+    /// Learns from one completed order. Non-finite inputs are ignored.
+    pub fn update(&mut self, half_spread_bps: f64, impact_feature: f64, cost_bps: f64) {
+        let x = [half_spread_bps, impact_feature];
+        if !(x.iter().all(|v| v.is_finite()) && cost_bps.is_finite()) {
+            return;
+        }
+        let e = cost_bps - self.predict(x[0], x[1]);
+        let limit = self.huber_k * self.scale;
+        let w = if self.n >= WARMUP && limit > 0.0 && e.abs() > limit { limit / e.abs() } else { 1.0 };
+        let px = [self.p[0][0] * x[0] + self.p[0][1] * x[1], self.p[1][0] * x[0] + self.p[1][1] * x[1]];
+        let denom = self.lambda / w + x[0] * px[0] + x[1] * px[1];
+        if denom.abs() < 1e-12 {
+            return;
+        }
+        let k = [px[0] / denom, px[1] / denom];
+        for (i, ki) in k.iter().enumerate() {
+            self.theta[i] = (self.theta[i] + ki * e).max(0.0);
+        }
+        for i in 0..2 {
+            for j in 0..2 {
+                self.p[i][j] = (self.p[i][j] - k[i] * px[j]) / self.lambda;
+            }
+        }
+        let clipped = e.abs().min(if limit > 0.0 { limit } else { e.abs() });
+        self.scale = if self.n == 0 { e.abs() } else { (1.0 - SCALE_ALPHA) * self.scale + SCALE_ALPHA * clipped };
+        self.resid_var = (1.0 - SCALE_ALPHA) * self.resid_var + SCALE_ALPHA * (w * e) * (w * e);
+        self.n += 1;
+    }
+
+    /// The coefficients and their standard errors, for `exec_reports` and metrics.
+    pub fn snapshot(&self) -> CostModelUpdate {
+        let se = |i: usize| (self.p[i][i].max(0.0) * self.resid_var).sqrt();
+        CostModelUpdate {
+            half_spread_coef: self.theta[0],
+            impact_coef: self.theta[1],
+            half_spread_stderr: se(0),
+            impact_stderr: se(1),
+            n_fills: self.n,
+        }
+    }
+
+    /// Continues from a published snapshot after a restart (the covariance restarts wide).
+    pub fn restore(&mut self, s: &CostModelUpdate) {
+        if s.half_spread_coef.is_finite() && s.impact_coef.is_finite() {
+            self.theta = [s.half_spread_coef.max(0.0), s.impact_coef.max(0.0)];
+            self.n = s.n_fills;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SplitMix64: a seeded, reproducible stream for the simulation.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> f64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        }
+        fn normal(&mut self) -> f64 {
+            let (u, v) = (self.next().max(1e-12), self.next());
+            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        }
+    }
+
+    #[test]
+    fn converges_to_the_true_impact_despite_outliers() {
+        let (true_a, true_b) = (1.0, 0.7);
+        let mut rng = Rng(42);
+        let mut model = CostModel::new(0.995, 3.0);
+        for i in 0..3_000 {
+            let half_spread = 0.5 + 4.5 * rng.next();
+            let impact = 20.0 * rng.next();
+            let mut cost = true_a * half_spread + true_b * impact + rng.normal();
+            if i % 20 == 7 {
+                cost += 80.0; // a freak fill every 20
+            }
+            model.update(half_spread, impact, cost);
+        }
+        let s = model.snapshot();
+        assert!((s.impact_coef - true_b).abs() < 0.05, "impact {} vs {true_b}", s.impact_coef);
+        assert!((s.half_spread_coef - true_a).abs() < 0.15, "half spread {} vs {true_a}", s.half_spread_coef);
+        assert!(s.impact_stderr > 0.0 && s.impact_stderr < 0.1, "stderr {}", s.impact_stderr);
+        assert_eq!(s.n_fills, 3_000);
+    }
+
+    #[test]
+    fn coefficients_never_go_negative() {
+        let mut model = CostModel::new(0.99, 3.0);
+        for _ in 0..200 {
+            model.update(2.0, 10.0, -30.0);
+        }
+        let s = model.snapshot();
+        assert!(s.half_spread_coef >= 0.0 && s.impact_coef >= 0.0);
+    }
+
+    #[test]
+    fn non_finite_inputs_are_ignored() {
+        let mut model = CostModel::new(0.99, 3.0);
+        model.update(f64::NAN, 1.0, 1.0);
+        model.update(1.0, f64::INFINITY, 1.0);
+        assert_eq!(model.snapshot().n_fills, 0);
+    }
+}

@@ -1,0 +1,386 @@
+//! The Order Plane's synchronous core: intents, market data and kill-switch commands in;
+//! `exec_reports` envelopes out. No IO; time is the events' own, plus an injected clock for
+//! `ts_init`.
+//!
+//! Idempotency: an intent id is executed at most once. On start-up the shell feeds every past
+//! `exec_reports` record to [`OrderEngine::restore`], which rebuilds the seen intents, positions,
+//! the cost model and the halt state; [`OrderEngine::finish_restore`] then closes orders that were
+//! working in the simulated venue when the plane stopped (that venue's book lived in memory).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use common::clock::Clock;
+use common::config::{OrderPlaneConfig, RiskConfig};
+use common::events::{
+    CancelIntent, Envelope, ExecEvent, ExecReport, ExecStatus, IntentEvent, IntentId, MarketEvent, OrderIntent,
+    RejectReason, SCHEMA_VERSION, Source, TradingHalt,
+};
+use common::ids;
+use common::types::{EventId, Symbol, UnixNanos};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
+use crate::commission;
+use crate::cost_model::CostModel;
+use crate::market::{MarketState, impact_feature};
+use crate::order::OrderState;
+use crate::risk::{Mark, RiskEngine};
+use crate::venue::{Venue, VenueEvent};
+
+/// What became of an intent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntentOutcome {
+    /// Seen before: no new order.
+    Duplicate,
+    /// Refused by risk.
+    Rejected(RejectReason),
+    /// Sent to the venue.
+    Placed,
+    /// A cancel request for an order that is not working (unknown or already done).
+    CancelIgnored,
+    /// A cancel request that cancelled a working order.
+    Cancelled,
+}
+
+/// The core.
+pub struct OrderEngine<V, C> {
+    venue: V,
+    clock: C,
+    source: Arc<Source>,
+    risk: RiskEngine,
+    market: MarketState,
+    cost: CostModel,
+    orders: HashMap<IntentId, OrderState>,
+    seen: HashSet<IntentId>,
+    monthly: (i32, u8, Decimal),
+    cancel_open_on_halt: bool,
+    pending: Vec<VenueEvent>,
+}
+
+impl<V: Venue, C: Clock> OrderEngine<V, C> {
+    /// A core with nothing seen yet.
+    pub fn new(risk: &RiskConfig, cfg: &OrderPlaneConfig, venue: V, source: Arc<Source>, clock: C) -> Self {
+        Self {
+            venue,
+            clock,
+            source,
+            risk: RiskEngine::new(risk, cfg),
+            market: MarketState::new(cfg.impact_volume_window_s),
+            cost: CostModel::new(cfg.cost_forgetting, cfg.cost_huber_k),
+            orders: HashMap::new(),
+            seen: HashSet::new(),
+            monthly: (0, 0, Decimal::ZERO),
+            cancel_open_on_halt: cfg.cancel_open_on_halt,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The risk engine (for exposure metrics and tests).
+    pub fn risk(&self) -> &RiskEngine {
+        &self.risk
+    }
+
+    /// Whether trading is halted.
+    pub fn halted(&self) -> bool {
+        self.risk.halted()
+    }
+
+    /// The state of an order.
+    pub fn order(&self, intent_id: &IntentId) -> Option<&OrderState> {
+        self.orders.get(intent_id)
+    }
+
+    fn envelope(&self, id: EventId, ts: UnixNanos, cause: Option<EventId>, payload: ExecEvent) -> Envelope<ExecEvent> {
+        Envelope {
+            schema_version: SCHEMA_VERSION,
+            event_id: id,
+            source: Arc::clone(&self.source),
+            ts_event: ts,
+            ts_init: self.clock.now(),
+            causation_id: cause,
+            payload,
+        }
+    }
+
+    /// Handles one `order_intents` record.
+    pub fn on_intent(&mut self, env: &Envelope<IntentEvent>, out: &mut Vec<Envelope<ExecEvent>>) -> IntentOutcome {
+        match &env.payload {
+            IntentEvent::Intent(intent) => self.on_order_intent(env, intent, out),
+            IntentEvent::Cancel(cancel) => self.on_cancel(env, cancel, out),
+        }
+    }
+
+    fn on_order_intent(
+        &mut self,
+        env: &Envelope<IntentEvent>,
+        intent: &OrderIntent,
+        out: &mut Vec<Envelope<ExecEvent>>,
+    ) -> IntentOutcome {
+        if !self.seen.insert(intent.intent_id) {
+            return IntentOutcome::Duplicate;
+        }
+        let now = env.ts_event;
+        let mut state = OrderState {
+            symbol: intent.symbol.clone(),
+            side: intent.side,
+            order_id: String::new(),
+            venue: "risk".into(),
+            order_qty: intent.quantity,
+            cum_qty: Decimal::ZERO,
+            cum_value: Decimal::ZERO,
+            cum_commission: Decimal::ZERO,
+            status: ExecStatus::Accepted,
+            arrival_mid: intent.arrival_mid,
+            fills: 0,
+            reports: 0,
+            intent_event: env.event_id,
+            cost_features: None,
+        };
+        match self.risk.check(intent, now) {
+            Err(refusal) => {
+                state.status = ExecStatus::Rejected;
+                self.orders.insert(intent.intent_id, state);
+                let reason = refusal.reason;
+                self.report(intent.intent_id, now, env.event_id, Some((reason, refusal.detail)), None, None, out);
+                IntentOutcome::Rejected(reason)
+            }
+            Ok(approved) => {
+                state.venue = self.venue.name().into();
+                state.arrival_mid = approved.get().arrival_mid;
+                if let Some(m) = self.market.get(&intent.symbol) {
+                    state.cost_features =
+                        Some((m.half_spread_bps().unwrap_or(0.0), impact_feature(m, intent.quantity)));
+                }
+                self.orders.insert(intent.intent_id, state);
+                let mut events = std::mem::take(&mut self.pending);
+                self.venue.place(approved, &mut events);
+                self.apply(events, env.event_id, out);
+                IntentOutcome::Placed
+            }
+        }
+    }
+
+    fn on_cancel(
+        &mut self,
+        env: &Envelope<IntentEvent>,
+        cancel: &CancelIntent,
+        out: &mut Vec<Envelope<ExecEvent>>,
+    ) -> IntentOutcome {
+        let mut events = std::mem::take(&mut self.pending);
+        let cancelled = self.venue.cancel(cancel.intent_id, env.ts_event, "cancelled on request", &mut events);
+        self.apply(events, env.event_id, out);
+        if cancelled { IntentOutcome::Cancelled } else { IntentOutcome::CancelIgnored }
+    }
+
+    /// Handles one `market_events` record.
+    pub fn on_market(&mut self, env: &Envelope<MarketEvent>, out: &mut Vec<Envelope<ExecEvent>>) {
+        match &env.payload {
+            MarketEvent::Quote(q) => {
+                self.market.on_quote(env.ts_event, q);
+                self.risk.set_mark(&q.symbol, Mark { mid: q.mid(), ts: env.ts_event });
+                let mut events = std::mem::take(&mut self.pending);
+                self.venue.on_quote(env.ts_event, q, &mut events);
+                self.apply(events, env.event_id, out);
+            }
+            MarketEvent::Trade(t) => self.market.on_trade(env.ts_event, t),
+            MarketEvent::Depth(_) | MarketEvent::Status(_) => {}
+        }
+    }
+
+    /// Halts or resumes trading at `now`; publishes the change (and cancels open orders when
+    /// halting with `cancel_open`, or when configured to).
+    pub fn set_halt(
+        &mut self,
+        halted: bool,
+        reason: &str,
+        cancel_open: Option<bool>,
+        now: UnixNanos,
+        out: &mut Vec<Envelope<ExecEvent>>,
+    ) {
+        let cancel_open = halted && cancel_open.unwrap_or(self.cancel_open_on_halt);
+        self.risk.set_halt(halted.then(|| reason.to_owned()));
+        let identity = format!("halt:{}:{}:{halted}", now.0, self.clock.now().0);
+        let id = EventId(ids::derive_uuid(now, identity.as_bytes()));
+        let halt = TradingHalt { halted, reason: reason.to_owned(), cancel_open };
+        out.push(self.envelope(id, now, None, ExecEvent::Halt(halt)));
+        if cancel_open {
+            let mut events = std::mem::take(&mut self.pending);
+            for intent_id in self.venue.working() {
+                self.venue.cancel(intent_id, now, "cancelled by kill switch", &mut events);
+            }
+            self.apply(events, id, out);
+        }
+    }
+
+    /// Rebuilds state from one past `exec_reports` record (start-up).
+    pub fn restore(&mut self, env: &Envelope<ExecEvent>) {
+        match &env.payload {
+            ExecEvent::Report(r) => {
+                self.seen.insert(r.intent_id);
+                if r.last_qty > Decimal::ZERO {
+                    self.risk.on_fill(&r.symbol, r.side, r.last_qty);
+                    self.add_monthly(env.ts_event, r.last_qty);
+                }
+                let state = self.orders.entry(r.intent_id).or_insert_with(|| OrderState {
+                    symbol: r.symbol.clone(),
+                    side: r.side,
+                    order_id: r.order_id.clone(),
+                    venue: r.venue.clone(),
+                    order_qty: r.order_qty,
+                    cum_qty: Decimal::ZERO,
+                    cum_value: Decimal::ZERO,
+                    cum_commission: Decimal::ZERO,
+                    status: r.status,
+                    arrival_mid: r.arrival_mid,
+                    fills: 0,
+                    reports: 0,
+                    intent_event: env.causation_id.unwrap_or(env.event_id),
+                    cost_features: None,
+                });
+                state.status = r.status;
+                state.cum_qty = r.cum_qty;
+                state.cum_value = r.avg_px.unwrap_or_default() * r.cum_qty;
+                state.cum_commission = r.cum_commission;
+                state.reports += 1;
+                state.fills += u32::from(r.last_qty > Decimal::ZERO);
+            }
+            ExecEvent::CostModel(c) => self.cost.restore(c),
+            ExecEvent::Halt(h) => self.risk.set_halt(h.halted.then(|| h.reason.clone())),
+        }
+    }
+
+    /// Ends the rebuild at `now`: orders still working when the plane stopped are reported
+    /// cancelled, since the simulated venue's book did not survive the restart.
+    pub fn finish_restore(&mut self, now: UnixNanos, out: &mut Vec<Envelope<ExecEvent>>) {
+        let mut orphans: Vec<(IntentId, EventId)> =
+            self.orders.iter().filter(|(_, o)| !o.status.is_terminal()).map(|(id, o)| (*id, o.intent_event)).collect();
+        orphans.sort();
+        for (intent_id, cause) in orphans {
+            let detail = "venue state lost at restart".to_owned();
+            self.apply(vec![VenueEvent::Cancelled { intent_id, detail, ts: now }], cause, out);
+        }
+    }
+
+    fn add_monthly(&mut self, ts: UnixNanos, qty: Decimal) -> Decimal {
+        let (year, month) = year_month(ts);
+        if (year, month) != (self.monthly.0, self.monthly.1) {
+            self.monthly = (year, month, Decimal::ZERO);
+        }
+        let before = self.monthly.2;
+        self.monthly.2 += qty;
+        before
+    }
+
+    fn apply(&mut self, events: Vec<VenueEvent>, cause: EventId, out: &mut Vec<Envelope<ExecEvent>>) {
+        for event in &events {
+            match event {
+                VenueEvent::Accepted { intent_id, order_id, ts } => {
+                    if let Some(o) = self.orders.get_mut(intent_id) {
+                        o.order_id.clone_from(order_id);
+                        o.status = ExecStatus::Accepted;
+                    }
+                    self.report(*intent_id, *ts, cause, None, None, None, out);
+                }
+                VenueEvent::Fill { intent_id, px, qty, ts } => {
+                    let monthly = self.add_monthly(*ts, *qty);
+                    let Some(o) = self.orders.get_mut(intent_id) else { continue };
+                    let before = commission::order_total(o.cum_qty, o.cum_value, monthly);
+                    o.cum_qty += *qty;
+                    o.cum_value += *px * *qty;
+                    let after = commission::order_total(o.cum_qty, o.cum_value, monthly);
+                    let fee = (after - before).max(Decimal::ZERO);
+                    o.cum_commission += fee;
+                    o.fills += 1;
+                    o.status = if o.cum_qty >= o.order_qty { ExecStatus::Filled } else { ExecStatus::PartiallyFilled };
+                    let exec_id = format!("{}-{}", o.order_id, o.fills);
+                    let (symbol, side) = (o.symbol.clone(), o.side);
+                    self.risk.on_fill(&symbol, side, *qty);
+                    self.report(*intent_id, *ts, cause, None, None, Some((exec_id, *px, *qty, fee)), out);
+                }
+                VenueEvent::Cancelled { intent_id, ts, detail } | VenueEvent::Rejected { intent_id, ts, detail } => {
+                    let rejected = matches!(event, VenueEvent::Rejected { .. });
+                    let Some(o) = self.orders.get_mut(intent_id) else { continue };
+                    let leaves = o.order_qty - o.cum_qty;
+                    o.status = if rejected { ExecStatus::Rejected } else { ExecStatus::Cancelled };
+                    let (symbol, side) = (o.symbol.clone(), o.side);
+                    self.risk.on_done(&symbol, side, leaves);
+                    let reason = rejected.then(|| (RejectReason::VenueRejected, detail.clone()));
+                    let detail_only = (!rejected).then(|| detail.clone());
+                    self.report(*intent_id, *ts, cause, reason, detail_only, None, out);
+                }
+            }
+        }
+        self.pending = events;
+        self.pending.clear();
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &mut self,
+        intent_id: IntentId,
+        ts: UnixNanos,
+        cause: EventId,
+        reject: Option<(RejectReason, String)>,
+        detail: Option<String>,
+        fill: Option<(String, Decimal, Decimal, Decimal)>,
+        out: &mut Vec<Envelope<ExecEvent>>,
+    ) {
+        let Some(o) = self.orders.get_mut(&intent_id) else { return };
+        o.reports += 1;
+        let identity = format!("exec:{intent_id}:{}", o.reports);
+        let id = EventId(ids::derive_uuid(ts, identity.as_bytes()));
+        let (reason, reject_detail) = reject.map_or((None, None), |(r, d)| (Some(r), Some(d)));
+        let (exec_id, last_px, last_qty, commission) = match fill {
+            Some((e, px, qty, fee)) => (Some(e), Some(px), qty, fee),
+            None => (None, None, Decimal::ZERO, Decimal::ZERO),
+        };
+        let report = ExecReport {
+            intent_id,
+            order_id: o.order_id.clone(),
+            symbol: o.symbol.clone(),
+            side: o.side,
+            status: o.status,
+            reason,
+            detail: reject_detail.or(detail),
+            venue: o.venue.clone(),
+            order_qty: o.order_qty,
+            exec_id,
+            last_px,
+            last_qty,
+            cum_qty: o.cum_qty,
+            avg_px: o.avg_px(),
+            leaves_qty: o.leaves(),
+            commission,
+            cum_commission: o.cum_commission,
+            arrival_mid: o.arrival_mid,
+            slippage_bps: o.slippage_bps(),
+        };
+        let learn = (o.status.is_terminal() && o.cum_qty > Decimal::ZERO)
+            .then(|| o.cost_features.zip(o.slippage_bps()))
+            .flatten();
+        out.push(self.envelope(id, ts, Some(cause), ExecEvent::Report(report)));
+        if let Some(((half_spread, impact), cost)) = learn {
+            self.cost.update(half_spread, impact, cost.to_f64().unwrap_or(f64::NAN));
+            let snapshot = self.cost.snapshot();
+            let identity = format!("cost:{intent_id}");
+            let id = EventId(ids::derive_uuid(ts, identity.as_bytes()));
+            out.push(self.envelope(id, ts, Some(cause), ExecEvent::CostModel(snapshot)));
+        }
+    }
+
+    /// The cost model's expected cost, in bps, of trading `qty` of `symbol` now.
+    pub fn expected_cost_bps(&self, symbol: &Symbol, qty: Decimal) -> Option<f64> {
+        let m = self.market.get(symbol)?;
+        Some(self.cost.predict(m.half_spread_bps()?, impact_feature(m, qty)))
+    }
+}
+
+/// Calendar year and month (UTC) of `ts`.
+fn year_month(ts: UnixNanos) -> (i32, u8) {
+    let seconds = i64::try_from(ts.0 / 1_000_000_000).unwrap_or(i64::MAX);
+    match time::OffsetDateTime::from_unix_timestamp(seconds) {
+        Ok(t) => (t.year(), u8::from(t.month())),
+        Err(_) => (0, 0),
+    }
+}

@@ -1,0 +1,20 @@
+//! The Order Plane: consumes `order_intents`, decides whether each may trade, executes it, and
+//! publishes every outcome to `exec_reports`.
+//!
+//! # Layout
+//! - [`risk`]: pre-trade risk; [`risk::RiskApproved`] is the only way to a venue.
+//! - [`venue`]: the [`venue::Venue`] trait and the [`venue::SimulatedVenue`].
+//! - [`commission`]: IBKR's tiered US-stock schedule.
+//! - [`cost_model`]: online transaction-cost learning (robust RLS, square-root impact).
+//! - [`market`]: latest quote, volatility and volume per symbol.
+//! - [`order`]: orders and their state.
+//! - [`engine`]: the synchronous core tying them together, with rebuild from `exec_reports`.
+//! - [`metrics`], [`run`], [`admin`]: the async shell, its metrics and the kill-switch endpoint.
+
+pub mod commission;
+pub mod cost_model;
+pub mod engine;
+pub mod market;
+pub mod order;
+pub mod risk;
+pub mod venue;

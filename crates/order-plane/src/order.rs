@@ -1,0 +1,83 @@
+//! An order as a venue receives it, and the Order Plane's record of each order's progress.
+
+use common::events::{ExecStatus, IntentId, OrderType, TimeInForce};
+use common::types::{EventId, Side, Symbol, UnixNanos};
+use rust_decimal::Decimal;
+
+/// What a venue is asked to execute. Built only from a risk-approved intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    /// The intent it executes; the venue's client order reference.
+    pub intent_id: IntentId,
+    /// Instrument.
+    pub symbol: Symbol,
+    /// Buy or sell.
+    pub side: Side,
+    /// Quantity, positive.
+    pub qty: Decimal,
+    /// Market or limit.
+    pub order_type: OrderType,
+    /// Limit price, for limit orders.
+    pub limit_price: Option<Decimal>,
+    /// Time in force.
+    pub tif: TimeInForce,
+    /// Mid at decision time.
+    pub arrival_mid: Decimal,
+    /// Decision time (event time).
+    pub decided_at: UnixNanos,
+}
+
+/// The Order Plane's view of one order, updated by every exec report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderState {
+    /// Instrument.
+    pub symbol: Symbol,
+    /// Side.
+    pub side: Side,
+    /// Venue order id.
+    pub order_id: String,
+    /// Venue name.
+    pub venue: String,
+    /// Total quantity.
+    pub order_qty: Decimal,
+    /// Filled so far.
+    pub cum_qty: Decimal,
+    /// Σ price × size of the fills.
+    pub cum_value: Decimal,
+    /// Commission so far.
+    pub cum_commission: Decimal,
+    /// Latest status.
+    pub status: ExecStatus,
+    /// Mid at decision time.
+    pub arrival_mid: Decimal,
+    /// Fills so far (names the next execution id).
+    pub fills: u32,
+    /// Reports published so far (names the next report's event id).
+    pub reports: u32,
+    /// The intent's event id (causation of the first reports).
+    pub intent_event: EventId,
+    /// Features the cost model saw at decision time: (half spread bps, σ·sqrt(qty/volume) bps).
+    pub cost_features: Option<(f64, f64)>,
+}
+
+impl OrderState {
+    /// Still working.
+    pub fn leaves(&self) -> Decimal {
+        if self.status.is_terminal() { Decimal::ZERO } else { self.order_qty - self.cum_qty }
+    }
+
+    /// Average fill price.
+    pub fn avg_px(&self) -> Option<Decimal> {
+        (self.cum_qty > Decimal::ZERO).then(|| (self.cum_value / self.cum_qty).round_dp(10).normalize())
+    }
+
+    /// Signed cost of the fills versus the arrival mid, in basis points (positive = paid).
+    pub fn slippage_bps(&self) -> Option<Decimal> {
+        let avg = self.avg_px()?;
+        if self.arrival_mid <= Decimal::ZERO {
+            return None;
+        }
+        let signed = (avg - self.arrival_mid) * self.side.sign();
+        signed.checked_div(self.arrival_mid).map(|r| (r * Decimal::from(10_000)).round_dp(6).normalize())
+    }
+}
