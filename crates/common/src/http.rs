@@ -65,9 +65,35 @@ pub async fn serve(
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(registry, health))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    serve_router(listener, router(registry, health), shutdown).await
+}
+
+/// Serves `app` (the common endpoints merged with a plane's own) until `shutdown` is cancelled.
+pub async fn serve_router(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
+
+/// Checks every 5 s that the broker answers, and records it in `health`.
+pub fn spawn_broker_check(
+    producer: rdkafka::producer::FutureProducer,
+    health: Arc<Health>,
+) -> tokio::task::JoinHandle<()> {
+    use rdkafka::producer::Producer;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            let p = producer.clone();
+            let ok = tokio::task::spawn_blocking(move || {
+                crate::kafka::broker_reachable(p.client(), std::time::Duration::from_secs(3))
+            })
+            .await
+            .unwrap_or(false);
+            if !ok {
+                tracing::warn!("Kafka broker unreachable; not ready.");
+            }
+            health.set_broker_reachable(ok);
+        }
+    })
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -14,10 +14,11 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode as Code;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -315,4 +316,63 @@ pub fn commit_stored(consumer: &StreamConsumer) {
             tracing::warn!(error = %e, "Final offset commit failed; the last messages will be re-read after a restart.");
         }
     }
+}
+
+/// One record read back by [`read_to_end`].
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Value (empty for a tombstone).
+    pub payload: Vec<u8>,
+}
+
+/// Reads every partition of `topic` from its first record to the end it has now, outside any
+/// consumer group (nothing is committed): how a plane rebuilds its state at start-up. Blocking:
+/// call it from `spawn_blocking`.
+pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Vec<Record>, BrokerError> {
+    let unreachable = |source| BrokerError::Unreachable { servers: cfg.bootstrap_servers.clone(), source };
+    let consumer: BaseConsumer = base(cfg, "algotrader-rebuild")
+        .set("group.id", format!("rebuild-{}-{:?}", std::process::id(), std::time::SystemTime::now()))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()
+        .map_err(BrokerError::Client)?;
+    let md = consumer.fetch_metadata(Some(topic), timeout).map_err(unreachable)?;
+    let partitions: Vec<i32> =
+        md.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout).map_err(unreachable)?;
+        if high > low {
+            ends.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Offset(low)).map_err(BrokerError::Client)?;
+        }
+    }
+    let mut records = Vec::new();
+    if ends.is_empty() {
+        return Ok(records);
+    }
+    consumer.assign(&tpl).map_err(BrokerError::Client)?;
+    let deadline = std::time::Instant::now() + timeout;
+    while !ends.is_empty() {
+        if std::time::Instant::now() > deadline {
+            return Err(unreachable(KafkaError::MessageConsumption(Code::OperationTimedOut)));
+        }
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(msg)) => {
+                let (p, offset) = (msg.partition(), msg.offset());
+                records.push(Record { partition: p, offset, payload: msg.payload().unwrap_or_default().to_vec() });
+                if ends.get(&p).is_some_and(|end| offset + 1 >= *end) {
+                    ends.remove(&p);
+                }
+            }
+            Some(Err(e)) => return Err(unreachable(e)),
+            None => {}
+        }
+    }
+    Ok(records)
 }

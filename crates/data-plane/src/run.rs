@@ -12,7 +12,6 @@ use common::http::{self, Health};
 use common::kafka::{self, AckQueue, BrokerError, Publisher};
 use common::topics::{MARKET_EVENTS, OFI_EVENTS};
 use common::types::UnixNanos;
-use rdkafka::producer::Producer;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -130,7 +129,7 @@ async fn replay(
     let Some(mut publisher) = connect(cfg, &instance, shutdown).await? else { return Ok(()) };
     health.set_broker_reachable(true);
     health.set_working(true);
-    let checker = spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
+    let checker = http::spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
 
     let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Item>>(16);
     let reader = std::thread::Builder::new()
@@ -283,22 +282,6 @@ async fn connect(cfg: &AppConfig, instance: &str, shutdown: &CancellationToken) 
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
-}
-
-fn spawn_broker_check(producer: rdkafka::producer::FutureProducer, health: Arc<Health>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            let p = producer.clone();
-            let ok = tokio::task::spawn_blocking(move || kafka::broker_reachable(p.client(), Duration::from_secs(3)))
-                .await
-                .unwrap_or(false);
-            if !ok {
-                tracing::warn!("Kafka broker unreachable; not ready.");
-            }
-            health.set_broker_reachable(ok);
-        }
-    })
 }
 
 /// Produces everything in `out` and queues its delivery reports; `false` when delivery failed

@@ -56,9 +56,9 @@ impl CostModel {
         for (i, ki) in k.iter().enumerate() {
             self.theta[i] = (self.theta[i] + ki * e).max(0.0);
         }
-        for i in 0..2 {
-            for j in 0..2 {
-                self.p[i][j] = (self.p[i][j] - k[i] * px[j]) / self.lambda;
+        for (row, ki) in self.p.iter_mut().zip(k) {
+            for (cell, pxj) in row.iter_mut().zip(px) {
+                *cell = (*cell - ki * pxj) / self.lambda;
             }
         }
         let clipped = e.abs().min(if limit > 0.0 { limit } else { e.abs() });

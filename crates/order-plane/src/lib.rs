@@ -11,10 +11,13 @@
 //! - [`engine`]: the synchronous core tying them together, with rebuild from `exec_reports`.
 //! - [`metrics`], [`run`], [`admin`]: the async shell, its metrics and the kill-switch endpoint.
 
+pub mod admin;
 pub mod commission;
 pub mod cost_model;
 pub mod engine;
 pub mod market;
+pub mod metrics;
 pub mod order;
 pub mod risk;
+pub mod run;
 pub mod venue;

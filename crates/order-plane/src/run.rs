@@ -1,0 +1,358 @@
+//! The Order Plane's IO shell: rebuild from `exec_reports`, then consume `order_intents` and
+//! `market_events`, run the core, publish `exec_reports`, store offsets once they are on the
+//! broker. Also metrics, health, the admin kill switch and graceful shutdown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::clock::{Clock, SystemClock};
+use common::codec::{self, DecodeError};
+use common::config::AppConfig;
+use common::events::{Envelope, ExecEvent, ExecStatus, IntentEvent, IntentId, MarketEvent, Source};
+use common::http::{self, Health};
+use common::kafka::{self, AckQueue, BrokerError, Consumed, Publisher};
+use common::topics::{EXEC_REPORTS, MARKET_EVENTS, ORDER_INTENTS};
+use common::types::{Symbol, UnixNanos};
+use rdkafka::Message;
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::DeliveryFuture;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, HaltCommand};
+use crate::engine::{IntentOutcome, OrderEngine};
+use crate::metrics::Metrics;
+use crate::venue::SimulatedVenue;
+
+/// How long shutdown waits for in-flight deliveries.
+const DRAIN_GRACE: Duration = Duration::from_secs(15);
+
+/// Why the Order Plane stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Kafka failed in a way retries did not fix.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The HTTP port could not be opened.
+    #[error("cannot listen on port {port}: {source} (is another order-plane running? set ORDER_PLANE_PORT)")]
+    Bind {
+        /// The port.
+        port: u16,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Metrics could not be registered (a bug).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The runtime or signal handlers could not be set up.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl RunError {
+    /// The process exit code (sysexits.h).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Broker(_) => 69,
+            Self::Bind { .. } => 75,
+            Self::Metrics(_) | Self::Runtime(_) => 70,
+        }
+    }
+}
+
+/// Starts a runtime, installs signal handlers, opens the HTTP port and runs until stopped.
+pub fn main(cfg: AppConfig) -> Result<(), RunError> {
+    let runtime = tokio::runtime::Runtime::new().map_err(RunError::Runtime)?;
+    runtime.block_on(async {
+        let shutdown = common::shutdown::on_signal().map_err(RunError::Runtime)?;
+        let port = cfg.order_plane.http_port;
+        let listener = TcpListener::bind(("0.0.0.0", port)).await.map_err(|source| RunError::Bind { port, source })?;
+        run(cfg, listener, shutdown).await
+    })
+}
+
+type Engine = OrderEngine<SimulatedVenue, SystemClock>;
+
+/// Runs the Order Plane until `shutdown` fires.
+pub async fn run(cfg: AppConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
+    let metrics = Metrics::new()?;
+    let health = Health::new();
+    let (admin_tx, admin_rx) = mpsc::channel::<HaltCommand>(8);
+    let mut app = http::router(metrics.registry.clone(), Arc::clone(&health));
+    if cfg.order_plane.admin_enabled {
+        tracing::warn!("Admin endpoint enabled: POST /admin/kill-switch (bearer token required).");
+        app = app.merge(admin::router(cfg.order_plane.admin_token.expose().to_owned(), admin_tx));
+    } else {
+        drop(admin_tx);
+    }
+    let http_stop = CancellationToken::new();
+    let http = tokio::spawn(http::serve_router(listener, app, http_stop.clone()));
+    let result = serve(&cfg, &metrics, &health, admin_rx, &shutdown).await;
+    http_stop.cancel();
+    if let Ok(Err(e)) = http.await {
+        tracing::warn!(error = %e, "HTTP server ended with an error.");
+    }
+    result
+}
+
+fn engine(cfg: &AppConfig) -> Engine {
+    let o = &cfg.order_plane;
+    let ticks: HashMap<Symbol, Decimal> =
+        o.instruments.iter().filter_map(|i| Symbol::new(&i.symbol).ok().map(|s| (s, i.tick_size))).collect();
+    let venue = SimulatedVenue::new(o.latency_ms, ticks);
+    let source = Arc::new(Source { plane: "order-plane".into(), instance: cfg.instance_id().into() });
+    tracing::info!(venue = "simulated", paper = cfg.trading.enable_paper_trading, "Order Plane venue selected.");
+    OrderEngine::new(&cfg.risk, o, venue, source, SystemClock)
+}
+
+async fn connect(cfg: &AppConfig, shutdown: &CancellationToken) -> Result<Option<Publisher>, RunError> {
+    let producer = kafka::producer(&cfg.kafka, &format!("order-plane-{}", cfg.instance_id()))?;
+    let topics = [ORDER_INTENTS, MARKET_EVENTS, EXEC_REPORTS].map(|t| cfg.kafka.topic(t));
+    let mut attempt = 0u32;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            result = kafka::ensure_topics(&cfg.kafka, &topics) => match result {
+                Ok(partitions) => return Ok(Some(Publisher::new(producer, &cfg.kafka, partitions))),
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "Kafka not ready; retrying in 2 s.");
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// Replays `exec_reports` into the engine; returns how many records were restored.
+async fn rebuild(cfg: &AppConfig, engine: &mut Engine, metrics: &Metrics) -> Result<usize, RunError> {
+    let kafka_cfg = cfg.kafka.clone();
+    let topic = cfg.kafka.topic(EXEC_REPORTS);
+    let t = topic.clone();
+    let records = tokio::task::spawn_blocking(move || kafka::read_to_end(&kafka_cfg, &t, Duration::from_secs(60)))
+        .await
+        .map_err(|_| BrokerError::DeliveryCancelled)??;
+    for record in &records {
+        match codec::decode::<ExecEvent>(&record.payload) {
+            Ok(env) => engine.restore(&env),
+            Err(e) => decode_error(metrics, &topic, record.partition, record.offset, &e),
+        }
+    }
+    Ok(records.len())
+}
+
+fn decode_error(metrics: &Metrics, topic: &str, partition: i32, offset: i64, e: &DecodeError) {
+    metrics.decode_errors.with_label_values(&[topic, e.reason()]).inc();
+    tracing::warn!(topic, partition, offset, reason = e.reason(), error = %e, "Undecodable record skipped.");
+}
+
+async fn serve(
+    cfg: &AppConfig,
+    metrics: &Metrics,
+    health: &Arc<Health>,
+    mut admin_rx: mpsc::Receiver<HaltCommand>,
+    shutdown: &CancellationToken,
+) -> Result<(), RunError> {
+    let Some(mut publisher) = connect(cfg, shutdown).await? else { return Ok(()) };
+    health.set_broker_reachable(true);
+    let mut engine = engine(cfg);
+    let restored = rebuild(cfg, &mut engine, metrics).await?;
+    let now = SystemClock.now();
+    let mut out = Vec::new();
+    engine.finish_restore(now, &mut out);
+    if cfg.order_plane.kill_switch && !engine.halted() {
+        engine.set_halt(true, "config: KILL_SWITCH", None, now, &mut out);
+    }
+    let mut intents: HashMap<IntentId, UnixNanos> = HashMap::new();
+    let startup = publish(&mut publisher, &out, metrics, &mut intents).await?;
+    await_all(startup).await?;
+    out.clear();
+    update_gauges(metrics, &engine);
+    tracing::info!(restored, halted = engine.halted(), "State rebuilt from exec_reports.");
+
+    let group = "order-plane";
+    let consumer = Arc::new(kafka::consumer(&cfg.kafka, group, &format!("order-plane-{}", cfg.instance_id()))?);
+    let (intent_topic, market_topic) = (cfg.kafka.topic(ORDER_INTENTS), cfg.kafka.topic(MARKET_EVENTS));
+    consumer.subscribe(&[&intent_topic, &market_topic]).map_err(BrokerError::Client)?;
+    let (acks, ack_task) = AckQueue::spawn(4096, kafka::store_offsets(Arc::clone(&consumer)));
+    health.set_working(true);
+    let checker = http::spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
+
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            Some(cmd) = admin_rx.recv() => {
+                let now = SystemClock.now();
+                tracing::warn!(halted = cmd.halted, reason = %cmd.reason, "Kill switch changed.");
+                engine.set_halt(cmd.halted, &cmd.reason, cmd.cancel_open, now, &mut out);
+                let futures = publish(&mut publisher, &out, metrics, &mut intents).await?;
+                out.clear();
+                await_all(futures).await?;
+                update_gauges(metrics, &engine);
+                let _ = cmd.done.send(());
+            }
+            msg = consumer.recv() => {
+                let msg = match msg {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Consumer error; continuing.");
+                        continue;
+                    }
+                };
+                let at = Consumed::of(&msg);
+                let topic = msg.topic().to_owned();
+                metrics.messages_processed.with_label_values(&[if topic == intent_topic { ORDER_INTENTS } else { MARKET_EVENTS }]).inc();
+                let payload = msg.payload().unwrap_or_default();
+                if topic == intent_topic {
+                    match codec::decode::<IntentEvent>(payload) {
+                        Ok(env) => {
+                            if let IntentEvent::Intent(i) = &env.payload {
+                                intents.insert(i.intent_id, env.ts_init);
+                            }
+                            match engine.on_intent(&env, &mut out) {
+                                IntentOutcome::Duplicate => {
+                                    metrics.duplicate_intents.inc();
+                                    tracing::info!(event_id = %env.event_id, "Repeated intent ignored: it was executed before.");
+                                }
+                                IntentOutcome::CancelIgnored => metrics.cancels_ignored.inc(),
+                                _ => {}
+                            }
+                        }
+                        Err(e) => decode_error(metrics, &topic, at.partition, at.offset, &e),
+                    }
+                } else {
+                    match codec::decode::<MarketEvent>(payload) {
+                        Ok(env) => engine.on_market(&env, &mut out),
+                        Err(e) => decode_error(metrics, &topic, at.partition, at.offset, &e),
+                    }
+                }
+                let futures = tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break,
+                    futures = publish(&mut publisher, &out, metrics, &mut intents) => futures?,
+                };
+                out.clear();
+                if !out_is_quiet(&futures) {
+                    update_gauges(metrics, &engine);
+                }
+                if !acks.push(at, futures).await {
+                    break;
+                }
+            }
+        }
+    }
+    health.set_working(false);
+    drop(acks);
+    match tokio::time::timeout(DRAIN_GRACE, ack_task).await {
+        Ok(joined) => {
+            joined.map_err(|_| BrokerError::DeliveryCancelled)??;
+        }
+        Err(_) => tracing::warn!("In-flight exec reports not acknowledged in time; their inputs will be re-read."),
+    }
+    kafka::commit_stored(&consumer);
+    publisher.flush(Duration::from_secs(10))?;
+    checker.abort();
+    tracing::info!("Order Plane stopped; offsets committed.");
+    Ok(())
+}
+
+fn out_is_quiet(futures: &[DeliveryFuture]) -> bool {
+    futures.is_empty()
+}
+
+async fn await_all(futures: Vec<DeliveryFuture>) -> Result<(), BrokerError> {
+    for f in futures {
+        match f.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(BrokerError::Delivery(e)),
+            Err(_) => return Err(BrokerError::DeliveryCancelled),
+        }
+    }
+    Ok(())
+}
+
+/// Produces `out` and records its metrics; returns the delivery futures.
+async fn publish(
+    publisher: &mut Publisher,
+    out: &[Envelope<ExecEvent>],
+    metrics: &Metrics,
+    intents: &mut HashMap<IntentId, UnixNanos>,
+) -> Result<Vec<DeliveryFuture>, BrokerError> {
+    let mut futures = Vec::with_capacity(out.len());
+    for env in out {
+        publisher.publish(env, &mut futures).await?;
+        observe(metrics, env, intents);
+    }
+    Ok(futures)
+}
+
+fn seconds(from: UnixNanos, to: UnixNanos) -> f64 {
+    to.saturating_sub(from) as f64 / 1e9
+}
+
+fn observe(metrics: &Metrics, env: &Envelope<ExecEvent>, intents: &mut HashMap<IntentId, UnixNanos>) {
+    match &env.payload {
+        ExecEvent::Report(r) => {
+            let created = intents.get(&r.intent_id).copied();
+            match r.status {
+                ExecStatus::Accepted => {
+                    metrics.orders_placed.inc();
+                    if let Some(c) = created {
+                        metrics.intent_to_ack.observe(seconds(c, env.ts_init));
+                    }
+                }
+                ExecStatus::Rejected => {
+                    if let Some(reason) = r.reason {
+                        metrics.rejections.with_label_values(&[reason.as_str()]).inc();
+                    }
+                    if let Some(c) = created {
+                        metrics.intent_to_ack.observe(seconds(c, env.ts_init));
+                    }
+                }
+                ExecStatus::PartiallyFilled | ExecStatus::Filled => {
+                    metrics.fills.inc();
+                    let notional = r.last_px.unwrap_or_default() * r.last_qty;
+                    metrics.notional_traded.inc_by(notional.to_f64().unwrap_or(0.0));
+                    metrics.commission.inc_by(r.commission.to_f64().unwrap_or(0.0));
+                    if r.status == ExecStatus::Filled
+                        && let Some(c) = created
+                    {
+                        metrics.intent_to_fill.observe(seconds(c, env.ts_init));
+                    }
+                }
+                ExecStatus::Cancelled => metrics.cancels.inc(),
+            }
+            if r.status.is_terminal() {
+                if r.cum_qty > Decimal::ZERO
+                    && let Some(s) = r.slippage_bps.and_then(|s| s.to_f64())
+                {
+                    metrics.slippage_bps.observe(s);
+                }
+                intents.remove(&r.intent_id);
+            }
+        }
+        ExecEvent::CostModel(c) => {
+            metrics.cost_coefficient.with_label_values(&["half_spread"]).set(c.half_spread_coef);
+            metrics.cost_coefficient.with_label_values(&["impact"]).set(c.impact_coef);
+            metrics.cost_stderr.with_label_values(&["half_spread"]).set(c.half_spread_stderr);
+            metrics.cost_stderr.with_label_values(&["impact"]).set(c.impact_stderr);
+        }
+        ExecEvent::Halt(h) => metrics.kill_switch.set(i64::from(h.halted)),
+    }
+}
+
+fn update_gauges(metrics: &Metrics, engine: &Engine) {
+    let (gross, net) = engine.risk().exposure_now();
+    metrics.gross_exposure.set(gross.to_f64().unwrap_or(0.0));
+    metrics.net_exposure.set(net.to_f64().unwrap_or(0.0));
+    metrics.kill_switch.set(i64::from(engine.halted()));
+}
