@@ -141,6 +141,21 @@ async fn every_intent_gets_one_terminal_report_and_repeats_place_nothing() {
     let producer = common::kafka::producer(&cfg.kafka, "test-strategy").unwrap();
     let topic = cfg.kafka.topic(ORDER_INTENTS);
     let ts = last_ts + 1_000_000;
+    // Poison first: counted and skipped, never an order, never a stop.
+    let nan_quantity = String::from_utf8(codec::encode(&Envelope {
+        schema_version: SCHEMA_VERSION,
+        event_id: EventId(Uuid::from_u64_pair(7, 99)),
+        source: Arc::new(Source { plane: "strategy-plane".into(), instance: "test".into() }),
+        ts_event: UnixNanos(ts),
+        ts_init: UnixNanos(ts),
+        causation_id: None,
+        payload: IntentEvent::Intent(intent(99, "BTCUSDT", Side::Buy, dec!(1), None, TimeInForce::Ioc)),
+    }))
+    .unwrap()
+    .replace("\"quantity\":\"1\"", "\"quantity\":\"NaN\"");
+    for poison in ["not json at all", r#"{"schema_version":1}"#, nan_quantity.as_str()] {
+        producer.send(FutureRecord::to(&topic).key("BTCUSDT").payload(poison), Duration::from_secs(10)).await.unwrap();
+    }
     let market_buy = intent(1, "BTCUSDT", Side::Buy, dec!(0.01), None, TimeInForce::Ioc);
     // ETH trades near 2682: a sell limit at 2680 is marketable and inside the 100 bps collar.
     let limit_ioc = intent(2, "ETHUSDT", Side::Sell, dec!(0.5), Some(dec!(2680)), TimeInForce::Ioc);
@@ -177,6 +192,11 @@ async fn every_intent_gets_one_terminal_report_and_repeats_place_nothing() {
 
     wait_metric(addr, "order_plane_duplicate_intents_total", 1.0).await;
     wait_metric(addr, "order_plane_cancels_total", 1.0).await;
+    let intents_topic = cfg.kafka.topic(ORDER_INTENTS);
+    for (reason, n) in [("invalid_json", 1.0), ("invalid_envelope", 1.0), ("invalid_payload", 1.0)] {
+        let name = format!("order_plane_decode_errors_total{{reason=\"{reason}\",topic=\"{intents_topic}\"}}");
+        assert_eq!(get_metric(addr, &name).await, n, "{name}");
+    }
     let terminal = |r: &HashMap<IntentId, Vec<ExecReport>>, id: &IntentId| {
         r.get(id).map_or(0, |v| v.iter().filter(|x| x.status.is_terminal()).count())
     };
