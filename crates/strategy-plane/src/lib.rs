@@ -1,0 +1,9 @@
+//! The Strategy Plane (in progress): signals from `ofi_events` and `market_events`, cost-aware
+//! portfolio optimization, and order intents.
+//!
+//! # Layout
+//! - [`signals`]: contemporaneous and predictive OFI fits, the combined RLS forecast.
+//! - [`optimizer`]: the constrained mean-variance problem with trading costs, solved by Clarabel.
+
+pub mod optimizer;
+pub mod signals;
