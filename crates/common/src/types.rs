@@ -22,7 +22,15 @@ pub enum ValueError {
     /// A quantity below zero.
     #[error("quantity must not be negative, got {0}")]
     NegativeQuantity(Decimal),
+    /// A price or quantity above [`MAX_MAGNITUDE`].
+    #[error("{0} is above the largest accepted value 10^12")]
+    TooLarge(Decimal),
 }
+
+/// Largest accepted price or quantity (10^12). No market quotes more, and keeping every factor
+/// below it means a product of two (a notional) and sums of many stay far inside the 28 digits
+/// of an exact decimal, so arithmetic on them cannot overflow.
+pub const MAX_MAGNITUDE: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0);
 
 /// Longest accepted symbol.
 pub const MAX_SYMBOL_LEN: usize = 32;
@@ -75,6 +83,9 @@ pub struct Price(Decimal);
 impl Price {
     /// Checks and wraps a price.
     pub fn new(d: Decimal) -> Result<Self, ValueError> {
+        if d > MAX_MAGNITUDE {
+            return Err(ValueError::TooLarge(d));
+        }
         if d > Decimal::ZERO { Ok(Self(d)) } else { Err(ValueError::NonPositivePrice(d)) }
     }
 
@@ -114,6 +125,9 @@ impl Quantity {
 
     /// Checks and wraps a quantity.
     pub fn new(d: Decimal) -> Result<Self, ValueError> {
+        if d > MAX_MAGNITUDE {
+            return Err(ValueError::TooLarge(d));
+        }
         if d >= Decimal::ZERO { Ok(Self(d)) } else { Err(ValueError::NegativeQuantity(d)) }
     }
 
@@ -224,6 +238,10 @@ mod tests {
         assert!(Price::new(dec!(-1)).is_err());
         assert!(Quantity::new(dec!(0)).is_ok());
         assert!(Quantity::new(dec!(-0.1)).is_err());
+        assert_eq!(MAX_MAGNITUDE, dec!(1000000000000));
+        assert!(Price::new(MAX_MAGNITUDE).is_ok());
+        assert_eq!(Price::new(dec!(1000000000000.01)), Err(ValueError::TooLarge(dec!(1000000000000.01))));
+        assert!(Quantity::new(dec!(40000000000000000000000000000)).is_err());
     }
 
     #[test]

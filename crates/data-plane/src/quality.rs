@@ -20,7 +20,8 @@ pub enum Rejection {
     NonPositiveSize,
     /// NaN or infinite price or size.
     NonFinite,
-    /// A price or size above [`MAX_VALUE`]: no market quotes that, and sums of it could overflow.
+    /// A price or size above [`MAX_VALUE`] (10^12): no market quotes that, and sums of it could
+    /// overflow.
     OutOfRange,
     /// Bid above ask.
     CrossedBook,
@@ -82,9 +83,8 @@ pub struct Checked {
     pub status: Vec<SymbolStatus>,
 }
 
-/// Largest accepted price or size (10^15). Exact decimals hold 28 digits, so OFI sums of values
-/// up to this bound cannot overflow.
-pub const MAX_VALUE: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
+/// Largest accepted price or size: the bound of the contract's `Price` and `Quantity`.
+pub const MAX_VALUE: Decimal = common::types::MAX_MAGNITUDE;
 
 /// Events remembered per timestamp in a list before a set takes over (keeps the common case,
 /// one or two events per timestamp, free of hashing).
@@ -360,7 +360,7 @@ mod tests {
         assert_eq!(verdict(&mut checker(), &with_body(1, huge)), Err(Rejection::OutOfRange));
         let huge_size = RawBody::Trade { price: n(dec!(1)), size: n(MAX_VALUE + dec!(1)), aggressor: Side::Buy };
         assert_eq!(verdict(&mut checker(), &with_body(1, huge_size)), Err(Rejection::OutOfRange));
-        assert_eq!(MAX_VALUE, dec!(1000000000000000));
+        assert_eq!(MAX_VALUE, dec!(1000000000000));
     }
 
     #[test]

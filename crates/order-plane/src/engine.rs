@@ -221,6 +221,13 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 if r.last_qty > Decimal::ZERO {
                     self.risk.on_fill(&r.symbol, r.side, r.last_qty);
                     self.add_monthly(env.ts_event, r.last_qty);
+                    // Until a quote arrives, the last fill price values the position (a restart
+                    // must not leave exposure unvalued, which would let limits be passed).
+                    if let Some(px) = r.last_px
+                        && self.risk.mark(&r.symbol).is_none_or(|m| m.ts <= env.ts_event)
+                    {
+                        self.risk.set_mark(&r.symbol, Mark { mid: px, ts: env.ts_event });
+                    }
                 }
                 let state = self.orders.entry(r.intent_id).or_insert_with(|| OrderState {
                     symbol: r.symbol.clone(),
@@ -263,8 +270,9 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
     }
 
     fn add_monthly(&mut self, ts: UnixNanos, qty: Decimal) -> Decimal {
+        // Months only move forward: reports restored out of order must not reset the tier.
         let (year, month) = year_month(ts);
-        if (year, month) != (self.monthly.0, self.monthly.1) {
+        if (year, month) > (self.monthly.0, self.monthly.1) {
             self.monthly = (year, month, Decimal::ZERO);
         }
         let before = self.monthly.2;

@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 
 use common::config::{InstrumentConfig, OrderPlaneConfig, RiskConfig};
 use common::events::{OrderIntent, OrderType, RejectReason};
-use common::types::{Side, Symbol, UnixNanos};
+use common::types::{MAX_MAGNITUDE, Side, Symbol, UnixNanos};
 use rust_decimal::Decimal;
 
 use crate::order::Order;
@@ -172,13 +172,19 @@ impl RiskEngine {
         (gross, net)
     }
 
+    /// A symbol that holds exposure but has no mark (none seen since a restart): its value is
+    /// unknown, so no limit can be checked.
+    fn unmarked_exposure(&self) -> Option<&Symbol> {
+        self.exposure.iter().find(|(s, e)| !e.worst().is_zero() && !self.marks.contains_key(*s)).map(|(s, _)| s)
+    }
+
     /// Worst-case gross and net over every symbol, with `symbol`'s exposure replaced by `with`.
     fn portfolio_worst(&self, symbol: &Symbol, with: Exposure) -> Option<(Decimal, Decimal)> {
         let mut gross = Decimal::ZERO;
         let (mut long, mut short) = (Decimal::ZERO, Decimal::ZERO);
         let others = self.exposure.iter().filter(|(s, _)| *s != symbol).map(|(s, e)| (s, *e));
         for (s, e) in others.chain(std::iter::once((symbol, with))) {
-            let mark = self.marks.get(s).map_or(Decimal::ZERO, |m| m.mid);
+            let mark = self.marks.get(s)?.mid;
             gross = gross.checked_add(e.worst().checked_mul(mark)?)?;
             long = long.checked_add(e.long_worst().checked_mul(mark)?)?;
             short = short.checked_add(e.short_worst().checked_mul(mark)?)?;
@@ -194,11 +200,11 @@ impl RiskEngine {
             return refuse(R::KillSwitch, format!("trading halted: {reason}"));
         }
         let qty = intent.quantity;
-        if qty <= Decimal::ZERO {
-            return refuse(R::InvalidQuantity, format!("quantity {qty} is not positive"));
+        if qty <= Decimal::ZERO || qty > MAX_MAGNITUDE {
+            return refuse(R::InvalidQuantity, format!("quantity {qty} is not in (0, 10^12]"));
         }
-        if let Some(px) = intent.limit_price.filter(|p| *p <= Decimal::ZERO) {
-            return refuse(R::InvalidPrice, format!("limit price {px} is not positive"));
+        if let Some(px) = intent.limit_price.filter(|p| *p <= Decimal::ZERO || *p > MAX_MAGNITUDE) {
+            return refuse(R::InvalidPrice, format!("limit price {px} is not in (0, 10^12]"));
         }
         let Some(inst) = self.instruments.get(&intent.symbol) else {
             return refuse(R::UnknownSymbol, format!("{} is not a configured instrument", intent.symbol));
@@ -209,6 +215,17 @@ impl RiskEngine {
         let age = now.saturating_sub(mark.ts);
         if age > self.stale_after_ns {
             return refuse(R::StaleMarketData, format!("last quote {} ms old", age / 1_000_000));
+        }
+        // An intent decided long before the latest quote was decided on a market that is gone.
+        let lag = mark.ts.saturating_sub(now);
+        if lag > self.stale_after_ns {
+            return refuse(
+                R::StaleMarketData,
+                format!("intent decided {} ms before the latest quote", lag / 1_000_000),
+            );
+        }
+        if let Some(s) = self.unmarked_exposure() {
+            return refuse(R::StaleMarketData, format!("{s} holds exposure but has no quote yet"));
         }
         if qty.checked_rem(inst.lot_size) != Some(Decimal::ZERO) {
             return refuse(R::LotSize, format!("quantity {qty} is not a multiple of {}", inst.lot_size));
@@ -228,14 +245,17 @@ impl RiskEngine {
                 format!("quantity {qty} / notional {notional} below {} / {}", inst.min_qty, inst.min_notional),
             );
         }
-        if intent.order_type == OrderType::Limit {
-            let away = ((px - mark.mid).abs() / mark.mid) * Decimal::from(10_000);
-            if away > self.collar_bps {
-                return refuse(R::PriceCollar, format!("limit {px} is {} bps from mid {}", away.round_dp(2), mark.mid));
-            }
-        }
         if notional > self.max_order_notional {
             return refuse(R::MaxOrderNotional, format!("notional {notional} > {}", self.max_order_notional));
+        }
+        if intent.order_type == OrderType::Limit {
+            // |px − mid| · 10⁴ > collar · mid, multiplied out so nothing divides or overflows.
+            let away = (px - mark.mid).abs().checked_mul(Decimal::from(10_000));
+            let allowed = self.collar_bps.checked_mul(mark.mid);
+            if away.zip(allowed).is_none_or(|(a, b)| a > b) {
+                let bps = away.and_then(|a| a.checked_div(mark.mid)).unwrap_or(Decimal::MAX).round_dp(2);
+                return refuse(R::PriceCollar, format!("limit {px} is {bps} bps from mid {}", mark.mid));
+            }
         }
         let window_start = UnixNanos(now.0.saturating_sub(1_000_000_000));
         while self.recent.front().is_some_and(|t| *t <= window_start) {

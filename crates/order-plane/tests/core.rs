@@ -267,11 +267,16 @@ fn bad_values_are_rejected_with_a_reason_never_an_order() {
         (intent("X", Side::Buy, dec!(1), Some(dec!(150)), TimeInForce::Ioc), RejectReason::PriceCollar),
         (
             intent("X", Side::Buy, dec!(79228162514264337593543950335), None, TimeInForce::Ioc),
-            RejectReason::MaxOrderNotional,
+            RejectReason::InvalidQuantity,
         ),
+        (
+            intent("X", Side::Buy, dec!(1), Some(dec!(100000000000000000000000000)), TimeInForce::Ioc),
+            RejectReason::InvalidPrice,
+        ),
+        (intent("X", Side::Buy, dec!(0.1), Some(dec!(999999999999)), TimeInForce::Ioc), RejectReason::MaxOrderNotional),
     ] {
         let (outcome, reports) = send(&mut e, SEC, &i);
-        assert_eq!(outcome, rejected(reason));
+        assert_eq!(outcome, rejected(reason), "{:?}", reports.first().and_then(|r| r.detail.clone()));
         assert_eq!(reports.len(), 1);
         let r = &reports[0];
         assert_eq!((r.status, r.reason, r.venue.as_str()), (ExecStatus::Rejected, Some(reason), "risk"));
@@ -389,6 +394,40 @@ fn rebuild_from_exec_reports_restores_seen_intents_positions_and_closes_orphans(
     for i in [&filled, &resting] {
         assert_eq!(send(&mut b, 3 * SEC, i).0, IntentOutcome::Duplicate, "redelivered after restart");
     }
+}
+
+#[test]
+fn limits_still_hold_right_after_a_restart_before_quotes_return() {
+    let (mut r, mut o) = cfg();
+    o.max_order_notional = dec!(10000);
+    r.max_net_exposure = dec!(1000);
+    let mut a = engine_with(&r, &o);
+    for s in ["X", "Y"] {
+        quote(&mut a, SEC, s, dec!(99.99), dec!(100.01), dec!(1000));
+    }
+    let mut log = Vec::new();
+    for s in ["X", "Y"] {
+        a.on_intent(
+            &envelope(SEC, IntentEvent::Intent(intent(s, Side::Buy, dec!(4.9), None, TimeInForce::Ioc))),
+            &mut log,
+        );
+    }
+    // Restart: positions come back from exec_reports; only Z is quoted so far.
+    let mut b = engine_with(&r, &o);
+    for env in &log {
+        b.restore(env);
+    }
+    quote(&mut b, 2 * SEC, "Z", dec!(99.99), dec!(100.01), dec!(1000));
+    let big = intent("Z", Side::Buy, dec!(4.9), None, TimeInForce::Ioc);
+    assert_eq!(send(&mut b, 2 * SEC, &big).0, rejected(RejectReason::MaxGrossExposure), "X and Y still count");
+}
+
+#[test]
+fn an_intent_decided_long_before_the_latest_quote_is_stale() {
+    let mut e = marked();
+    quote(&mut e, 20 * SEC, "X", dec!(99.99), dec!(100.01), dec!(1000));
+    let old = intent("X", Side::Buy, dec!(1), None, TimeInForce::Ioc);
+    assert_eq!(send(&mut e, 10 * SEC, &old).0, rejected(RejectReason::StaleMarketData));
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! - [`signals`]: contemporaneous and predictive OFI fits, the combined RLS forecast.
+//! - [`positions`]: positions and PnL from fills, exact decimals.
 //! - [`optimizer`]: the constrained mean-variance problem with trading costs, solved by Clarabel.
 
 pub mod optimizer;
+pub mod positions;
 pub mod signals;

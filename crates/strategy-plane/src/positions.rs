@@ -1,0 +1,164 @@
+//! Positions and PnL from `exec_reports` fills, in exact decimals.
+//!
+//! Average-cost accounting: buys into a long (or sells into a short) move the average price;
+//! trades against the position realize `closed qty × (price − average)` in the position's
+//! direction; a trade through zero realizes the whole position and opens the rest at its price.
+//! Fills are de-duplicated by execution id, so a redelivered report is counted once.
+
+use std::collections::{HashMap, HashSet};
+
+use common::events::ExecReport;
+use common::types::{Side, Symbol};
+use rust_decimal::Decimal;
+
+/// One symbol's position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Signed quantity.
+    pub qty: Decimal,
+    /// Average price of the open quantity (0 when flat).
+    pub avg_px: Decimal,
+    /// Realized PnL, before fees.
+    pub realized: Decimal,
+    /// Commissions paid.
+    pub fees: Decimal,
+}
+
+impl Position {
+    /// Applies one fill.
+    pub fn fill(&mut self, side: Side, qty: Decimal, px: Decimal, fee: Decimal) {
+        let signed = side.sign() * qty;
+        self.fees += fee;
+        if self.qty.is_zero() || self.qty.is_sign_positive() == signed.is_sign_positive() {
+            let total = self.qty.abs() + qty;
+            if !total.is_zero() {
+                self.avg_px = (self.qty.abs() * self.avg_px + qty * px) / total;
+            }
+            self.qty += signed;
+            return;
+        }
+        let closed = qty.min(self.qty.abs());
+        let direction = if self.qty.is_sign_positive() { Decimal::ONE } else { Decimal::NEGATIVE_ONE };
+        self.realized += closed * (px - self.avg_px) * direction;
+        self.qty += signed;
+        if self.qty.is_zero() {
+            self.avg_px = Decimal::ZERO;
+        } else if self.qty.is_sign_positive() != direction.is_sign_positive() {
+            self.avg_px = px;
+        }
+    }
+
+    /// Unrealized PnL at `mark`.
+    pub fn unrealized(&self, mark: Decimal) -> Decimal {
+        self.qty * (mark - self.avg_px)
+    }
+}
+
+/// Every symbol's position, marks, and the fills already counted.
+#[derive(Debug, Default)]
+pub struct Book {
+    positions: HashMap<Symbol, Position>,
+    marks: HashMap<Symbol, Decimal>,
+    counted: HashSet<String>,
+}
+
+impl Book {
+    /// Applies a report's fill, if it has one not counted yet; returns whether it did.
+    pub fn on_report(&mut self, r: &ExecReport) -> bool {
+        let (Some(exec_id), Some(px)) = (&r.exec_id, r.last_px) else { return false };
+        if r.last_qty <= Decimal::ZERO || !self.counted.insert(exec_id.clone()) {
+            return false;
+        }
+        self.positions.entry(r.symbol.clone()).or_default().fill(r.side, r.last_qty, px, r.commission);
+        true
+    }
+
+    /// Records the latest mid of `symbol`.
+    pub fn mark(&mut self, symbol: &Symbol, mid: Decimal) {
+        self.marks.insert(symbol.clone(), mid);
+    }
+
+    /// The position of `symbol`.
+    pub fn position(&self, symbol: &Symbol) -> Position {
+        self.positions.get(symbol).copied().unwrap_or_default()
+    }
+
+    /// Realized + unrealized − fees of `symbol` at its latest mark.
+    pub fn pnl(&self, symbol: &Symbol) -> Decimal {
+        let p = self.position(symbol);
+        let mark = self.marks.get(symbol).copied().unwrap_or(p.avg_px);
+        p.realized + p.unrealized(mark) - p.fees
+    }
+
+    /// Total PnL over every symbol.
+    pub fn total_pnl(&self) -> Decimal {
+        self.positions.keys().map(|s| self.pnl(s)).sum()
+    }
+
+    /// Symbols with a position record.
+    pub fn symbols(&self) -> impl Iterator<Item = &Symbol> {
+        self.positions.keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::dec;
+
+    #[test]
+    fn average_cost_accounting_by_hand() {
+        let mut p = Position::default();
+        p.fill(Side::Buy, dec!(2), dec!(100), dec!(0.35));
+        p.fill(Side::Buy, dec!(2), dec!(110), dec!(0.35));
+        assert_eq!((p.qty, p.avg_px), (dec!(4), dec!(105)));
+        p.fill(Side::Sell, dec!(3), dec!(120), dec!(0.35));
+        assert_eq!((p.qty, p.avg_px, p.realized), (dec!(1), dec!(105), dec!(45)));
+        // Through zero: realize the last long unit, open a short at the trade price.
+        p.fill(Side::Sell, dec!(2), dec!(100), dec!(0.35));
+        assert_eq!((p.qty, p.avg_px, p.realized), (dec!(-1), dec!(100), dec!(40)));
+        assert_eq!(p.unrealized(dec!(90)), dec!(10));
+        assert_eq!(p.fees, dec!(1.40));
+        p.fill(Side::Buy, dec!(1), dec!(95), dec!(0));
+        assert_eq!((p.qty, p.avg_px, p.realized), (dec!(0), dec!(0), dec!(45)));
+    }
+
+    fn report(exec_id: &str, side: Side, qty: Decimal, px: Decimal) -> ExecReport {
+        use common::events::{ExecStatus, IntentId};
+        ExecReport {
+            intent_id: IntentId(uuid::Uuid::from_u128(1)),
+            order_id: "SIM-1".into(),
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+            side,
+            status: ExecStatus::PartiallyFilled,
+            reason: None,
+            detail: None,
+            venue: "simulated".into(),
+            order_qty: qty,
+            exec_id: Some(exec_id.into()),
+            last_px: Some(px),
+            last_qty: qty,
+            cum_qty: qty,
+            avg_px: Some(px),
+            leaves_qty: Decimal::ZERO,
+            commission: dec!(0.35),
+            cum_commission: dec!(0.35),
+            arrival_mid: px,
+            slippage_bps: None,
+        }
+    }
+
+    #[test]
+    fn a_redelivered_fill_counts_once_and_pnl_marks_to_the_mid() {
+        let mut book = Book::default();
+        let btc = Symbol::new("BTCUSDT").unwrap();
+        assert!(book.on_report(&report("SIM-1-1", Side::Buy, dec!(0.5), dec!(60000))));
+        assert!(!book.on_report(&report("SIM-1-1", Side::Buy, dec!(0.5), dec!(60000))), "same exec id");
+        assert!(book.on_report(&report("SIM-1-2", Side::Buy, dec!(0.5), dec!(60100))));
+        assert_eq!(book.position(&btc).qty, dec!(1));
+        book.mark(&btc, dec!(60200));
+        // Unrealized 1 × (60200 − 60050) = 150, minus two fees of 0.35.
+        assert_eq!(book.pnl(&btc), dec!(149.30));
+        assert_eq!(book.total_pnl(), dec!(149.30));
+    }
+}
