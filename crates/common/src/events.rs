@@ -511,6 +511,9 @@ pub enum RejectReason {
     InvalidPrice,
     /// The venue refused the order.
     VenueRejected,
+    /// The intent broke the contract (a field missing, mistyped or out of range) but its id,
+    /// symbol and side could be read.
+    MalformedIntent,
 }
 
 impl RejectReason {
@@ -531,6 +534,7 @@ impl RejectReason {
             Self::InvalidQuantity => "invalid_quantity",
             Self::InvalidPrice => "invalid_price",
             Self::VenueRejected => "venue_rejected",
+            Self::MalformedIntent => "malformed_intent",
         }
     }
 }
@@ -601,6 +605,10 @@ pub struct CostModelUpdate {
     pub half_spread_stderr: f64,
     /// Standard error of `impact_coef`.
     pub impact_stderr: f64,
+    /// Robust scale of the residuals (bps): beyond `k` times this a fill is down-weighted.
+    pub residual_scale_bps: f64,
+    /// Standard deviation of the (weighted) residuals, bps.
+    pub residual_std_bps: f64,
     /// Fills the model has learned from.
     pub n_fills: u64,
 }

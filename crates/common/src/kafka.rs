@@ -101,9 +101,15 @@ pub fn consumer(cfg: &KafkaConfig, group_id: &str, client_id: &str) -> Result<St
 pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[String]) -> Result<HashMap<String, i32>, BrokerError> {
     let admin: AdminClient<DefaultClientContext> =
         base(cfg, "algotrader-admin").create().map_err(BrokerError::Client)?;
+    let ledger = cfg.topic(crate::topics::EXEC_REPORTS);
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| NewTopic::new(t, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor)))
+        .map(|t| {
+            let topic = NewTopic::new(t, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor));
+            // exec_reports is the ledger planes rebuild from: deleting old reports would forget
+            // fills and executed intents, so it is kept forever.
+            if *t == ledger { topic.set("retention.ms", "-1") } else { topic }
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin
@@ -330,7 +336,8 @@ pub struct Record {
 }
 
 /// Reads every partition of `topic` from its first record to the end it has now, outside any
-/// consumer group (nothing is committed): how a plane rebuilds its state at start-up. Blocking:
+/// consumer group (nothing is committed): how a plane rebuilds its state at start-up. Fails when
+/// no record arrives for `timeout` (a long history is fine as long as it keeps coming). Blocking:
 /// call it from `spawn_blocking`.
 pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Vec<Record>, BrokerError> {
     let unreachable = |source| BrokerError::Unreachable { servers: cfg.bootstrap_servers.clone(), source };
@@ -357,13 +364,14 @@ pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<
         return Ok(records);
     }
     consumer.assign(&tpl).map_err(BrokerError::Client)?;
-    let deadline = std::time::Instant::now() + timeout;
+    let mut deadline = std::time::Instant::now() + timeout;
     while !ends.is_empty() {
         if std::time::Instant::now() > deadline {
             return Err(unreachable(KafkaError::MessageConsumption(Code::OperationTimedOut)));
         }
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(msg)) => {
+                deadline = std::time::Instant::now() + timeout;
                 let (p, offset) = (msg.partition(), msg.offset());
                 records.push(Record { partition: p, offset, payload: msg.payload().unwrap_or_default().to_vec() });
                 if ends.get(&p).is_some_and(|end| offset + 1 >= *end) {

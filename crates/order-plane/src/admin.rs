@@ -65,7 +65,9 @@ async fn kill_switch(
         );
     };
     let (done, answered) = oneshot::channel();
-    let reason = format!("admin: {}", body.reason.unwrap_or_else(|| "no reason given".into()));
+    // The reason travels in a Kafka record and into logs: keep it short.
+    let given: String = body.reason.unwrap_or_else(|| "no reason given".into()).chars().take(256).collect();
+    let reason = format!("admin: {given}");
     let command = HaltCommand { halted: body.halted, reason, cancel_open: body.cancel_open, done };
     if state.commands.send(command).await.is_err() || answered.await.is_err() {
         return (StatusCode::SERVICE_UNAVAILABLE, "order plane is shutting down\n");

@@ -75,15 +75,36 @@ impl CostModel {
             impact_coef: self.theta[1],
             half_spread_stderr: se(0),
             impact_stderr: se(1),
+            residual_scale_bps: self.scale,
+            residual_std_bps: self.resid_var.sqrt(),
             n_fills: self.n,
         }
     }
 
-    /// Continues from a published snapshot after a restart (the covariance restarts wide).
+    /// Continues from a published snapshot after a restart: coefficients, their variances
+    /// (`P_ii = stderr² / residual variance`) and the residual scale, so the first fills after a
+    /// restart move the model no more than they would have before it.
     pub fn restore(&mut self, s: &CostModelUpdate) {
-        if s.half_spread_coef.is_finite() && s.impact_coef.is_finite() {
-            self.theta = [s.half_spread_coef.max(0.0), s.impact_coef.max(0.0)];
-            self.n = s.n_fills;
+        let values = [
+            s.half_spread_coef,
+            s.impact_coef,
+            s.half_spread_stderr,
+            s.impact_stderr,
+            s.residual_scale_bps,
+            s.residual_std_bps,
+        ];
+        if !values.iter().all(|v| v.is_finite() && *v >= 0.0) {
+            return;
+        }
+        self.theta = [s.half_spread_coef, s.impact_coef];
+        self.n = s.n_fills;
+        self.scale = s.residual_scale_bps;
+        self.resid_var = s.residual_std_bps * s.residual_std_bps;
+        if self.resid_var > 0.0 {
+            self.p = [
+                [s.half_spread_stderr * s.half_spread_stderr / self.resid_var, 0.0],
+                [0.0, s.impact_stderr * s.impact_stderr / self.resid_var],
+            ];
         }
     }
 }
@@ -137,6 +158,24 @@ mod tests {
         }
         let s = model.snapshot();
         assert!(s.half_spread_coef >= 0.0 && s.impact_coef >= 0.0);
+    }
+
+    #[test]
+    fn a_restored_model_is_as_robust_as_before_the_restart() {
+        let mut rng = Rng(7);
+        let mut model = CostModel::new(0.995, 3.0);
+        for _ in 0..500 {
+            let (h, i) = (0.5 + 4.5 * rng.next(), 20.0 * rng.next());
+            model.update(h, i, h + 0.7 * i + rng.normal());
+        }
+        let mut restored = CostModel::new(0.995, 3.0);
+        restored.restore(&model.snapshot());
+        // One freak fill right after the restart barely moves either model.
+        for m in [&mut model, &mut restored] {
+            m.update(2.0, 5.0, 200.0);
+            let s = m.snapshot();
+            assert!((s.half_spread_coef - 1.0).abs() < 0.2 && (s.impact_coef - 0.7).abs() < 0.1, "{s:?}");
+        }
     }
 
     #[test]

@@ -173,6 +173,67 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         if cancelled { IntentOutcome::Cancelled } else { IntentOutcome::CancelIgnored }
     }
 
+    /// Answers an `order_intents` record the strict decoder refused, when its intent id, symbol
+    /// and side can still be read: a `rejected` report (`malformed_intent`, the decoder's message
+    /// as detail), once per intent id. Returns whether it answered.
+    pub fn reject_undecodable(
+        &mut self,
+        raw: &[u8],
+        error: &str,
+        now: UnixNanos,
+        out: &mut Vec<Envelope<ExecEvent>>,
+    ) -> bool {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(raw) else { return false };
+        if value.get("event_type").and_then(|t| t.as_str()) != Some("order_intent") {
+            return false;
+        }
+        let payload = &value["payload"];
+        let text = |k: &str| payload.get(k).and_then(|v| v.as_str());
+        let (Some(id), Some(symbol), Some(side)) = (
+            text("intent_id").and_then(|s| s.parse::<uuid::Uuid>().ok()).map(IntentId),
+            text("symbol").and_then(|s| Symbol::new(s).ok()),
+            match text("side") {
+                Some("buy") => Some(common::types::Side::Buy),
+                Some("sell") => Some(common::types::Side::Sell),
+                _ => None,
+            },
+        ) else {
+            return false;
+        };
+        if !self.seen.insert(id) {
+            return false;
+        }
+        let ts = value.get("ts_event").and_then(serde_json::Value::as_u64).map_or(now, UnixNanos);
+        let cause = value
+            .get("event_id")
+            .and_then(|v| v.as_str())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| EventId(ids::derive_uuid(ts, format!("malformed:{id}").as_bytes())));
+        let quantity = text("quantity").and_then(|q| q.parse::<Decimal>().ok()).unwrap_or_default();
+        self.orders.insert(
+            id,
+            OrderState {
+                symbol,
+                side,
+                order_id: String::new(),
+                venue: "risk".into(),
+                order_qty: quantity,
+                cum_qty: Decimal::ZERO,
+                cum_value: Decimal::ZERO,
+                cum_commission: Decimal::ZERO,
+                status: ExecStatus::Rejected,
+                arrival_mid: Decimal::ZERO,
+                fills: 0,
+                reports: 0,
+                intent_event: cause,
+                cost_features: None,
+            },
+        );
+        let detail: String = error.chars().take(512).collect();
+        self.report(id, ts, cause, Some((RejectReason::MalformedIntent, detail)), None, None, out);
+        true
+    }
+
     /// Handles one `market_events` record.
     pub fn on_market(&mut self, env: &Envelope<MarketEvent>, out: &mut Vec<Envelope<ExecEvent>>) {
         match &env.payload {

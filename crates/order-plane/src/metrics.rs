@@ -137,7 +137,7 @@ impl Metrics {
 }
 
 /// Every rejection reason, so each has a series from the start.
-const ALL_REASONS: [RejectReason; 14] = [
+const ALL_REASONS: [RejectReason; 15] = [
     RejectReason::MaxGrossExposure,
     RejectReason::MaxNetExposure,
     RejectReason::MaxPositionSize,
@@ -152,4 +152,5 @@ const ALL_REASONS: [RejectReason; 14] = [
     RejectReason::InvalidQuantity,
     RejectReason::InvalidPrice,
     RejectReason::VenueRejected,
+    RejectReason::MalformedIntent,
 ];

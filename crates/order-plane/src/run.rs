@@ -164,7 +164,10 @@ async fn serve(
     let Some(mut publisher) = connect(cfg, shutdown).await? else { return Ok(()) };
     health.set_broker_reachable(true);
     let mut engine = engine(cfg);
-    let restored = rebuild(cfg, &mut engine, metrics).await?;
+    let restored = tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        restored = rebuild(cfg, &mut engine, metrics) => restored?,
+    };
     let now = SystemClock.now();
     let mut out = Vec::new();
     engine.finish_restore(now, &mut out);
@@ -194,9 +197,16 @@ async fn serve(
                 let now = SystemClock.now();
                 tracing::warn!(halted = cmd.halted, reason = %cmd.reason, "Kill switch changed.");
                 engine.set_halt(cmd.halted, &cmd.reason, cmd.cancel_open, now, &mut out);
-                let futures = publish(&mut publisher, &out, metrics, &mut intents).await?;
+                let published = async {
+                    let futures = publish(&mut publisher, &out, metrics, &mut intents).await?;
+                    await_all(futures).await
+                };
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break,
+                    published = published => published?,
+                }
                 out.clear();
-                await_all(futures).await?;
                 update_gauges(metrics, &engine);
                 let _ = cmd.done.send(());
             }
@@ -215,10 +225,14 @@ async fn serve(
                 if topic == intent_topic {
                     match codec::decode::<IntentEvent>(payload) {
                         Ok(env) => {
-                            if let IntentEvent::Intent(i) = &env.payload {
+                            let outcome = engine.on_intent(&env, &mut out);
+                            // Latency is measured from the intent's creation; repeats are not timed.
+                            if let IntentEvent::Intent(i) = &env.payload
+                                && outcome != IntentOutcome::Duplicate
+                            {
                                 intents.insert(i.intent_id, env.ts_init);
                             }
-                            match engine.on_intent(&env, &mut out) {
+                            match outcome {
                                 IntentOutcome::Duplicate => {
                                     metrics.duplicate_intents.inc();
                                     tracing::info!(event_id = %env.event_id, "Repeated intent ignored: it was executed before.");
@@ -227,7 +241,12 @@ async fn serve(
                                 _ => {}
                             }
                         }
-                        Err(e) => decode_error(metrics, &topic, at.partition, at.offset, &e),
+                        Err(e) => {
+                            decode_error(metrics, &topic, at.partition, at.offset, &e);
+                            if engine.reject_undecodable(payload, &e.to_string(), SystemClock.now(), &mut out) {
+                                tracing::info!(offset = at.offset, "Malformed intent answered with a rejection.");
+                            }
+                        }
                     }
                 } else {
                     match codec::decode::<MarketEvent>(payload) {
@@ -244,7 +263,12 @@ async fn serve(
                 if !out_is_quiet(&futures) {
                     update_gauges(metrics, &engine);
                 }
-                if !acks.push(at, futures).await {
+                let pushed = tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break,
+                    pushed = acks.push(at, futures) => pushed,
+                };
+                if !pushed {
                     break;
                 }
             }

@@ -200,6 +200,7 @@ async fn every_intent_gets_one_terminal_report_and_repeats_place_nothing() {
     let terminal = |r: &HashMap<IntentId, Vec<ExecReport>>, id: &IntentId| {
         r.get(id).map_or(0, |v| v.iter().filter(|x| x.status.is_terminal()).count())
     };
+    let nan_id = intent(99, "BTCUSDT", Side::Buy, dec!(1), None, TimeInForce::Ioc).intent_id;
     let all = [&market_buy, &limit_ioc, &resting, &invalid];
     let by_intent = tokio::task::spawn_blocking({
         let cfg = cfg.clone();
@@ -226,6 +227,9 @@ async fn every_intent_gets_one_terminal_report_and_repeats_place_nothing() {
         (ExecStatus::Rejected, Some(RejectReason::InvalidQuantity))
     );
     assert_eq!(last(&resting).status, ExecStatus::Cancelled);
+    let nan = by_intent[&nan_id].last().unwrap();
+    assert_eq!((nan.status, nan.reason), (ExecStatus::Rejected, Some(RejectReason::MalformedIntent)));
+    assert_eq!(by_intent[&nan_id].len(), 1);
     assert_eq!(last(&limit_ioc).status, ExecStatus::Filled);
     assert_eq!(get_metric(addr, "order_plane_orders_placed_total").await, 3.0, "the repeat placed nothing");
     assert_eq!(by_intent[&market_buy.intent_id].iter().filter(|r| r.status == ExecStatus::Accepted).count(), 1);
