@@ -320,6 +320,8 @@ pub struct OfiWindow {
     pub mid_change: Decimal,
     /// Mean of `(bid_sz + ask_sz) / 2` over the window's quotes.
     pub mean_depth: Decimal,
+    /// Mean quoted spread `ask_px − bid_px` over the window's quotes.
+    pub mean_spread: Decimal,
     /// `ofi / mean_depth`.
     pub ofi_normalized: Decimal,
     /// Aggressive buy size minus aggressive sell size.

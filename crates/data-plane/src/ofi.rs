@@ -53,6 +53,7 @@ struct Window {
     mid_open: Option<Decimal>,
     mid_close: Decimal,
     depth_sum: Decimal,
+    spread_sum: Decimal,
     trade_imbalance: Decimal,
     mlofi: Option<Vec<Decimal>>,
     data_gap: bool,
@@ -121,6 +122,7 @@ impl OfiEngine {
             mid_open: last_mid,
             mid_close: Decimal::ZERO,
             depth_sum: Decimal::ZERO,
+            spread_sum: Decimal::ZERO,
             trade_imbalance: Decimal::ZERO,
             mlofi: None,
             data_gap: false,
@@ -135,6 +137,7 @@ impl OfiEngine {
         let last_quote = w.last_quote?;
         let n = Decimal::from(w.n_quotes);
         let mean_depth = (w.depth_sum / (n * Decimal::TWO)).round_dp(RATIO_DP);
+        let mean_spread = (w.spread_sum / n).round_dp(RATIO_DP);
         let ofi_normalized = w.ofi.checked_div(mean_depth).unwrap_or_default().round_dp(RATIO_DP);
         let mid_open = w.mid_open.unwrap_or(w.mid_close);
         let start = w.index * window_ns;
@@ -150,6 +153,7 @@ impl OfiEngine {
                 mid_close: w.mid_close.normalize(),
                 mid_change: (w.mid_close - mid_open).normalize(),
                 mean_depth: mean_depth.normalize(),
+                mean_spread: mean_spread.normalize(),
                 ofi_normalized: ofi_normalized.normalize(),
                 trade_imbalance: w.trade_imbalance.normalize(),
                 mlofi: w.mlofi.map(|v| v.into_iter().map(|d| d.normalize()).collect()),
@@ -173,6 +177,7 @@ impl OfiEngine {
         w.n_quotes += 1;
         w.mid_close = mid;
         w.depth_sum += book.bid_sz + book.ask_sz;
+        w.spread_sum += book.ask_px - book.bid_px;
         w.last_quote = Some(id);
         state.prev = Some(book);
         state.last_mid = Some(mid);
@@ -333,6 +338,8 @@ mod tests {
         assert_eq!(w.mean_depth, (dec!(14.5) / dec!(3)).round_dp(12).normalize());
         assert_eq!(w.ofi_normalized, (dec!(7) / (dec!(14.5) / dec!(3)).round_dp(12)).round_dp(12).normalize());
         assert_eq!(w.trade_imbalance, dec!(1.5));
+        // spreads: 1, 1, 0.5 → mean 2.5/3
+        assert_eq!(w.mean_spread, (dec!(2.5) / dec!(3)).round_dp(12).normalize());
         assert_eq!(out[0].last_quote, id(3));
         e.finish(&mut out);
         let w2 = &out[1].window;
