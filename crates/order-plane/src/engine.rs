@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use common::clock::Clock;
-use common::config::{OrderPlaneConfig, RiskConfig};
+use common::config::{InstrumentConfig, OrderPlaneConfig, RiskConfig};
 use common::events::{
     CancelIntent, Envelope, ExecEvent, ExecReport, ExecStatus, IntentEvent, IntentId, MarketEvent, OrderIntent,
     RejectReason, SCHEMA_VERSION, Source, TradingHalt,
@@ -60,12 +60,19 @@ pub struct OrderEngine<V, C> {
 
 impl<V: Venue, C: Clock> OrderEngine<V, C> {
     /// A core with nothing seen yet.
-    pub fn new(risk: &RiskConfig, cfg: &OrderPlaneConfig, venue: V, source: Arc<Source>, clock: C) -> Self {
+    pub fn new(
+        risk: &RiskConfig,
+        cfg: &OrderPlaneConfig,
+        instruments: &[InstrumentConfig],
+        venue: V,
+        source: Arc<Source>,
+        clock: C,
+    ) -> Self {
         Self {
             venue,
             clock,
             source,
-            risk: RiskEngine::new(risk, cfg),
+            risk: RiskEngine::new(risk, cfg, instruments),
             market: MarketState::new(cfg.impact_volume_window_s),
             cost: CostModel::new(cfg.cost_forgetting, cfg.cost_huber_k),
             orders: HashMap::new(),

@@ -97,10 +97,11 @@ pub struct RiskEngine {
 }
 
 impl RiskEngine {
-    /// A risk engine with the portfolio limits and the Order Plane's order-level limits.
-    pub fn new(limits: &RiskConfig, cfg: &OrderPlaneConfig) -> Self {
+    /// A risk engine with the portfolio limits, the Order Plane's order-level limits and the
+    /// tradable instruments.
+    pub fn new(limits: &RiskConfig, cfg: &OrderPlaneConfig, instruments: &[InstrumentConfig]) -> Self {
         let instruments =
-            cfg.instruments.iter().filter_map(|i| Symbol::new(&i.symbol).ok().map(|s| (s, i.clone()))).collect();
+            instruments.iter().filter_map(|i| Symbol::new(&i.symbol).ok().map(|s| (s, i.clone()))).collect();
         Self {
             limits: limits.clone(),
             max_order_notional: cfg.max_order_notional,

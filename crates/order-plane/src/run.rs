@@ -103,11 +103,11 @@ pub async fn run(cfg: AppConfig, listener: TcpListener, shutdown: CancellationTo
 fn engine(cfg: &AppConfig) -> Engine {
     let o = &cfg.order_plane;
     let ticks: HashMap<Symbol, Decimal> =
-        o.instruments.iter().filter_map(|i| Symbol::new(&i.symbol).ok().map(|s| (s, i.tick_size))).collect();
+        cfg.instruments.iter().filter_map(|i| Symbol::new(&i.symbol).ok().map(|s| (s, i.tick_size))).collect();
     let venue = SimulatedVenue::new(o.latency_ms, ticks);
     let source = Arc::new(Source { plane: "order-plane".into(), instance: cfg.instance_id().into() });
     tracing::info!(venue = "simulated", paper = cfg.trading.enable_paper_trading, "Order Plane venue selected.");
-    OrderEngine::new(&cfg.risk, o, venue, source, SystemClock)
+    OrderEngine::new(&cfg.risk, o, &cfg.instruments, venue, source, SystemClock)
 }
 
 async fn connect(cfg: &AppConfig, shutdown: &CancellationToken) -> Result<Option<Publisher>, RunError> {

@@ -23,14 +23,19 @@ fn sym(s: &str) -> Symbol {
     Symbol::new(s).unwrap()
 }
 
+fn instruments() -> Vec<InstrumentConfig> {
+    ["X", "Y", "Z"]
+        .map(|s| InstrumentConfig {
+            symbol: s.into(),
+            tick_size: dec!(0.01),
+            lot_size: dec!(0.1),
+            min_qty: dec!(0.1),
+            min_notional: dec!(10),
+        })
+        .to_vec()
+}
+
 fn cfg() -> (RiskConfig, OrderPlaneConfig) {
-    let inst = |s: &str| InstrumentConfig {
-        symbol: s.into(),
-        tick_size: dec!(0.01),
-        lot_size: dec!(0.1),
-        min_qty: dec!(0.1),
-        min_notional: dec!(10),
-    };
     let risk = RiskConfig { max_gross_exposure: dec!(1000), max_net_exposure: dec!(800), max_position_size: dec!(500) };
     let order = OrderPlaneConfig {
         latency_ms: 0,
@@ -38,7 +43,6 @@ fn cfg() -> (RiskConfig, OrderPlaneConfig) {
         price_collar_bps: dec!(100),
         max_orders_per_second: 3,
         stale_after_ms: 5_000,
-        instruments: vec![inst("X"), inst("Y"), inst("Z")],
         ..OrderPlaneConfig::default()
     };
     (risk, order)
@@ -47,10 +51,11 @@ fn cfg() -> (RiskConfig, OrderPlaneConfig) {
 type Engine = OrderEngine<SimulatedVenue, ManualClock>;
 
 fn engine_with(risk: &RiskConfig, order: &OrderPlaneConfig) -> Engine {
-    let ticks: HashMap<Symbol, Decimal> = order.instruments.iter().map(|i| (sym(&i.symbol), i.tick_size)).collect();
+    let instruments = instruments();
+    let ticks: HashMap<Symbol, Decimal> = instruments.iter().map(|i| (sym(&i.symbol), i.tick_size)).collect();
     let venue = SimulatedVenue::new(order.latency_ms, ticks);
     let source = Arc::new(Source { plane: "order-plane".into(), instance: "test".into() });
-    OrderEngine::new(risk, order, venue, source, ManualClock::new(UnixNanos(1)))
+    OrderEngine::new(risk, order, &instruments, venue, source, ManualClock::new(UnixNanos(1)))
 }
 
 fn engine() -> Engine {

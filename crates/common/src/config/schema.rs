@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{ConfigError, FieldError, Secret};
 
 /// The whole system's configuration. Each plane reads the sections it needs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AppConfig {
     /// Environment name and instance identity.
@@ -27,6 +27,8 @@ pub struct AppConfig {
     pub data_plane: DataPlaneConfig,
     /// Order Plane.
     pub order_plane: OrderPlaneConfig,
+    /// Tradable instruments (both the Strategy and the Order Plane use them).
+    pub instruments: Vec<InstrumentConfig>,
 }
 
 /// `[app]`
@@ -314,19 +316,10 @@ pub struct OrderPlaneConfig {
     pub cost_forgetting: f64,
     /// Cost model: residuals beyond this many robust standard deviations are down-weighted.
     pub cost_huber_k: f64,
-    /// Tradable instruments; anything else is refused as `unknown_symbol`.
-    pub instruments: Vec<InstrumentConfig>,
 }
 
 impl Default for OrderPlaneConfig {
     fn default() -> Self {
-        let instrument = |symbol: &str, lot: Decimal| InstrumentConfig {
-            symbol: symbol.into(),
-            tick_size: Decimal::new(1, 2),
-            lot_size: lot,
-            min_qty: lot,
-            min_notional: Decimal::from(10),
-        };
         Self {
             http_port: 8002,
             venue: "simulated".into(),
@@ -342,6 +335,28 @@ impl Default for OrderPlaneConfig {
             impact_volume_window_s: 60,
             cost_forgetting: 0.995,
             cost_huber_k: 3.0,
+        }
+    }
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        let instrument = |symbol: &str, lot: Decimal| InstrumentConfig {
+            symbol: symbol.into(),
+            tick_size: Decimal::new(1, 2),
+            lot_size: lot,
+            min_qty: lot,
+            min_notional: Decimal::from(10),
+        };
+        Self {
+            app: AppSection::default(),
+            log: LogConfig::default(),
+            kafka: KafkaConfig::default(),
+            ibkr: IbkrConfig::default(),
+            trading: TradingConfig::default(),
+            risk: RiskConfig::default(),
+            data_plane: DataPlaneConfig::default(),
+            order_plane: OrderPlaneConfig::default(),
             instruments: vec![instrument("BTCUSDT", Decimal::new(1, 5)), instrument("ETHUSDT", Decimal::new(1, 4))],
         }
     }
@@ -509,11 +524,11 @@ impl AppConfig {
         if !(o.cost_huber_k.is_finite() && o.cost_huber_k > 0.0) {
             bad("order_plane.cost_huber_k", format!("must be positive, got {}", o.cost_huber_k));
         }
-        if o.instruments.is_empty() {
-            bad("order_plane.instruments", "must list at least one instrument".into());
+        if self.instruments.is_empty() {
+            bad("instruments", "must list at least one instrument".into());
         }
-        for (i, inst) in o.instruments.iter().enumerate() {
-            let field = format!("order_plane.instruments[{i}]");
+        for (i, inst) in self.instruments.iter().enumerate() {
+            let field = format!("instruments[{i}]");
             if crate::types::Symbol::new(&inst.symbol).is_err() {
                 bad(&field, format!("symbol {:?} is not a valid symbol", inst.symbol));
             }
