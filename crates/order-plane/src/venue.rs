@@ -5,8 +5,9 @@
 //! - An order reaches the venue `latency_ms` of **event time** after its decision and executes
 //!   against the book in effect at that moment: the last quote at or before the arrival time,
 //!   known once a quote at or after it arrives (when the plane already holds such a quote, the
-//!   order executes at once against the latest one). Everything runs on event time, so a replay
-//!   is deterministic; in a quiet market an order waits for the next quote.
+//!   order executes at once against the latest one). Any symbol's quote moves the venue's clock:
+//!   once event time has passed an order's arrival, an order in a quiet symbol executes against
+//!   that symbol's latest quote. Everything runs on event time, so a replay is deterministic.
 //! - The book beyond the best level is unknown, so the venue assumes level k (k = 0, 1, …) sits
 //!   k ticks behind the best price with the best level's displayed size. A market order sweeps
 //!   those levels (at most [`MAX_LEVELS`]; what is left is cancelled as "book exhausted"). A limit
@@ -202,8 +203,21 @@ impl Venue for SimulatedVenue {
     fn on_quote(&mut self, ts: UnixNanos, quote: &Quote, out: &mut Vec<VenueEvent>) {
         let previous = self.quotes.insert(quote.symbol.clone(), (quote.clone(), ts));
         let tick = self.tick(&quote.symbol);
+        let (quotes, ticks) = (&self.quotes, &self.ticks);
         self.working.retain_mut(|w| {
-            if w.order.symbol != quote.symbol || (!w.arrived && ts < w.arrival) {
+            if w.order.symbol != quote.symbol {
+                // Time passed this order's arrival on another symbol's clock: its own latest
+                // quote is the book in effect at arrival.
+                if !w.arrived
+                    && ts > w.arrival
+                    && let Some((own, _)) = quotes.get(&w.order.symbol)
+                {
+                    let own_tick = ticks.get(&w.order.symbol).copied().unwrap_or(Decimal::new(1, 2));
+                    return !Self::execute(own_tick, w, own, w.arrival, out);
+                }
+                return true;
+            }
+            if !w.arrived && ts < w.arrival {
                 return true;
             }
             if !w.arrived && ts > w.arrival {

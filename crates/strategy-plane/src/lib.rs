@@ -5,7 +5,11 @@
 //! - [`signals`]: contemporaneous and predictive OFI fits, the combined RLS forecast.
 //! - [`positions`]: positions and PnL from fills, exact decimals.
 //! - [`optimizer`]: the constrained mean-variance problem with trading costs, solved by Clarabel.
+//! - [`covariance`]: EWMA covariance of window returns.
+//! - [`engine`]: the synchronous core: decisions and order intents.
 
+pub mod covariance;
+pub mod engine;
 pub mod optimizer;
 pub mod positions;
 pub mod signals;

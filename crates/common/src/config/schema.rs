@@ -25,6 +25,8 @@ pub struct AppConfig {
     pub risk: RiskConfig,
     /// Data Plane.
     pub data_plane: DataPlaneConfig,
+    /// Strategy Plane.
+    pub strategy_plane: StrategyPlaneConfig,
     /// Order Plane.
     pub order_plane: OrderPlaneConfig,
     /// Tradable instruments (both the Strategy and the Order Plane use them).
@@ -284,6 +286,43 @@ pub struct InstrumentConfig {
     pub min_notional: Decimal,
 }
 
+/// `[strategy_plane]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StrategyPlaneConfig {
+    /// Port of `/metrics` and `/health/*`.
+    pub http_port: u16,
+    /// Event time between portfolio decisions.
+    pub decision_interval_ms: u64,
+    /// OFI windows a symbol's model learns from before it may trade.
+    pub warmup_windows: u64,
+    /// Forgetting factor of the signal regression.
+    pub signal_forgetting: f64,
+    /// Risk aversion γ of the optimizer, per unit of account currency.
+    pub risk_aversion: f64,
+    /// Share of the portfolio limits this instance uses (0.5 each for two instances).
+    pub limit_share: f64,
+    /// A symbol with no OFI window for this long (event time) is not traded.
+    pub stale_after_ms: u64,
+    /// EWMA weight of the latest window in the return covariance.
+    pub covariance_alpha: f64,
+}
+
+impl Default for StrategyPlaneConfig {
+    fn default() -> Self {
+        Self {
+            http_port: 8001,
+            decision_interval_ms: 1_000,
+            warmup_windows: 30,
+            signal_forgetting: 0.995,
+            risk_aversion: 0.01,
+            limit_share: 1.0,
+            stale_after_ms: 5_000,
+            covariance_alpha: 0.05,
+        }
+    }
+}
+
 /// `[order_plane]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -356,6 +395,7 @@ impl Default for AppConfig {
             trading: TradingConfig::default(),
             risk: RiskConfig::default(),
             data_plane: DataPlaneConfig::default(),
+            strategy_plane: StrategyPlaneConfig::default(),
             order_plane: OrderPlaneConfig::default(),
             instruments: vec![instrument("BTCUSDT", Decimal::new(1, 5)), instrument("ETHUSDT", Decimal::new(1, 4))],
         }
@@ -492,6 +532,28 @@ impl AppConfig {
         }
         if d.ofi.depth_levels == 0 || d.ofi.depth_levels > 50 {
             bad("data_plane.ofi.depth_levels", format!("must be 1..=50, got {}", d.ofi.depth_levels));
+        }
+        let sp = &self.strategy_plane;
+        if sp.http_port == 0 {
+            bad("strategy_plane.http_port", "must not be 0".into());
+        }
+        if sp.decision_interval_ms == 0 {
+            bad("strategy_plane.decision_interval_ms", "must be positive".into());
+        }
+        if !(sp.signal_forgetting > 0.9 && sp.signal_forgetting <= 1.0) {
+            bad("strategy_plane.signal_forgetting", format!("must be in (0.9, 1], got {}", sp.signal_forgetting));
+        }
+        if !(sp.risk_aversion.is_finite() && sp.risk_aversion > 0.0) {
+            bad("strategy_plane.risk_aversion", format!("must be positive, got {}", sp.risk_aversion));
+        }
+        if !(sp.limit_share > 0.0 && sp.limit_share <= 1.0) {
+            bad("strategy_plane.limit_share", format!("must be in (0, 1], got {}", sp.limit_share));
+        }
+        if sp.stale_after_ms == 0 {
+            bad("strategy_plane.stale_after_ms", "must be positive".into());
+        }
+        if !(sp.covariance_alpha > 0.0 && sp.covariance_alpha < 1.0) {
+            bad("strategy_plane.covariance_alpha", format!("must be in (0, 1), got {}", sp.covariance_alpha));
         }
         let o = &self.order_plane;
         if o.http_port == 0 {

@@ -1,0 +1,290 @@
+//! The Strategy Plane's synchronous core: `ofi_events`, `market_events` and `exec_reports` in,
+//! `order_intents` out. Time is the events' own; the clock only stamps `ts_init`.
+//!
+//! Decisions run on OFI event time, every `decision_interval_ms`, and depend only on the OFI
+//! stream, past fills and halts, never on how the plane's input topics interleave: the same
+//! inputs give byte-identical intents (ids included), which is what lets the Order Plane drop a
+//! repeated intent after a crash.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use common::clock::Clock;
+use common::config::{InstrumentConfig, RiskConfig, StrategyPlaneConfig};
+use common::events::{
+    CostModelUpdate, Envelope, ExecEvent, FeedStatus, IntentEvent, IntentId, MarketEvent, OfiEvent, OrderIntent,
+    OrderType, SCHEMA_VERSION, SignalValue, Source, TimeInForce,
+};
+use common::ids;
+use common::types::{EventId, Side, Symbol, UnixNanos};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+
+use crate::covariance::EwmaCovariance;
+use crate::optimizer::{Asset, Problem, optimize};
+use crate::positions::Book;
+use crate::signals::{Forecast, SIGNALS, SymbolSignals};
+
+/// What the core has counted (the shell mirrors these into metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Forecasts produced (one per warmed-up OFI window).
+    pub signals: u64,
+    /// Portfolio decisions made.
+    pub decisions: u64,
+    /// Decisions skipped because trading is halted.
+    pub halted_decisions: u64,
+    /// Decisions the solver could not finish.
+    pub solver_failures: u64,
+    /// Events about symbols outside the configured instruments.
+    pub unknown_symbol: u64,
+    /// Exec reports for intents this plane did not issue (or issued before its history).
+    pub unknown_intent: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Latest {
+    window_end: UnixNanos,
+    mid: Decimal,
+    half_spread_bps: f64,
+    forecast: Option<Forecast>,
+}
+
+/// The core.
+pub struct StrategyEngine<C> {
+    cfg: StrategyPlaneConfig,
+    limits: RiskConfig,
+    instruments: HashMap<Symbol, InstrumentConfig>,
+    clock: C,
+    source: Arc<Source>,
+    signals: HashMap<Symbol, SymbolSignals>,
+    latest: BTreeMap<Symbol, Latest>,
+    stale: HashSet<Symbol>,
+    cov: EwmaCovariance,
+    book: Book,
+    inflight: HashMap<IntentId, (Symbol, Decimal)>,
+    issued: HashSet<IntentId>,
+    cost: Option<CostModelUpdate>,
+    halted: bool,
+    next_decision: u64,
+    counters: Counters,
+}
+
+fn to_f64(d: Decimal) -> f64 {
+    d.to_f64().unwrap_or(f64::NAN)
+}
+
+impl<C: Clock> StrategyEngine<C> {
+    /// A core with nothing learned yet.
+    pub fn new(
+        cfg: &StrategyPlaneConfig,
+        limits: &RiskConfig,
+        instruments: &[InstrumentConfig],
+        source: Arc<Source>,
+        clock: C,
+    ) -> Self {
+        let share = Decimal::from_f64(cfg.limit_share).unwrap_or(Decimal::ONE);
+        Self {
+            cfg: cfg.clone(),
+            limits: RiskConfig {
+                max_gross_exposure: limits.max_gross_exposure * share,
+                max_net_exposure: limits.max_net_exposure * share,
+                max_position_size: limits.max_position_size,
+            },
+            instruments: instruments
+                .iter()
+                .filter_map(|i| Symbol::new(&i.symbol).ok().map(|s| (s, i.clone())))
+                .collect(),
+            clock,
+            source,
+            signals: HashMap::new(),
+            latest: BTreeMap::new(),
+            stale: HashSet::new(),
+            cov: EwmaCovariance::new(cfg.covariance_alpha),
+            book: Book::default(),
+            inflight: HashMap::new(),
+            issued: HashSet::new(),
+            cost: None,
+            halted: false,
+            next_decision: 0,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Positions and PnL.
+    pub fn book(&self) -> &Book {
+        &self.book
+    }
+
+    /// The signal state of `symbol`.
+    pub fn signals(&self, symbol: &Symbol) -> Option<&SymbolSignals> {
+        self.signals.get(symbol)
+    }
+
+    /// Whether trading is halted.
+    pub fn halted(&self) -> bool {
+        self.halted
+    }
+
+    /// Handles one `ofi_events` record; may decide and append intents to `out`.
+    pub fn on_ofi(&mut self, env: &Envelope<OfiEvent>, out: &mut Vec<Envelope<IntentEvent>>) {
+        let OfiEvent::Window(w) = &env.payload;
+        if !self.instruments.contains_key(&w.symbol) {
+            self.counters.unknown_symbol += 1;
+            return;
+        }
+        let (warmup, forgetting) = (self.cfg.warmup_windows, self.cfg.signal_forgetting);
+        let forecast =
+            self.signals.entry(w.symbol.clone()).or_insert_with(|| SymbolSignals::new(warmup, forgetting)).on_window(w);
+        if forecast.is_some() {
+            self.counters.signals += 1;
+        }
+        let mid_open = to_f64(w.mid_open);
+        if mid_open > 0.0 {
+            self.cov.update(&w.symbol, w.window_start.0, to_f64(w.mid_change) / mid_open);
+        }
+        let mid = to_f64(w.mid_close);
+        let half_spread_bps = if mid > 0.0 { to_f64(w.mean_spread) / 2.0 / mid * 1e4 } else { f64::NAN };
+        self.latest
+            .insert(w.symbol.clone(), Latest { window_end: w.window_end, mid: w.mid_close, half_spread_bps, forecast });
+        if w.window_end.0 >= self.next_decision {
+            let interval = self.cfg.decision_interval_ms.saturating_mul(1_000_000).max(1);
+            self.next_decision = (w.window_end.0 / interval + 1) * interval;
+            self.decide(w.window_end, env.event_id, out);
+        }
+    }
+
+    /// Handles one `market_events` record: marks for PnL, and feed status.
+    pub fn on_market(&mut self, env: &Envelope<MarketEvent>) {
+        match &env.payload {
+            MarketEvent::Quote(q) if self.instruments.contains_key(&q.symbol) => self.book.mark(&q.symbol, q.mid()),
+            MarketEvent::Status(s) => {
+                match s.status {
+                    FeedStatus::Stale => self.stale.insert(s.symbol.clone()),
+                    FeedStatus::Active => self.stale.remove(&s.symbol),
+                };
+            }
+            MarketEvent::Quote(_) => self.counters.unknown_symbol += 1,
+            MarketEvent::Trade(_) | MarketEvent::Depth(_) => {}
+        }
+    }
+
+    /// Handles one `exec_reports` record (live, or replayed at start-up with `live = false`).
+    pub fn on_exec(&mut self, env: &Envelope<ExecEvent>, live: bool) {
+        match &env.payload {
+            ExecEvent::Report(r) => {
+                if live && !self.issued.contains(&r.intent_id) {
+                    self.counters.unknown_intent += 1;
+                }
+                if !live {
+                    self.issued.insert(r.intent_id);
+                }
+                self.book.on_report(r);
+                if r.status.is_terminal() {
+                    self.inflight.remove(&r.intent_id);
+                } else if let Some(entry) = self.inflight.get_mut(&r.intent_id) {
+                    entry.1 = r.side.sign() * r.leaves_qty;
+                }
+            }
+            ExecEvent::CostModel(c) => self.cost = Some(c.clone()),
+            ExecEvent::Halt(h) => self.halted = h.halted,
+        }
+    }
+
+    fn working(&self, symbol: &Symbol) -> Decimal {
+        self.inflight.values().filter(|(s, _)| s == symbol).map(|(_, q)| *q).sum()
+    }
+
+    fn decide(&mut self, now: UnixNanos, cause: EventId, out: &mut Vec<Envelope<IntentEvent>>) {
+        if self.halted {
+            self.counters.halted_decisions += 1;
+            return;
+        }
+        let stale_ns = self.cfg.stale_after_ms.saturating_mul(1_000_000);
+        let ready: Vec<(Symbol, Latest, Forecast)> = self
+            .latest
+            .iter()
+            .filter(|(s, l)| now.saturating_sub(l.window_end) <= stale_ns && !self.stale.contains(*s))
+            .filter_map(|(s, l)| l.forecast.clone().map(|f| (s.clone(), l.clone(), f)))
+            .filter(|(_, l, f)| l.mid > Decimal::ZERO && l.half_spread_bps.is_finite() && f.expected_return.is_finite())
+            .collect();
+        if ready.is_empty() {
+            return;
+        }
+        self.counters.decisions += 1;
+        let half_spread_coef = self.cost.as_ref().map_or(1.0, |c| c.half_spread_coef);
+        let symbols: Vec<Symbol> = ready.iter().map(|(s, _, _)| s.clone()).collect();
+        let current: Vec<Decimal> =
+            ready.iter().map(|(s, l, _)| (self.book.position(s).qty + self.working(s)) * l.mid).collect();
+        let problem = Problem {
+            assets: ready
+                .iter()
+                .zip(&current)
+                .map(|((_, l, f), c)| Asset {
+                    mu: f.expected_return,
+                    cost: half_spread_coef * l.half_spread_bps / 1e4,
+                    current: to_f64(*c),
+                    max_position: to_f64(self.limits.max_position_size),
+                })
+                .collect(),
+            covariance: self.cov.matrix(&symbols),
+            risk_aversion: self.cfg.risk_aversion,
+            max_gross: to_f64(self.limits.max_gross_exposure),
+            max_net: to_f64(self.limits.max_net_exposure),
+        };
+        let Ok(targets) = optimize(&problem) else {
+            self.counters.solver_failures += 1;
+            return;
+        };
+        for (((symbol, latest, forecast), target), current) in ready.into_iter().zip(targets).zip(current) {
+            let Some(inst) = self.instruments.get(&symbol) else { continue };
+            let Some(target) = Decimal::from_f64(target) else { continue };
+            let delta = (target - current) / latest.mid;
+            let lots = (delta.abs() / inst.lot_size).floor();
+            let qty = (lots * inst.lot_size).normalize();
+            if qty < inst.min_qty || qty * latest.mid < inst.min_notional {
+                continue;
+            }
+            let side = if delta.is_sign_positive() { Side::Buy } else { Side::Sell };
+            let identity = format!("intent:{symbol}:{}", now.0);
+            let intent_id = IntentId(ids::derive_uuid(now, identity.as_bytes()));
+            let event_id = EventId(ids::derive_uuid(now, format!("intent-event:{symbol}:{}", now.0).as_bytes()));
+            let expected_cost_bps =
+                Decimal::from_f64(half_spread_coef * latest.half_spread_bps).unwrap_or_default().round_dp(4);
+            let mut signals: Vec<SignalValue> = SIGNALS
+                .iter()
+                .zip(forecast.contributions)
+                .map(|(name, value)| SignalValue { name: (*name).to_owned(), value })
+                .collect();
+            signals.push(SignalValue { name: "expected_return".into(), value: forecast.expected_return });
+            let intent = OrderIntent {
+                intent_id,
+                symbol: symbol.clone(),
+                side,
+                quantity: qty,
+                order_type: OrderType::Market,
+                limit_price: None,
+                time_in_force: TimeInForce::Ioc,
+                arrival_mid: latest.mid,
+                expected_cost_bps,
+                signals,
+            };
+            self.inflight.insert(intent_id, (symbol, side.sign() * qty));
+            self.issued.insert(intent_id);
+            out.push(Envelope {
+                schema_version: SCHEMA_VERSION,
+                event_id,
+                source: Arc::clone(&self.source),
+                ts_event: now,
+                ts_init: self.clock.now(),
+                causation_id: Some(cause),
+                payload: IntentEvent::Intent(intent),
+            });
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! The three cores wired together on the real sample data, with no broker: Data Plane core →
+//! Strategy core → Order core → exec reports back to the Strategy core.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::clock::ManualClock;
+use common::codec;
+use common::config::AppConfig;
+use common::events::*;
+use common::types::{Symbol, UnixNanos};
+use data_plane::core::{DataCore, Output};
+use data_plane::source::Replay;
+use order_plane::engine::OrderEngine;
+use order_plane::venue::SimulatedVenue;
+use rust_decimal::Decimal;
+use strategy_plane::engine::StrategyEngine;
+
+const SPOT: &str = "binance-spot-btcusdt-ethusdt-2024-08-09.csv";
+
+fn source(plane: &str) -> Arc<Source> {
+    Arc::new(Source { plane: plane.into(), instance: "t".into() })
+}
+
+struct Run {
+    last_event: UnixNanos,
+    intents: Vec<Envelope<IntentEvent>>,
+    reports: Vec<ExecReport>,
+    strategy: StrategyEngine<ManualClock>,
+    order: OrderEngine<SimulatedVenue, ManualClock>,
+}
+
+fn run(cfg: &AppConfig, halt_first: bool) -> Run {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(SPOT);
+    let mut data = DataCore::new(&cfg.data_plane, "replay:t", source("data-plane"), ManualClock::new(UnixNanos(1)));
+    let mut strategy = StrategyEngine::new(
+        &cfg.strategy_plane,
+        &cfg.risk,
+        &cfg.instruments,
+        source("strategy-plane"),
+        ManualClock::new(UnixNanos(2)),
+    );
+    let ticks = cfg.instruments.iter().map(|i| (Symbol::new(&i.symbol).unwrap(), i.tick_size)).collect();
+    let venue = SimulatedVenue::new(cfg.order_plane.latency_ms, ticks);
+    let mut order = OrderEngine::new(
+        &cfg.risk,
+        &cfg.order_plane,
+        &cfg.instruments,
+        venue,
+        source("order-plane"),
+        ManualClock::new(UnixNanos(3)),
+    );
+    let (mut outputs, mut intents, mut exec, mut reports) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    if halt_first {
+        let mut halt = Vec::new();
+        order.set_halt(true, "test", None, UnixNanos(0), &mut halt);
+        for e in &halt {
+            strategy.on_exec(e, true);
+        }
+    }
+    let mut last_event = UnixNanos(0);
+    let mut feed = |outputs: &mut Vec<Output>,
+                    strategy: &mut StrategyEngine<ManualClock>,
+                    order: &mut OrderEngine<SimulatedVenue, ManualClock>| {
+        for o in outputs.drain(..) {
+            let mut new_intents = Vec::new();
+            match o {
+                Output::Market(env) => {
+                    last_event = last_event.max(env.ts_event);
+                    strategy.on_market(&env);
+                    order.on_market(&env, &mut exec);
+                }
+                Output::Ofi(env) => strategy.on_ofi(&env, &mut new_intents),
+                Output::Rejected { .. } => {}
+            }
+            for i in new_intents {
+                order.on_intent(&i, &mut exec);
+                intents.push(i);
+            }
+            for e in exec.drain(..) {
+                strategy.on_exec(&e, true);
+                if let ExecEvent::Report(r) = &e.payload {
+                    reports.push(r.clone());
+                }
+            }
+        }
+    };
+    for item in Replay::open(&path, 1).unwrap() {
+        data.process(item.unwrap(), &mut outputs);
+        feed(&mut outputs, &mut strategy, &mut order);
+    }
+    data.finish(&mut outputs);
+    feed(&mut outputs, &mut strategy, &mut order);
+    Run { last_event, intents, reports, strategy, order }
+}
+
+#[test]
+fn the_cores_trade_the_sample_within_every_rule() {
+    let cfg = AppConfig::default();
+    let r = run(&cfg, false);
+    assert!(r.intents.len() > 10, "only {} intents", r.intents.len());
+    assert!(r.strategy.counters().signals > 0);
+    let lots: HashMap<String, Decimal> = cfg.instruments.iter().map(|i| (i.symbol.clone(), i.lot_size)).collect();
+    for env in &r.intents {
+        let IntentEvent::Intent(i) = &env.payload else { panic!("only new orders") };
+        assert!(i.quantity > Decimal::ZERO && (i.quantity % lots[i.symbol.as_str()]).is_zero(), "{i:?}");
+        assert!(i.quantity * i.arrival_mid >= Decimal::from(10));
+        assert!(i.quantity * i.arrival_mid <= cfg.risk.max_position_size * Decimal::TWO, "{i:?}");
+        assert!(i.signals.iter().all(|s| s.value.is_finite()));
+        assert!(env.causation_id.is_some(), "caused by an OFI window");
+        assert_eq!(codec::decode::<IntentEvent>(&codec::encode(env)).unwrap(), *env, "a valid record");
+    }
+    // Every intent ends exactly once.
+    let mut terminal: HashMap<IntentId, usize> = HashMap::new();
+    for rep in r.reports.iter().filter(|x| x.status.is_terminal()) {
+        *terminal.entry(rep.intent_id).or_default() += 1;
+    }
+    let latency = cfg.order_plane.latency_ms * 1_000_000;
+    for env in &r.intents {
+        let IntentEvent::Intent(i) = &env.payload else { continue };
+        let ends = terminal.get(&i.intent_id).copied().unwrap_or(0);
+        if env.ts_event.0 + latency < r.last_event.0 {
+            assert_eq!(ends, 1, "{}", i.intent_id);
+        } else {
+            // Decided after the last quote (a final window flushed at the end): only risk can
+            // answer it, and never twice.
+            assert!(ends <= 1, "{}", i.intent_id);
+        }
+    }
+    // Positions: the Strategy's book equals the Order Plane's and the sum of the fills.
+    for inst in &cfg.instruments {
+        let s = Symbol::new(&inst.symbol).unwrap();
+        let fills: Decimal = r.reports.iter().filter(|x| x.symbol == s).map(|x| x.side.sign() * x.last_qty).sum();
+        assert_eq!(r.strategy.book().position(&s).qty, fills, "{s}");
+        assert_eq!(r.order.risk().exposure(&s).position, fills, "{s}");
+    }
+    assert!(r.reports.iter().any(|x| x.status == ExecStatus::Filled), "something traded");
+    println!("{} intents, {} reports, PnL {}", r.intents.len(), r.reports.len(), r.strategy.book().total_pnl());
+}
+
+#[test]
+fn the_same_input_gives_byte_identical_intents() {
+    let cfg = AppConfig::default();
+    let (a, b) = (run(&cfg, false), run(&cfg, false));
+    let bytes = |r: &Run| r.intents.iter().map(codec::encode).collect::<Vec<_>>();
+    assert_eq!(bytes(&a), bytes(&b));
+}
+
+#[test]
+fn no_intents_while_halted() {
+    let r = run(&AppConfig::default(), true);
+    assert!(r.intents.is_empty());
+    assert!(r.strategy.counters().halted_decisions > 0);
+}
+
+#[test]
+fn an_unknown_symbol_is_counted_and_never_traded() {
+    let mut cfg = AppConfig::default();
+    cfg.instruments.retain(|i| i.symbol == "BTCUSDT");
+    let r = run(&cfg, false);
+    assert!(r.strategy.counters().unknown_symbol > 0);
+    assert!(r.intents.iter().all(|e| e.payload.key() == Some("BTCUSDT")));
+}
