@@ -384,3 +384,44 @@ pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<
     }
     Ok(records)
 }
+
+/// Creates the producer and the missing `topics` (base names), retrying every 2 s until the
+/// broker answers; `None` when `shutdown` fires first.
+pub async fn connect(
+    cfg: &KafkaConfig,
+    client_id: &str,
+    topics: &[&str],
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<Option<Publisher>, BrokerError> {
+    let producer = producer(cfg, client_id)?;
+    let names: Vec<String> = topics.iter().map(|t| cfg.topic(t)).collect();
+    let mut attempt = 0u32;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            result = ensure_topics(cfg, &names) => match result {
+                Ok(partitions) => return Ok(Some(Publisher::new(producer, cfg, partitions))),
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "Kafka not ready; retrying in 2 s.");
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// Waits for every delivery in `futures`.
+pub async fn await_all(futures: Vec<DeliveryFuture>) -> Result<(), BrokerError> {
+    for f in futures {
+        match f.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(BrokerError::Delivery(e)),
+            Err(_) => return Err(BrokerError::DeliveryCancelled),
+        }
+    }
+    Ok(())
+}

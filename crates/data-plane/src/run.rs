@@ -126,7 +126,11 @@ async fn replay(
     tracing::info!(files = ?replay.files(), passes = replay_cfg.loop_count, speed = %replay_cfg.speed, "Replay opened.");
 
     let instance = cfg.instance_id();
-    let Some(mut publisher) = connect(cfg, &instance, shutdown).await? else { return Ok(()) };
+    let client_id = format!("data-plane-{instance}");
+    let Some(mut publisher) = kafka::connect(&cfg.kafka, &client_id, &[MARKET_EVENTS, OFI_EVENTS], shutdown).await?
+    else {
+        return Ok(());
+    };
     health.set_broker_reachable(true);
     health.set_working(true);
     let checker = http::spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
@@ -260,28 +264,6 @@ fn stream_name(files: &[PathBuf]) -> String {
         })
         .collect();
     format!("replay:{}", parts.join(","))
-}
-
-async fn connect(cfg: &AppConfig, instance: &str, shutdown: &CancellationToken) -> Result<Option<Publisher>, RunError> {
-    let producer = kafka::producer(&cfg.kafka, &format!("data-plane-{instance}"))?;
-    let topics = [cfg.kafka.topic(MARKET_EVENTS), cfg.kafka.topic(OFI_EVENTS)];
-    let mut attempt = 0u32;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(None),
-            result = kafka::ensure_topics(&cfg.kafka, &topics) => match result {
-                Ok(partitions) => return Ok(Some(Publisher::new(producer, &cfg.kafka, partitions))),
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, "Kafka not ready; retrying in 2 s.");
-                }
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(None),
-            () = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
 }
 
 /// Produces everything in `out` and queues its delivery reports; `false` when delivery failed

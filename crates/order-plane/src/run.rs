@@ -110,28 +110,6 @@ fn engine(cfg: &AppConfig) -> Engine {
     OrderEngine::new(&cfg.risk, o, &cfg.instruments, venue, source, SystemClock)
 }
 
-async fn connect(cfg: &AppConfig, shutdown: &CancellationToken) -> Result<Option<Publisher>, RunError> {
-    let producer = kafka::producer(&cfg.kafka, &format!("order-plane-{}", cfg.instance_id()))?;
-    let topics = [ORDER_INTENTS, MARKET_EVENTS, EXEC_REPORTS].map(|t| cfg.kafka.topic(t));
-    let mut attempt = 0u32;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(None),
-            result = kafka::ensure_topics(&cfg.kafka, &topics) => match result {
-                Ok(partitions) => return Ok(Some(Publisher::new(producer, &cfg.kafka, partitions))),
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, "Kafka not ready; retrying in 2 s.");
-                }
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(None),
-            () = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
-}
-
 /// Replays `exec_reports` into the engine; returns how many records were restored.
 async fn rebuild(cfg: &AppConfig, engine: &mut Engine, metrics: &Metrics) -> Result<usize, RunError> {
     let kafka_cfg = cfg.kafka.clone();
@@ -161,7 +139,11 @@ async fn serve(
     mut admin_rx: mpsc::Receiver<HaltCommand>,
     shutdown: &CancellationToken,
 ) -> Result<(), RunError> {
-    let Some(mut publisher) = connect(cfg, shutdown).await? else { return Ok(()) };
+    let client_id = format!("order-plane-{}", cfg.instance_id());
+    let topics = [ORDER_INTENTS, MARKET_EVENTS, EXEC_REPORTS];
+    let Some(mut publisher) = kafka::connect(&cfg.kafka, &client_id, &topics, shutdown).await? else {
+        return Ok(());
+    };
     health.set_broker_reachable(true);
     let mut engine = engine(cfg);
     let restored = tokio::select! {
@@ -176,7 +158,7 @@ async fn serve(
     }
     let mut intents: HashMap<IntentId, UnixNanos> = HashMap::new();
     let startup = publish(&mut publisher, &out, metrics, &mut intents).await?;
-    await_all(startup).await?;
+    kafka::await_all(startup).await?;
     out.clear();
     update_gauges(metrics, &engine);
     tracing::info!(restored, halted = engine.halted(), "State rebuilt from exec_reports.");
@@ -199,7 +181,7 @@ async fn serve(
                 engine.set_halt(cmd.halted, &cmd.reason, cmd.cancel_open, now, &mut out);
                 let published = async {
                     let futures = publish(&mut publisher, &out, metrics, &mut intents).await?;
-                    await_all(futures).await
+                    kafka::await_all(futures).await
                 };
                 tokio::select! {
                     biased;
@@ -291,17 +273,6 @@ async fn serve(
 
 fn out_is_quiet(futures: &[DeliveryFuture]) -> bool {
     futures.is_empty()
-}
-
-async fn await_all(futures: Vec<DeliveryFuture>) -> Result<(), BrokerError> {
-    for f in futures {
-        match f.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(BrokerError::Delivery(e)),
-            Err(_) => return Err(BrokerError::DeliveryCancelled),
-        }
-    }
-    Ok(())
 }
 
 /// Produces `out` and records its metrics; returns the delivery futures.

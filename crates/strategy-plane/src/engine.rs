@@ -6,7 +6,7 @@
 //! inputs give byte-identical intents (ids included), which is what lets the Order Plane drop a
 //! repeated intent after a crash.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use common::clock::Clock;
@@ -44,10 +44,14 @@ pub struct Counters {
 
 #[derive(Debug, Clone)]
 struct Latest {
+    window_start: UnixNanos,
     window_end: UnixNanos,
+    ret: f64,
+    counted: bool,
     mid: Decimal,
     half_spread_bps: f64,
     forecast: Option<Forecast>,
+    cause: EventId,
 }
 
 /// The core.
@@ -58,7 +62,8 @@ pub struct StrategyEngine<C> {
     clock: C,
     source: Arc<Source>,
     signals: HashMap<Symbol, SymbolSignals>,
-    latest: BTreeMap<Symbol, Latest>,
+    /// Each symbol's recent windows, oldest first, until a decision has used them.
+    latest: BTreeMap<Symbol, VecDeque<Latest>>,
     stale: HashSet<Symbol>,
     cov: EwmaCovariance,
     book: Book,
@@ -145,17 +150,45 @@ impl<C: Clock> StrategyEngine<C> {
             self.counters.signals += 1;
         }
         let mid_open = to_f64(w.mid_open);
-        if mid_open > 0.0 {
-            self.cov.update(&w.symbol, w.window_start.0, to_f64(w.mid_change) / mid_open);
-        }
+        let ret = if mid_open > 0.0 { to_f64(w.mid_change) / mid_open } else { f64::NAN };
         let mid = to_f64(w.mid_close);
         let half_spread_bps = if mid > 0.0 { to_f64(w.mean_spread) / 2.0 / mid * 1e4 } else { f64::NAN };
-        self.latest
-            .insert(w.symbol.clone(), Latest { window_end: w.window_end, mid: w.mid_close, half_spread_bps, forecast });
-        if w.window_end.0 >= self.next_decision {
-            let interval = self.cfg.decision_interval_ms.saturating_mul(1_000_000).max(1);
-            self.next_decision = (w.window_end.0 / interval + 1) * interval;
-            self.decide(w.window_end, env.event_id, out);
+        let latest = Latest {
+            window_start: w.window_start,
+            window_end: w.window_end,
+            ret,
+            counted: false,
+            mid: w.mid_close,
+            half_spread_bps,
+            forecast,
+            cause: env.event_id,
+        };
+        self.latest.entry(w.symbol.clone()).or_default().push_back(latest);
+        self.advance(out);
+    }
+
+    /// Makes every decision whose time every live symbol's stream has passed. A symbol whose
+    /// stream is further behind than the staleness limit does not hold decisions back.
+    fn advance(&mut self, out: &mut Vec<Envelope<IntentEvent>>) {
+        let interval = self.cfg.decision_interval_ms.saturating_mul(1_000_000).max(1);
+        let stale_ns = self.cfg.stale_after_ms.saturating_mul(1_000_000);
+        loop {
+            let newest = self.latest.values().filter_map(|q| q.back()).map(|l| l.window_end.0).max().unwrap_or(0);
+            if self.next_decision == 0 {
+                let oldest = self.latest.values().filter_map(|q| q.front()).map(|l| l.window_end.0).min().unwrap_or(0);
+                self.next_decision = oldest.div_ceil(interval).max(1) * interval;
+            }
+            let at = self.next_decision;
+            let waiting = self
+                .latest
+                .values()
+                .filter_map(|q| q.back())
+                .any(|l| l.window_end.0 < at && newest.saturating_sub(l.window_end.0) <= stale_ns);
+            if waiting || newest < at {
+                return;
+            }
+            self.decide(UnixNanos(at), out);
+            self.next_decision = at + interval;
         }
     }
 
@@ -200,17 +233,44 @@ impl<C: Clock> StrategyEngine<C> {
         self.inflight.values().filter(|(s, _)| s == symbol).map(|(_, q)| *q).sum()
     }
 
-    fn decide(&mut self, now: UnixNanos, cause: EventId, out: &mut Vec<Envelope<IntentEvent>>) {
+    /// Each symbol's latest window ending at or before `now`; older ones are dropped. Windows
+    /// enter the covariance here, in (window end, symbol) order and never past `now`, so the
+    /// estimate neither looks ahead nor depends on which symbol's stream arrived first.
+    fn as_of(&mut self, now: UnixNanos) -> Vec<(Symbol, Latest)> {
+        let mut fresh: Vec<(UnixNanos, Symbol, UnixNanos, f64)> = Vec::new();
+        for (symbol, queue) in &mut self.latest {
+            for l in queue.iter_mut().filter(|l| !l.counted && l.window_end <= now) {
+                l.counted = true;
+                fresh.push((l.window_end, symbol.clone(), l.window_start, l.ret));
+            }
+        }
+        fresh.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (_, symbol, start, ret) in fresh {
+            self.cov.update(&symbol, start.0, ret);
+        }
+        let mut current = Vec::new();
+        for (symbol, queue) in &mut self.latest {
+            while queue.len() > 1 && queue.get(1).is_some_and(|l| l.window_end <= now) {
+                queue.pop_front();
+            }
+            if let Some(l) = queue.front().filter(|l| l.window_end <= now) {
+                current.push((symbol.clone(), l.clone()));
+            }
+        }
+        current
+    }
+
+    fn decide(&mut self, now: UnixNanos, out: &mut Vec<Envelope<IntentEvent>>) {
+        let as_of = self.as_of(now);
         if self.halted {
             self.counters.halted_decisions += 1;
             return;
         }
         let stale_ns = self.cfg.stale_after_ms.saturating_mul(1_000_000);
-        let ready: Vec<(Symbol, Latest, Forecast)> = self
-            .latest
-            .iter()
-            .filter(|(s, l)| now.saturating_sub(l.window_end) <= stale_ns && !self.stale.contains(*s))
-            .filter_map(|(s, l)| l.forecast.clone().map(|f| (s.clone(), l.clone(), f)))
+        let ready: Vec<(Symbol, Latest, Forecast)> = as_of
+            .into_iter()
+            .filter(|(s, l)| now.saturating_sub(l.window_end) <= stale_ns && !self.stale.contains(s))
+            .filter_map(|(s, l)| l.forecast.clone().map(|f| (s, l, f)))
             .filter(|(_, l, f)| l.mid > Decimal::ZERO && l.half_spread_bps.is_finite() && f.expected_return.is_finite())
             .collect();
         if ready.is_empty() {
@@ -282,7 +342,7 @@ impl<C: Clock> StrategyEngine<C> {
                 source: Arc::clone(&self.source),
                 ts_event: now,
                 ts_init: self.clock.now(),
-                causation_id: Some(cause),
+                causation_id: Some(latest.cause),
                 payload: IntentEvent::Intent(intent),
             });
         }

@@ -1,5 +1,5 @@
-//! The Strategy Plane (in progress): signals from `ofi_events` and `market_events`, cost-aware
-//! portfolio optimization, and order intents.
+//! The Strategy Plane: signals from `ofi_events`, cost-aware portfolio optimization, order
+//! intents to `order_intents`, and positions and PnL from `exec_reports`.
 //!
 //! # Layout
 //! - [`signals`]: contemporaneous and predictive OFI fits, the combined RLS forecast.
@@ -7,9 +7,12 @@
 //! - [`optimizer`]: the constrained mean-variance problem with trading costs, solved by Clarabel.
 //! - [`covariance`]: EWMA covariance of window returns.
 //! - [`engine`]: the synchronous core: decisions and order intents.
+//! - [`metrics`], [`run`]: the async shell and its metrics.
 
 pub mod covariance;
 pub mod engine;
+pub mod metrics;
 pub mod optimizer;
 pub mod positions;
+pub mod run;
 pub mod signals;

@@ -1,0 +1,249 @@
+//! The Strategy Plane's IO shell: rebuild positions from `exec_reports`, then consume
+//! `ofi_events`, `market_events` and `exec_reports`, run the core, publish `order_intents`, and
+//! store offsets once the intents are on the broker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::clock::SystemClock;
+use common::codec::{self, DecodeError};
+use common::config::AppConfig;
+use common::events::{ExecEvent, MarketEvent, OfiEvent, Source};
+use common::http::{self, Health};
+use common::kafka::{self, AckQueue, BrokerError, Consumed};
+use common::topics::{EXEC_REPORTS, MARKET_EVENTS, OFI_EVENTS, ORDER_INTENTS};
+use common::types::Symbol;
+use rdkafka::Message;
+use rdkafka::consumer::Consumer;
+use rust_decimal::prelude::ToPrimitive;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Counters, StrategyEngine};
+use crate::metrics::Metrics;
+use crate::signals::SIGNALS;
+
+/// How long shutdown waits for in-flight deliveries.
+const DRAIN_GRACE: Duration = Duration::from_secs(15);
+
+/// Why the Strategy Plane stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Kafka failed in a way retries did not fix.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The HTTP port could not be opened.
+    #[error("cannot listen on port {port}: {source} (another strategy-plane? set STRATEGY_PLANE_PORT)")]
+    Bind {
+        /// The port.
+        port: u16,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Metrics could not be registered (a bug).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The runtime or signal handlers could not be set up.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl RunError {
+    /// The process exit code (sysexits.h).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Broker(_) => 69,
+            Self::Bind { .. } => 75,
+            Self::Metrics(_) | Self::Runtime(_) => 70,
+        }
+    }
+}
+
+/// Starts a runtime, installs signal handlers, opens the HTTP port and runs until stopped.
+pub fn main(cfg: AppConfig) -> Result<(), RunError> {
+    let runtime = tokio::runtime::Runtime::new().map_err(RunError::Runtime)?;
+    runtime.block_on(async {
+        let shutdown = common::shutdown::on_signal().map_err(RunError::Runtime)?;
+        let port = cfg.strategy_plane.http_port;
+        let listener = TcpListener::bind(("0.0.0.0", port)).await.map_err(|source| RunError::Bind { port, source })?;
+        run(cfg, listener, shutdown).await
+    })
+}
+
+type Engine = StrategyEngine<SystemClock>;
+
+/// Runs the Strategy Plane until `shutdown` fires.
+pub async fn run(cfg: AppConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
+    let metrics = Metrics::new()?;
+    let health = Health::new();
+    let http_stop = CancellationToken::new();
+    let http = tokio::spawn(http::serve(listener, metrics.registry.clone(), Arc::clone(&health), http_stop.clone()));
+    let result = serve(&cfg, &metrics, &health, &shutdown).await;
+    http_stop.cancel();
+    if let Ok(Err(e)) = http.await {
+        tracing::warn!(error = %e, "HTTP server ended with an error.");
+    }
+    result
+}
+
+fn decode_error(metrics: &Metrics, topic: &str, at: &Consumed, e: &DecodeError) {
+    metrics.decode_errors.with_label_values(&[topic, e.reason()]).inc();
+    tracing::warn!(topic, partition = at.partition, offset = at.offset, reason = e.reason(), error = %e, "Undecodable record skipped.");
+}
+
+async fn serve(
+    cfg: &AppConfig,
+    metrics: &Metrics,
+    health: &Arc<Health>,
+    shutdown: &CancellationToken,
+) -> Result<(), RunError> {
+    let instance = cfg.instance_id();
+    let client_id = format!("strategy-plane-{instance}");
+    let topics = [OFI_EVENTS, MARKET_EVENTS, EXEC_REPORTS, ORDER_INTENTS];
+    let Some(mut publisher) = kafka::connect(&cfg.kafka, &client_id, &topics, shutdown).await? else {
+        return Ok(());
+    };
+    health.set_broker_reachable(true);
+    let source = Arc::new(Source { plane: "strategy-plane".into(), instance: instance.into() });
+    let mut engine = StrategyEngine::new(&cfg.strategy_plane, &cfg.risk, &cfg.instruments, source, SystemClock);
+
+    // Positions first: no decision before every past fill is known.
+    let (kafka_cfg, ledger) = (cfg.kafka.clone(), cfg.kafka.topic(EXEC_REPORTS));
+    let read = tokio::task::spawn_blocking(move || kafka::read_to_end(&kafka_cfg, &ledger, Duration::from_secs(60)));
+    let records = tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        records = read => records.map_err(|_| BrokerError::DeliveryCancelled)??,
+    };
+    for r in &records {
+        match codec::decode::<ExecEvent>(&r.payload) {
+            Ok(env) => engine.on_exec(&env, false),
+            Err(e) => {
+                let at = Consumed { topic: cfg.kafka.topic(EXEC_REPORTS), partition: r.partition, offset: r.offset };
+                decode_error(metrics, EXEC_REPORTS, &at, &e);
+            }
+        }
+    }
+    let mut seen = engine.counters();
+    update_gauges(metrics, cfg, &engine);
+    tracing::info!(restored = records.len(), halted = engine.halted(), "Positions rebuilt from exec_reports.");
+
+    let consumer = Arc::new(kafka::consumer(&cfg.kafka, "strategy-plane", &client_id)?);
+    let names = [cfg.kafka.topic(OFI_EVENTS), cfg.kafka.topic(MARKET_EVENTS), cfg.kafka.topic(EXEC_REPORTS)];
+    consumer.subscribe(&names.iter().map(String::as_str).collect::<Vec<_>>()).map_err(BrokerError::Client)?;
+    let (acks, ack_task) = AckQueue::spawn(4096, kafka::store_offsets(Arc::clone(&consumer)));
+    health.set_working(true);
+    let checker = http::spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
+    let mut out = Vec::new();
+
+    loop {
+        let msg = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            msg = consumer.recv() => msg,
+        };
+        let msg = match msg {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::warn!(error = %e, "Consumer error; continuing.");
+                continue;
+            }
+        };
+        let at = Consumed::of(&msg);
+        let payload = msg.payload().unwrap_or_default();
+        let base = if at.topic == names[0] {
+            OFI_EVENTS
+        } else if at.topic == names[1] {
+            MARKET_EVENTS
+        } else {
+            EXEC_REPORTS
+        };
+        metrics.messages_processed.with_label_values(&[base]).inc();
+        match base {
+            OFI_EVENTS => match codec::decode::<OfiEvent>(payload) {
+                Ok(env) => engine.on_ofi(&env, &mut out),
+                Err(e) => decode_error(metrics, base, &at, &e),
+            },
+            MARKET_EVENTS => match codec::decode::<MarketEvent>(payload) {
+                Ok(env) => engine.on_market(&env),
+                Err(e) => decode_error(metrics, base, &at, &e),
+            },
+            _ => match codec::decode::<ExecEvent>(payload) {
+                Ok(env) => engine.on_exec(&env, true),
+                Err(e) => decode_error(metrics, base, &at, &e),
+            },
+        }
+        let mut futures = Vec::with_capacity(out.len());
+        let published = async {
+            for intent in &out {
+                publisher.publish(intent, &mut futures).await?;
+                tracing::info!(event_id = %intent.event_id, "Order intent published.");
+            }
+            Ok::<_, BrokerError>(())
+        };
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            published = published => published?,
+        }
+        metrics.intents_published.inc_by(out.len() as u64);
+        out.clear();
+        seen = mirror(metrics, seen, engine.counters());
+        if base != MARKET_EVENTS {
+            update_gauges(metrics, cfg, &engine);
+        }
+        let pushed = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            pushed = acks.push(at, futures) => pushed,
+        };
+        if !pushed {
+            break;
+        }
+    }
+    health.set_working(false);
+    drop(acks);
+    match tokio::time::timeout(DRAIN_GRACE, ack_task).await {
+        Ok(joined) => {
+            joined.map_err(|_| BrokerError::DeliveryCancelled)??;
+        }
+        Err(_) => tracing::warn!("In-flight intents not acknowledged in time; their inputs will be re-read."),
+    }
+    kafka::commit_stored(&consumer);
+    publisher.flush(Duration::from_secs(10))?;
+    checker.abort();
+    tracing::info!("Strategy Plane stopped; offsets committed.");
+    Ok(())
+}
+
+/// Adds what the core counted since `before` to the Prometheus counters.
+fn mirror(metrics: &Metrics, before: Counters, now: Counters) -> Counters {
+    metrics.signals_generated.inc_by(now.signals - before.signals);
+    metrics.decisions.inc_by(now.decisions - before.decisions);
+    metrics.solver_failures.inc_by(now.solver_failures - before.solver_failures);
+    metrics.unknown_symbol.inc_by(now.unknown_symbol - before.unknown_symbol);
+    metrics.unknown_intent.inc_by(now.unknown_intent - before.unknown_intent);
+    now
+}
+
+fn update_gauges(metrics: &Metrics, cfg: &AppConfig, engine: &Engine) {
+    let f = |d: rust_decimal::Decimal| d.to_f64().unwrap_or(0.0);
+    let book = engine.book();
+    metrics.pnl_total.set(f(book.total_pnl()));
+    metrics.halted.set(i64::from(engine.halted()));
+    for inst in &cfg.instruments {
+        let Ok(symbol) = Symbol::new(&inst.symbol) else { continue };
+        let label = [symbol.as_str()];
+        let p = book.position(&symbol);
+        metrics.position.with_label_values(&label).set(f(p.qty));
+        metrics.pnl.with_label_values(&label).set(f(book.pnl(&symbol)));
+        metrics.fees.with_label_values(&label).set(f(p.fees));
+        if let Some(s) = engine.signals(&symbol) {
+            metrics.r2_contemporaneous.with_label_values(&label).set(s.contemporaneous.r_squared());
+            metrics.r2_predictive.with_label_values(&label).set(s.predictive.r_squared());
+            for (name, beta) in SIGNALS.iter().zip(s.model.coefficients()) {
+                metrics.signal_coefficient.with_label_values(&[symbol.as_str(), name]).set(beta);
+            }
+        }
+    }
+}
