@@ -335,10 +335,17 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
+/// How long [`read_to_end`] waits for more records once the reported ends are reached.
+const SETTLE: Duration = Duration::from_millis(750);
+
 /// Reads every partition of `topic` from its first record to the end it has now, outside any
 /// consumer group (nothing is committed): how a plane rebuilds its state at start-up. Fails when
-/// no record arrives for `timeout` (a long history is fine as long as it keeps coming). Blocking:
-/// call it from `spawn_blocking`.
+/// no record arrives for `timeout` before the reported ends are reached (a long history is fine
+/// as long as it keeps coming). Blocking: call it from `spawn_blocking`.
+///
+/// The reported end (high watermark) is only a lower bound: tansu 0.6 leaves the newest batch out
+/// of it. So every partition is read from the start, and reading stops once the reported ends are
+/// reached **and** nothing more has arrived for a short settle time.
 pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Vec<Record>, BrokerError> {
     let unreachable = |source| BrokerError::Unreachable { servers: cfg.bootstrap_servers.clone(), source };
     let consumer: BaseConsumer = base(cfg, "algotrader-rebuild")
@@ -356,22 +363,28 @@ pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<
         let (low, high) = consumer.fetch_watermarks(topic, p, timeout).map_err(unreachable)?;
         if high > low {
             ends.insert(p, high);
-            tpl.add_partition_offset(topic, p, Offset::Offset(low)).map_err(BrokerError::Client)?;
         }
+        tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(BrokerError::Client)?;
     }
     let mut records = Vec::new();
-    if ends.is_empty() {
+    if tpl.count() == 0 {
         return Ok(records);
     }
     consumer.assign(&tpl).map_err(BrokerError::Client)?;
     let mut deadline = std::time::Instant::now() + timeout;
-    while !ends.is_empty() {
-        if std::time::Instant::now() > deadline {
+    let mut last_record = std::time::Instant::now();
+    loop {
+        let now = std::time::Instant::now();
+        if ends.is_empty() && now.duration_since(last_record) >= SETTLE {
+            return Ok(records);
+        }
+        if now > deadline {
             return Err(unreachable(KafkaError::MessageConsumption(Code::OperationTimedOut)));
         }
-        match consumer.poll(Duration::from_millis(500)) {
+        match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(msg)) => {
                 deadline = std::time::Instant::now() + timeout;
+                last_record = std::time::Instant::now();
                 let (p, offset) = (msg.partition(), msg.offset());
                 records.push(Record { partition: p, offset, payload: msg.payload().unwrap_or_default().to_vec() });
                 if ends.get(&p).is_some_and(|end| offset + 1 >= *end) {
@@ -382,7 +395,6 @@ pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<
             None => {}
         }
     }
-    Ok(records)
 }
 
 /// Creates the producer and the missing `topics` (base names), retrying every 2 s until the

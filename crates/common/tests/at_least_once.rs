@@ -60,3 +60,30 @@ async fn a_restarted_consumer_resumes_after_the_last_acknowledged_message() {
     resumed.subscribe(&[&input]).unwrap();
     assert_eq!(next(&resumed).await.offset(), 60, "resumes right after the last acknowledged message");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_to_end_sees_the_newest_batch() {
+    // tansu 0.6 reports a high watermark without the newest batch; a rebuild must not stop there.
+    let broker = Broker::start();
+    let cfg = KafkaConfig { bootstrap_servers: broker.bootstrap(), partitions: 2, ..KafkaConfig::default() };
+    let topic = unique("ledger_");
+    kafka::ensure_topics(&cfg, std::slice::from_ref(&topic)).await.unwrap();
+    let producer = kafka::producer(&cfg, "test").unwrap();
+    let mut sent = 0;
+    for batch in 1..=3 {
+        for i in 0..batch {
+            let (key, payload) = (format!("k{i}"), format!("{batch}-{i}"));
+            producer
+                .send(FutureRecord::<str, str>::to(&topic).key(&key).payload(&payload), Duration::from_secs(10))
+                .await
+                .unwrap();
+            sent += 1;
+        }
+        let (c, t) = (cfg.clone(), topic.clone());
+        let read = tokio::task::spawn_blocking(move || kafka::read_to_end(&c, &t, Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.len(), sent, "after batch {batch}");
+    }
+}
