@@ -15,7 +15,7 @@ STATE_DIR="$ROOT/state"
 TANSU_VERSION="0.6.0"
 BROKER_PORT="${BROKER_PORT:-9092}"
 # Planes that exist in this build, with their HTTP ports.
-PLANES=(data-plane order-plane)
+PLANES=(data-plane strategy-plane order-plane)
 declare -A PLANE_PORT=([data-plane]=8000 [strategy-plane]=8001 [order-plane]=8002)
 
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -262,7 +262,7 @@ native_logs() {
 urls() {
     cat <<EOF
 Data Plane       http://localhost:8000/metrics  /health/ready
-Strategy Plane   http://localhost:8001/metrics  (arrives with the Strategy Plane)
+Strategy Plane   http://localhost:8001/metrics  /health/ready
 Order Plane      http://localhost:8002/metrics  /health/ready  (POST /admin/kill-switch when ADMIN_ENABLED)
 Kafka            localhost:$BROKER_PORT
 Kafka UI         http://localhost:8090 (Docker mode)
