@@ -46,6 +46,7 @@ pub struct DataCore<C> {
     status_seq: u64,
     pass: u32,
     cfg: DataPlaneConfig,
+    window: u64,
 }
 
 impl<C: Clock> DataCore<C> {
@@ -62,6 +63,7 @@ impl<C: Clock> DataCore<C> {
             status_seq: 0,
             pass: 0,
             cfg: cfg.clone(),
+            window: 0,
         }
     }
 
@@ -86,7 +88,18 @@ impl<C: Clock> DataCore<C> {
             self.quality = QualityChecker::new(self.cfg.quality.clone());
             self.ofi = OfiEngine::new(self.cfg.ofi.window_ms, self.cfg.ofi.depth_levels);
             self.next_sweep = 0;
+            self.window = 0;
             self.pass = ev.pass;
+        }
+        // The input is in time order, so once time enters a new window every symbol's older
+        // window is complete: publish them now rather than at each symbol's next event, so quiet
+        // symbols do not hold the Strategy Plane's decisions back.
+        let window_ns = self.cfg.ofi.window_ms.saturating_mul(1_000_000).max(1);
+        let window = ev.ts.0 / window_ns;
+        if window > self.window {
+            self.window = window;
+            self.ofi.close_until(UnixNanos(window * window_ns), &mut self.closed);
+            self.flush_windows(out);
         }
         if ev.ts.0 >= self.next_sweep {
             self.next_sweep = ev.ts.0.saturating_add(STALE_SWEEP_NS);

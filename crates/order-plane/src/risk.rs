@@ -89,6 +89,7 @@ pub struct RiskEngine {
     collar_bps: Decimal,
     max_per_second: usize,
     stale_after_ns: u64,
+    max_lag_ns: u64,
     instruments: HashMap<Symbol, InstrumentConfig>,
     exposure: HashMap<Symbol, Exposure>,
     marks: HashMap<Symbol, Mark>,
@@ -108,6 +109,7 @@ impl RiskEngine {
             collar_bps: cfg.price_collar_bps,
             max_per_second: usize::try_from(cfg.max_orders_per_second).unwrap_or(usize::MAX),
             stale_after_ns: cfg.stale_after_ms.saturating_mul(1_000_000),
+            max_lag_ns: cfg.max_intent_lag_ms.saturating_mul(1_000_000),
             instruments,
             exposure: HashMap::new(),
             marks: HashMap::new(),
@@ -219,7 +221,7 @@ impl RiskEngine {
         }
         // An intent decided long before the latest quote was decided on a market that is gone.
         let lag = mark.ts.saturating_sub(now);
-        if lag > self.stale_after_ns {
+        if lag > self.max_lag_ns {
             return refuse(
                 R::StaleMarketData,
                 format!("intent decided {} ms before the latest quote", lag / 1_000_000),

@@ -430,9 +430,11 @@ fn limits_still_hold_right_after_a_restart_before_quotes_return() {
 #[test]
 fn an_intent_decided_long_before_the_latest_quote_is_stale() {
     let mut e = marked();
-    quote(&mut e, 20 * SEC, "X", dec!(99.99), dec!(100.01), dec!(1000));
+    quote(&mut e, 100 * SEC, "X", dec!(99.99), dec!(100.01), dec!(1000));
+    let late = intent("X", Side::Buy, dec!(1), None, TimeInForce::Ioc);
+    assert_eq!(send(&mut e, 41 * SEC, &late).0, IntentOutcome::Placed, "59 s behind: within max_intent_lag_ms");
     let old = intent("X", Side::Buy, dec!(1), None, TimeInForce::Ioc);
-    assert_eq!(send(&mut e, 10 * SEC, &old).0, rejected(RejectReason::StaleMarketData));
+    assert_eq!(send(&mut e, 39 * SEC, &old).0, rejected(RejectReason::StaleMarketData), "61 s behind");
 }
 
 #[test]

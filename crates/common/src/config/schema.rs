@@ -349,6 +349,9 @@ pub struct OrderPlaneConfig {
     pub max_orders_per_second: u32,
     /// Market data older than this at decision time is stale.
     pub stale_after_ms: u64,
+    /// An intent decided longer than this before the latest quote is refused as stale (a backlog
+    /// of old intents must not trade at today's prices).
+    pub max_intent_lag_ms: u64,
     /// Trade volume horizon of the square-root impact term.
     pub impact_volume_window_s: u64,
     /// Cost model: RLS forgetting factor.
@@ -371,6 +374,7 @@ impl Default for OrderPlaneConfig {
             price_collar_bps: Decimal::from(100),
             max_orders_per_second: 50,
             stale_after_ms: 5_000,
+            max_intent_lag_ms: 60_000,
             impact_volume_window_s: 60,
             cost_forgetting: 0.995,
             cost_huber_k: 3.0,
@@ -576,6 +580,9 @@ impl AppConfig {
         }
         if o.stale_after_ms == 0 {
             bad("order_plane.stale_after_ms", "must be positive".into());
+        }
+        if o.max_intent_lag_ms == 0 {
+            bad("order_plane.max_intent_lag_ms", "must be positive".into());
         }
         if o.impact_volume_window_s == 0 {
             bad("order_plane.impact_volume_window_s", "must be positive".into());
