@@ -106,6 +106,7 @@ async fn replays_through_the_broker_and_reads_back_exact_ofi() {
     cfg.kafka.topic_prefix = unique("sys_");
     cfg.kafka.partitions = 2;
     cfg.data_plane.replay.path = path;
+    cfg.data_plane.replay.speed = "max".into();
     cfg.app.instance_id = "system-test".into();
     cfg.validate().unwrap();
 

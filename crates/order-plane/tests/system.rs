@@ -125,6 +125,7 @@ async fn every_intent_gets_one_terminal_report_and_repeats_place_nothing() {
     cfg.kafka.bootstrap_servers = broker.bootstrap();
     cfg.kafka.topic_prefix = unique("ops_");
     cfg.data_plane.replay.path = fixture;
+    cfg.data_plane.replay.speed = "max".into();
     cfg.validate().unwrap();
 
     // Market data first, all of it, so every intent meets fresh quotes.

@@ -76,6 +76,7 @@ async fn intents_through_the_broker_match_the_core_exactly() {
     // `max` (see docs/architecture.md, "Strategy Plane").
     cfg.kafka.partitions = 1;
     cfg.data_plane.replay.path = fixture.clone();
+    cfg.data_plane.replay.speed = "max".into();
     let want = expected(&cfg, &fixture);
     assert!(want.len() > 5, "the fixture should produce intents: {}", want.len());
 

@@ -219,7 +219,7 @@ impl Default for ReplayConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("data/binance-spot-btcusdt-ethusdt-2024-08-09.csv"),
-            speed: "max".into(),
+            speed: "10x".into(),
             loop_count: 1,
             exit_when_done: false,
         }
