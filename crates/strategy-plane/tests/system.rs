@@ -129,3 +129,105 @@ async fn intents_through_the_broker_match_the_core_exactly() {
     stop.cancel();
     plane.await.unwrap().unwrap();
 }
+
+/// Σ signed fills per symbol in `exec_reports`: the ledger positions must match.
+async fn ledger(cfg: &AppConfig) -> BTreeMap<String, f64> {
+    use common::events::ExecEvent;
+    use rust_decimal::prelude::ToPrimitive;
+    let (kafka, topic) = (cfg.kafka.clone(), cfg.kafka.topic(common::topics::EXEC_REPORTS));
+    let records = tokio::task::spawn_blocking(move || common::kafka::read_to_end(&kafka, &topic, Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut sums: BTreeMap<String, rust_decimal::Decimal> = BTreeMap::new();
+    for r in records {
+        if let Ok(env) = codec::decode::<ExecEvent>(&r.payload)
+            && let ExecEvent::Report(rep) = env.payload
+        {
+            *sums.entry(rep.symbol.to_string()).or_default() += rep.side.sign() * rep.last_qty;
+        }
+    }
+    sums.into_iter().map(|(k, v)| (k, v.to_f64().unwrap())).collect()
+}
+
+async fn positions(addr: SocketAddr, symbols: &[String]) -> BTreeMap<String, f64> {
+    let (_, body) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics").unwrap()).await.unwrap();
+    symbols
+        .iter()
+        .map(|s| (s.clone(), metric(&body, &format!("strategy_plane_position{{symbol=\"{s}\"}}")).unwrap_or(0.0)))
+        .collect()
+}
+
+async fn start_strategy(cfg: &AppConfig) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<Result<(), strategy_plane::run::RunError>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(strategy_plane::run::run(cfg.clone(), listener, stop.clone()));
+    tokio::task::spawn_blocking(move || {
+        wait_for(Duration::from_secs(60), "strategy ready", || (http_get(addr, "/health/ready").ok()?.0 == 200).then_some(()))
+    })
+    .await
+    .unwrap();
+    (addr, stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_strategy_plane_rebuilds_the_ledger_positions() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/binance-spot-btcusdt-ethusdt-2024-08-09.csv");
+    let text = std::fs::read_to_string(src).unwrap();
+    let fixture = dir.path().join("fixture.csv");
+    std::fs::write(&fixture, text.lines().take(ROWS + 1).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let mut cfg = AppConfig::default();
+    cfg.log.dir = "".into();
+    cfg.app.instance_id = "restart-test".into();
+    cfg.kafka.bootstrap_servers = broker.bootstrap();
+    cfg.kafka.topic_prefix = unique("rst_");
+    cfg.data_plane.replay.path = fixture;
+    cfg.data_plane.replay.speed = "20x".into();
+    cfg.data_plane.replay.exit_when_done = true;
+    let symbols: Vec<String> = cfg.instruments.iter().map(|i| i.symbol.clone()).collect();
+
+    let (addr, stop, strategy) = start_strategy(&cfg).await;
+    let order_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let order_addr = order_listener.local_addr().unwrap();
+    let order_stop = CancellationToken::new();
+    let order = tokio::spawn(order_plane::run::run(cfg.clone(), order_listener, order_stop.clone()));
+    let data_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    data_plane::run(cfg.clone(), data_listener, CancellationToken::new()).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        wait_for(Duration::from_secs(60), "fills", || {
+            let (_, body) = http_get(order_addr, "/metrics").ok()?;
+            (metric(&body, "order_plane_fills_total")? > 0.0).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+
+    // Positions before the restart converge to the ledger...
+    let mut before = BTreeMap::new();
+    for _ in 0..600 {
+        let want = ledger(&cfg).await;
+        before = positions(addr, &symbols).await;
+        if symbols.iter().all(|s| (before[s] - want.get(s).copied().unwrap_or(0.0)).abs() < 1e-12) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let want = ledger(&cfg).await;
+    assert!(want.values().any(|q| *q != 0.0), "something was held: {want:?}");
+    for s in &symbols {
+        assert_eq!(before[s], want.get(s).copied().unwrap_or(0.0), "{s} before the restart");
+    }
+    order_stop.cancel();
+    order.await.unwrap().unwrap();
+    // ...and a new instance rebuilds exactly them from exec_reports.
+    stop.cancel();
+    strategy.await.unwrap().unwrap();
+    let (addr, stop, strategy) = start_strategy(&cfg).await;
+    let after = positions(addr, &symbols).await;
+    assert_eq!(after, before, "positions after the restart");
+    stop.cancel();
+    strategy.await.unwrap().unwrap();
+}
