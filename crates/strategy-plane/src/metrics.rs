@@ -40,6 +40,8 @@ pub struct Metrics {
     pub signal_coefficient: GaugeVec,
     /// 1 while trading is halted.
     pub halted: IntGauge,
+    /// Partitions this instance is assigned (across its input topics).
+    pub assigned_partitions: IntGauge,
 }
 
 impl Metrics {
@@ -91,6 +93,10 @@ impl Metrics {
                 &["symbol", "signal"],
             )?,
             halted: IntGauge::new("strategy_plane_halted", "1 while trading is halted.")?,
+            assigned_partitions: IntGauge::new(
+                "strategy_plane_assigned_partitions",
+                "Input partitions assigned to this instance by the consumer group.",
+            )?,
         };
         let r = &m.registry;
         r.register(Box::new(m.messages_processed.clone()))?;
@@ -109,6 +115,7 @@ impl Metrics {
         r.register(Box::new(m.r2_predictive.clone()))?;
         r.register(Box::new(m.signal_coefficient.clone()))?;
         r.register(Box::new(m.halted.clone()))?;
+        r.register(Box::new(m.assigned_partitions.clone()))?;
         Ok(m)
     }
 }

@@ -135,11 +135,18 @@ async fn serve(
     health.set_working(true);
     let checker = http::spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
     let mut out = Vec::new();
+    let mut assignment_check = tokio::time::interval(Duration::from_secs(1));
 
     loop {
         let msg = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
+            _ = assignment_check.tick() => {
+                // Which symbols this instance trades follows from its partitions; show it.
+                let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+                metrics.assigned_partitions.set(i64::try_from(assigned).unwrap_or(i64::MAX));
+                continue;
+            }
             msg = consumer.recv() => msg,
         };
         let msg = match msg {

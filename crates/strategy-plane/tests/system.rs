@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::clock::ManualClock;
 use common::codec;
 use common::config::AppConfig;
-use common::events::{IntentEvent, Source};
+use common::events::{IntentEvent, Payload, Source};
 use common::topics::ORDER_INTENTS;
 use common::types::UnixNanos;
 use data_plane::core::{DataCore, Output};
@@ -135,10 +135,11 @@ async fn ledger(cfg: &AppConfig) -> BTreeMap<String, f64> {
     use common::events::ExecEvent;
     use rust_decimal::prelude::ToPrimitive;
     let (kafka, topic) = (cfg.kafka.clone(), cfg.kafka.topic(common::topics::EXEC_REPORTS));
-    let records = tokio::task::spawn_blocking(move || common::kafka::read_to_end(&kafka, &topic, Duration::from_secs(30)))
-        .await
-        .unwrap()
-        .unwrap();
+    let records =
+        tokio::task::spawn_blocking(move || common::kafka::read_to_end(&kafka, &topic, Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .unwrap();
     let mut sums: BTreeMap<String, rust_decimal::Decimal> = BTreeMap::new();
     for r in records {
         if let Ok(env) = codec::decode::<ExecEvent>(&r.payload)
@@ -158,13 +159,17 @@ async fn positions(addr: SocketAddr, symbols: &[String]) -> BTreeMap<String, f64
         .collect()
 }
 
-async fn start_strategy(cfg: &AppConfig) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<Result<(), strategy_plane::run::RunError>>) {
+async fn start_strategy(
+    cfg: &AppConfig,
+) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<Result<(), strategy_plane::run::RunError>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(strategy_plane::run::run(cfg.clone(), listener, stop.clone()));
     tokio::task::spawn_blocking(move || {
-        wait_for(Duration::from_secs(60), "strategy ready", || (http_get(addr, "/health/ready").ok()?.0 == 200).then_some(()))
+        wait_for(Duration::from_secs(60), "strategy ready", || {
+            (http_get(addr, "/health/ready").ok()?.0 == 200).then_some(())
+        })
     })
     .await
     .unwrap();
@@ -230,4 +235,65 @@ async fn a_restarted_strategy_plane_rebuilds_the_ledger_positions() {
     assert_eq!(after, before, "positions after the restart");
     stop.cancel();
     strategy.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_split_the_symbols_and_never_trade_the_same_one() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/binance-spot-btcusdt-ethusdt-2024-08-09.csv");
+    let text = std::fs::read_to_string(src).unwrap();
+    let fixture = dir.path().join("fixture.csv");
+    std::fs::write(&fixture, text.lines().take(ROWS + 1).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let mut cfg = AppConfig::default();
+    cfg.log.dir = "".into();
+    cfg.kafka.bootstrap_servers = broker.bootstrap();
+    cfg.kafka.topic_prefix = unique("two_");
+    cfg.kafka.partitions = 4;
+    cfg.strategy_plane.limit_share = 0.5;
+    cfg.data_plane.replay.path = fixture;
+    cfg.data_plane.replay.speed = "max".into();
+    cfg.data_plane.replay.exit_when_done = true;
+
+    let (mut a_cfg, mut b_cfg) = (cfg.clone(), cfg.clone());
+    a_cfg.app.instance_id = "strategy-a".into();
+    b_cfg.app.instance_id = "strategy-b".into();
+    let (a, a_stop, a_task) = start_strategy(&a_cfg).await;
+    let (b, b_stop, b_task) = start_strategy(&b_cfg).await;
+    // Both in the group, every input partition owned by one of them, before any data flows.
+    let total = 3 * cfg.kafka.partitions as usize;
+    tokio::task::spawn_blocking(move || {
+        wait_for(Duration::from_secs(90), "the group to split the partitions", || {
+            let count = |addr| metric(&http_get(addr, "/metrics").ok()?.1, "strategy_plane_assigned_partitions");
+            let (x, y) = (count(a)?, count(b)?);
+            (x > 0.0 && y > 0.0 && (x + y) as usize == total).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+
+    let data_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    data_plane::run(cfg.clone(), data_listener, CancellationToken::new()).await.unwrap();
+    let (kafka, topic) = (cfg.kafka.clone(), cfg.kafka.topic(ORDER_INTENTS));
+    let records = tokio::task::spawn_blocking(move || {
+        wait_for(Duration::from_secs(60), "intents", || {
+            let r = common::kafka::read_to_end(&kafka, &topic, Duration::from_secs(30)).ok()?;
+            (!r.is_empty()).then_some(r)
+        })
+    })
+    .await
+    .unwrap();
+    let mut traders: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for r in &records {
+        let env = codec::decode::<IntentEvent>(&r.payload).unwrap();
+        traders.entry(env.payload.key().unwrap().to_owned()).or_default().insert(env.source.instance.to_string());
+    }
+    for (symbol, instances) in &traders {
+        assert_eq!(instances.len(), 1, "{symbol} traded by {instances:?}");
+    }
+    println!("symbol → instance: {traders:?}");
+    a_stop.cancel();
+    b_stop.cancel();
+    a_task.await.unwrap().unwrap();
+    b_task.await.unwrap().unwrap();
 }
