@@ -222,3 +222,71 @@ fn intents_do_not_depend_on_how_symbols_interleave() {
         b.len()
     );
 }
+
+#[test]
+fn bad_exec_reports_are_counted_and_never_move_positions() {
+    let cfg = AppConfig::default();
+    let mut s = StrategyEngine::new(
+        &cfg.strategy_plane,
+        &cfg.risk,
+        &cfg.instruments,
+        source("s"),
+        ManualClock::new(UnixNanos(2)),
+    );
+    let btc = Symbol::new("BTCUSDT").unwrap();
+    let report = |qty: Decimal, exec_id: &str| Envelope {
+        schema_version: SCHEMA_VERSION,
+        event_id: common::types::EventId(uuid::Uuid::from_u128(9)),
+        source: source("order-plane"),
+        ts_event: UnixNanos(1),
+        ts_init: UnixNanos(1),
+        causation_id: None,
+        payload: ExecEvent::Report(ExecReport {
+            intent_id: IntentId(uuid::Uuid::from_u128(12345)),
+            order_id: "SIM-x".into(),
+            symbol: btc.clone(),
+            side: common::types::Side::Buy,
+            status: ExecStatus::Filled,
+            reason: None,
+            detail: None,
+            venue: "simulated".into(),
+            order_qty: qty,
+            exec_id: Some(exec_id.into()),
+            last_px: Some(Decimal::from(60_000)),
+            last_qty: qty,
+            cum_qty: qty,
+            avg_px: Some(Decimal::from(60_000)),
+            leaves_qty: Decimal::ZERO,
+            commission: Decimal::ZERO,
+            cum_commission: Decimal::ZERO,
+            arrival_mid: Decimal::from(60_000),
+            slippage_bps: None,
+        }),
+    };
+    s.on_exec(&report(Decimal::from(-3), "neg"), true);
+    assert_eq!(s.counters().unknown_intent, 1, "a report for an intent this plane never issued");
+    assert!(s.book().position(&btc).qty.is_zero(), "a negative fill quantity moves nothing");
+    // A fill the plane did not ask for still happened: positions follow the ledger.
+    s.on_exec(&report(Decimal::ONE, "real"), true);
+    s.on_exec(&report(Decimal::ONE, "real"), true);
+    assert_eq!(s.book().position(&btc).qty, Decimal::ONE, "counted once");
+    // Market data for an unknown symbol is counted, not used.
+    let quote = Quote {
+        symbol: Symbol::new("DOGEUSDT").unwrap(),
+        bid_px: common::types::Price::new(Decimal::ONE).unwrap(),
+        bid_sz: common::types::Quantity::new(Decimal::ONE).unwrap(),
+        ask_px: common::types::Price::new(Decimal::TWO).unwrap(),
+        ask_sz: common::types::Quantity::new(Decimal::ONE).unwrap(),
+    };
+    let env = Envelope {
+        schema_version: SCHEMA_VERSION,
+        event_id: common::types::EventId(uuid::Uuid::from_u128(10)),
+        source: source("data-plane"),
+        ts_event: UnixNanos(1),
+        ts_init: UnixNanos(1),
+        causation_id: None,
+        payload: MarketEvent::Quote(quote),
+    };
+    s.on_market(&env);
+    assert_eq!(s.counters().unknown_symbol, 1);
+}
