@@ -437,3 +437,26 @@ pub async fn await_all(futures: Vec<DeliveryFuture>) -> Result<(), BrokerError> 
     }
     Ok(())
 }
+
+/// How long a stopping consumer waits for its in-flight deliveries.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(15);
+
+/// Stops a consumer plane's pipeline in order: wait (at most [`DRAIN_GRACE`]) for every produced
+/// output to be acknowledged, which stores the inputs' offsets, commit them, flush the producer.
+/// Inputs whose outputs were not acknowledged in time are re-read after a restart.
+pub async fn drain(
+    acks: AckQueue<Consumed>,
+    ack_task: JoinHandle<Result<u64, BrokerError>>,
+    consumer: &StreamConsumer,
+    publisher: &Publisher,
+) -> Result<(), BrokerError> {
+    drop(acks);
+    match tokio::time::timeout(DRAIN_GRACE, ack_task).await {
+        Ok(joined) => {
+            joined.map_err(|_| BrokerError::DeliveryCancelled)??;
+        }
+        Err(_) => tracing::warn!("In-flight outputs not acknowledged in time; their inputs will be re-read."),
+    }
+    commit_stored(consumer);
+    publisher.flush(Duration::from_secs(10))
+}

@@ -13,6 +13,7 @@
 //! - [`http`]: `/metrics`, `/health/live`, `/health/ready`.
 //! - [`telemetry`]: tracing to stdout and to `logs/`.
 //! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
+//! - [`service`]: a plane binary's start-up and exit codes.
 //!
 //! Pure modules (`types`, `events`, `codec`, `ids`, `clock`) use no async runtime, so the planes'
 //! synchronous cores can depend on them freely.
@@ -24,6 +25,7 @@ pub mod events;
 pub mod http;
 pub mod ids;
 pub mod kafka;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;

@@ -16,4 +16,4 @@ pub mod quality;
 pub mod run;
 pub mod source;
 
-pub use run::{RunError, bind, run};
+pub use run::{RunError, run};

@@ -26,11 +26,6 @@ enum Command {
     Convert { input: PathBuf, output: PathBuf },
 }
 
-fn fail(message: impl std::fmt::Display, code: u8) -> ExitCode {
-    eprintln!("data-plane: {message}");
-    ExitCode::from(code)
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Convert { input, output }) = cli.command {
@@ -39,26 +34,11 @@ fn main() -> ExitCode {
                 println!("data-plane: wrote {rows} rows to {} ({skipped} bad rows skipped)", output.display());
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(e, 66),
+            Err(e) => {
+                eprintln!("data-plane: {e}");
+                ExitCode::from(66)
+            }
         };
     }
-    let cfg = match common::config::load(&cli.config_dir) {
-        Ok(cfg) => cfg,
-        Err(e) => return fail(e, common::EXIT_CONFIG),
-    };
-    if cli.check_config {
-        println!("data-plane: configuration OK");
-        return ExitCode::SUCCESS;
-    }
-    let _log_guard = match common::telemetry::init(&cfg.log.level, &cfg.log.dir, "data-plane") {
-        Ok(guard) => guard,
-        Err(e) => return fail(e, common::EXIT_CONFIG),
-    };
-    data_plane::run::main(cfg).map_or_else(
-        |e| {
-            tracing::error!(error = %e, "Data Plane stopped.");
-            fail(&e, e.exit_code())
-        },
-        |()| ExitCode::SUCCESS,
-    )
+    common::service::main("data-plane", &cli.config_dir, cli.check_config, data_plane::run::main)
 }

@@ -10,6 +10,7 @@ use common::config::{AppConfig, ReplaySpeed};
 use common::events::Source;
 use common::http::{self, Health};
 use common::kafka::{self, AckQueue, BrokerError, Publisher};
+use common::service::{Endpoint, ExitStatus, ServiceError};
 use common::topics::{MARKET_EVENTS, OFI_EVENTS};
 use common::types::UnixNanos;
 use tokio::net::TcpListener;
@@ -35,24 +36,9 @@ pub enum RunError {
     /// The replay input is missing or unreadable.
     #[error(transparent)]
     Source(#[from] SourceError),
-    /// Kafka failed in a way retries did not fix.
+    /// A failure every plane shares (broker, port, runtime).
     #[error(transparent)]
-    Broker(#[from] BrokerError),
-    /// The HTTP port could not be opened.
-    #[error("cannot listen on port {port}: {source} (is another data-plane running? set DATA_PLANE_PORT)")]
-    Bind {
-        /// The port.
-        port: u16,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Metrics could not be registered (a bug).
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    /// The async runtime or signal handlers could not be set up.
-    #[error("cannot start the runtime: {0}")]
-    Signals(#[source] std::io::Error),
+    Service(#[from] ServiceError),
     /// The replay reader thread panicked: the input was not read to its end.
     #[error("the replay reader failed before the end of the input")]
     ReaderPanicked,
@@ -61,14 +47,24 @@ pub enum RunError {
     UnsupportedSource(String),
 }
 
-impl RunError {
-    /// The process exit code (sysexits.h).
-    pub fn exit_code(&self) -> u8 {
+impl From<BrokerError> for RunError {
+    fn from(e: BrokerError) -> Self {
+        Self::Service(ServiceError::Broker(e))
+    }
+}
+
+impl From<prometheus::Error> for RunError {
+    fn from(e: prometheus::Error) -> Self {
+        Self::Service(ServiceError::Metrics(e))
+    }
+}
+
+impl ExitStatus for RunError {
+    fn exit_code(&self) -> u8 {
         match self {
             Self::Source(_) => 66,
-            Self::Broker(_) => 69,
-            Self::Bind { .. } => 75,
-            Self::Metrics(_) | Self::Signals(_) | Self::ReaderPanicked => 70,
+            Self::Service(e) => e.exit_code(),
+            Self::ReaderPanicked => 70,
             Self::UnsupportedSource(_) => 78,
         }
     }
@@ -76,17 +72,8 @@ impl RunError {
 
 /// Starts a runtime, installs signal handlers, opens the HTTP port and runs until stopped.
 pub fn main(cfg: AppConfig) -> Result<(), RunError> {
-    let runtime = tokio::runtime::Runtime::new().map_err(RunError::Signals)?;
-    runtime.block_on(async {
-        let shutdown = common::shutdown::on_signal().map_err(RunError::Signals)?;
-        let listener = bind(cfg.data_plane.http_port).await?;
-        run(cfg, listener, shutdown).await
-    })
-}
-
-/// Opens the HTTP port.
-pub async fn bind(port: u16) -> Result<TcpListener, RunError> {
-    TcpListener::bind(("0.0.0.0", port)).await.map_err(|source| RunError::Bind { port, source })
+    let endpoint = Endpoint { plane: "data-plane", port: cfg.data_plane.http_port, setting: "DATA_PLANE_PORT" };
+    common::service::serve(endpoint, |listener, shutdown| run(cfg, listener, shutdown))
 }
 
 /// One row's records, waiting for the broker.

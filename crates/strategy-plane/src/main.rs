@@ -18,30 +18,7 @@ struct Cli {
     check_config: bool,
 }
 
-fn fail(message: impl std::fmt::Display, code: u8) -> ExitCode {
-    eprintln!("strategy-plane: {message}");
-    ExitCode::from(code)
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cfg = match common::config::load(&cli.config_dir) {
-        Ok(cfg) => cfg,
-        Err(e) => return fail(e, common::EXIT_CONFIG),
-    };
-    if cli.check_config {
-        println!("strategy-plane: configuration OK");
-        return ExitCode::SUCCESS;
-    }
-    let _log_guard = match common::telemetry::init(&cfg.log.level, &cfg.log.dir, "strategy-plane") {
-        Ok(guard) => guard,
-        Err(e) => return fail(e, common::EXIT_CONFIG),
-    };
-    strategy_plane::run::main(cfg).map_or_else(
-        |e| {
-            tracing::error!(error = %e, "Strategy Plane stopped.");
-            fail(&e, e.exit_code())
-        },
-        |()| ExitCode::SUCCESS,
-    )
+    common::service::main("strategy-plane", &cli.config_dir, cli.check_config, strategy_plane::run::main)
 }

@@ -23,52 +23,17 @@ use crate::engine::{Counters, StrategyEngine};
 use crate::metrics::Metrics;
 use crate::signals::SIGNALS;
 
-/// How long shutdown waits for in-flight deliveries.
-const DRAIN_GRACE: Duration = Duration::from_secs(15);
-
-/// Why the Strategy Plane stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// Kafka failed in a way retries did not fix.
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
-    /// The HTTP port could not be opened.
-    #[error("cannot listen on port {port}: {source} (another strategy-plane? set STRATEGY_PLANE_PORT)")]
-    Bind {
-        /// The port.
-        port: u16,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Metrics could not be registered (a bug).
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    /// The runtime or signal handlers could not be set up.
-    #[error("cannot start the runtime: {0}")]
-    Runtime(#[source] std::io::Error),
-}
-
-impl RunError {
-    /// The process exit code (sysexits.h).
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Self::Broker(_) => 69,
-            Self::Bind { .. } => 75,
-            Self::Metrics(_) | Self::Runtime(_) => 70,
-        }
-    }
-}
+/// Why the plane stopped with an error.
+pub type RunError = common::service::ServiceError;
 
 /// Starts a runtime, installs signal handlers, opens the HTTP port and runs until stopped.
 pub fn main(cfg: AppConfig) -> Result<(), RunError> {
-    let runtime = tokio::runtime::Runtime::new().map_err(RunError::Runtime)?;
-    runtime.block_on(async {
-        let shutdown = common::shutdown::on_signal().map_err(RunError::Runtime)?;
-        let port = cfg.strategy_plane.http_port;
-        let listener = TcpListener::bind(("0.0.0.0", port)).await.map_err(|source| RunError::Bind { port, source })?;
-        run(cfg, listener, shutdown).await
-    })
+    let endpoint = common::service::Endpoint {
+        plane: "strategy-plane",
+        port: cfg.strategy_plane.http_port,
+        setting: "STRATEGY_PLANE_PORT",
+    };
+    common::service::serve(endpoint, |listener, shutdown| run(cfg, listener, shutdown))
 }
 
 type Engine = StrategyEngine<SystemClock>;
@@ -209,15 +174,7 @@ async fn serve(
         }
     }
     health.set_working(false);
-    drop(acks);
-    match tokio::time::timeout(DRAIN_GRACE, ack_task).await {
-        Ok(joined) => {
-            joined.map_err(|_| BrokerError::DeliveryCancelled)??;
-        }
-        Err(_) => tracing::warn!("In-flight intents not acknowledged in time; their inputs will be re-read."),
-    }
-    kafka::commit_stored(&consumer);
-    publisher.flush(Duration::from_secs(10))?;
+    kafka::drain(acks, ack_task, &consumer, &publisher).await?;
     checker.abort();
     tracing::info!("Strategy Plane stopped; offsets committed.");
     Ok(())
