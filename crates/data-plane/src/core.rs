@@ -126,14 +126,6 @@ impl<C: Clock> DataCore<C> {
         }
     }
 
-    /// Event time has reached `now` with no event (a live feed's timer): closes finished windows
-    /// and reports symbols that went stale.
-    pub fn advance(&mut self, now: UnixNanos, out: &mut Vec<Output>) {
-        self.sweep(now, None, out);
-        self.ofi.close_until(now, &mut self.closed);
-        self.flush_windows(out);
-    }
-
     /// The input has ended: closes every open window.
     pub fn finish(&mut self, out: &mut Vec<Output>) {
         self.ofi.finish(&mut self.closed);

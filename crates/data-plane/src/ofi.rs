@@ -5,7 +5,8 @@
 //! `e_n = q^B_n·1[P^B_n ≥ P^B_{n-1}] − q^B_{n-1}·1[P^B_n ≤ P^B_{n-1}]
 //!      − q^A_n·1[P^A_n ≤ P^A_{n-1}] + q^A_{n-1}·1[P^A_n ≥ P^A_{n-1}]`, 0 for the first quote.
 //! A window `[k·W, (k+1)·W)` holding at least one quote is emitted when the symbol's first event
-//! past it arrives, or when [`OfiEngine::close_until`] / [`OfiEngine::finish`] say time has moved on.
+//! past it arrives, or earlier when [`OfiEngine::close_until`] says time has moved past it (the
+//! Data Plane calls it as event time crosses each boundary), or at [`OfiEngine::finish`].
 //! Arithmetic is exact (decimal), so the values do not depend on replay speed or platform.
 
 use std::collections::HashMap;

@@ -24,9 +24,6 @@ use crate::source::{Item, Replay, SourceError};
 
 /// Rows handed from the reader thread to the pipeline at once.
 const BATCH: usize = 1024;
-/// How long shutdown waits for in-flight deliveries before giving up on them (they are re-sent
-/// after a restart: delivery is at least once).
-const DRAIN_GRACE: Duration = Duration::from_secs(15);
 /// Malformed rows logged one by one before the log only samples them.
 const MALFORMED_LOGGED: u64 = 100;
 
@@ -204,12 +201,12 @@ async fn replay(
     }
     drop(acks);
     // Every produced record must be acknowledged before we call the replay published.
-    match tokio::time::timeout(DRAIN_GRACE, ack_task).await {
+    match tokio::time::timeout(kafka::DRAIN_GRACE, ack_task).await {
         Ok(joined) => {
             joined.map_err(|_| BrokerError::DeliveryCancelled)??;
         }
         Err(_) => {
-            tracing::warn!(grace = ?DRAIN_GRACE, "In-flight records not acknowledged in time; they will be re-sent after a restart.");
+            tracing::warn!(grace = ?kafka::DRAIN_GRACE, "In-flight records not acknowledged in time; they will be re-sent after a restart.");
             checker.abort();
             return Ok(());
         }

@@ -93,11 +93,6 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         self.risk.halted()
     }
 
-    /// The state of an order.
-    pub fn order(&self, intent_id: &IntentId) -> Option<&OrderState> {
-        self.orders.get(intent_id)
-    }
-
     fn envelope(&self, id: EventId, ts: UnixNanos, cause: Option<EventId>, payload: ExecEvent) -> Envelope<ExecEvent> {
         Envelope {
             schema_version: SCHEMA_VERSION,
@@ -443,12 +438,6 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             let id = EventId(ids::derive_uuid(ts, identity.as_bytes()));
             out.push(self.envelope(id, ts, Some(cause), ExecEvent::CostModel(snapshot)));
         }
-    }
-
-    /// The cost model's expected cost, in bps, of trading `qty` of `symbol` now.
-    pub fn expected_cost_bps(&self, symbol: &Symbol, qty: Decimal) -> Option<f64> {
-        let m = self.market.get(symbol)?;
-        Some(self.cost.predict(m.half_spread_bps()?, impact_feature(m, qty)))
     }
 }
 

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use common::topics::{EXEC_REPORTS, ORDER_INTENTS};
 use common::types::{EventId, Side, Symbol, UnixNanos};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rust_decimal::dec;
-use test_support::{Broker, http_get, unique, wait_for};
+use test_support::{Broker, http_get, spot_fixture, unique, wait_for};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -113,11 +112,8 @@ async fn reports(cfg: &AppConfig) -> HashMap<IntentId, Vec<ExecReport>> {
 async fn every_intent_gets_one_terminal_report_and_repeats_place_nothing() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/binance-spot-btcusdt-ethusdt-2024-08-09.csv");
-    let lines: Vec<String> = std::fs::read_to_string(src).unwrap().lines().take(ROWS + 1).map(str::to_owned).collect();
+    let (fixture, lines) = spot_fixture(dir.path(), ROWS);
     let last_ts: u64 = lines.last().unwrap().split(',').next().unwrap().parse().unwrap();
-    let fixture = dir.path().join("fixture.csv");
-    std::fs::write(&fixture, lines.join("\n") + "\n").unwrap();
 
     let mut cfg = AppConfig::default();
     cfg.log.dir = "".into();

@@ -19,7 +19,7 @@ use common::types::UnixNanos;
 use data_plane::core::{DataCore, Output};
 use data_plane::source::Replay;
 use strategy_plane::engine::StrategyEngine;
-use test_support::{Broker, http_get, unique, wait_for};
+use test_support::{Broker, http_get, spot_fixture, unique, wait_for};
 use tokio_util::sync::CancellationToken;
 
 const ROWS: usize = 30_000;
@@ -28,6 +28,19 @@ fn metric(body: &str, name: &str) -> Option<f64> {
     body.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The configuration of a test run: the broker, a fresh topic prefix, the fixture replayed at
+/// full speed, no log files.
+fn config(broker: &Broker, fixture: &Path, prefix: &str, instance: &str) -> AppConfig {
+    let mut cfg = AppConfig::default();
+    cfg.log.dir = "".into();
+    cfg.app.instance_id = instance.into();
+    cfg.kafka.bootstrap_servers = broker.bootstrap();
+    cfg.kafka.topic_prefix = unique(prefix);
+    cfg.data_plane.replay.path = fixture.to_owned();
+    cfg.data_plane.replay.speed = "max".into();
+    cfg
 }
 
 /// The intents the core makes from `path`, as payload JSON by intent id.
@@ -61,22 +74,13 @@ fn payload(bytes: &[u8]) -> (String, String) {
 async fn intents_through_the_broker_match_the_core_exactly() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/binance-spot-btcusdt-ethusdt-2024-08-09.csv");
-    let text = std::fs::read_to_string(src).unwrap();
-    let fixture = dir.path().join("fixture.csv");
-    std::fs::write(&fixture, text.lines().take(ROWS + 1).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let (fixture, _) = spot_fixture(dir.path(), ROWS);
 
-    let mut cfg = AppConfig::default();
-    cfg.log.dir = "".into();
-    cfg.app.instance_id = "system-test".into();
-    cfg.kafka.bootstrap_servers = broker.bootstrap();
-    cfg.kafka.topic_prefix = unique("stp_");
+    let mut cfg = config(&broker, &fixture, "stp_", "system-test");
     // One partition: the order the Data Plane published in is the order consumed. With several,
     // one partition's stream can run further ahead than the staleness bound at replay speed
     // `max` (see docs/architecture.md, "Strategy Plane").
     cfg.kafka.partitions = 1;
-    cfg.data_plane.replay.path = fixture.clone();
-    cfg.data_plane.replay.speed = "max".into();
     let want = expected(&cfg, &fixture);
     assert!(want.len() > 5, "the fixture should produce intents: {}", want.len());
 
@@ -180,16 +184,8 @@ async fn start_strategy(
 async fn a_restarted_strategy_plane_rebuilds_the_ledger_positions() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/binance-spot-btcusdt-ethusdt-2024-08-09.csv");
-    let text = std::fs::read_to_string(src).unwrap();
-    let fixture = dir.path().join("fixture.csv");
-    std::fs::write(&fixture, text.lines().take(ROWS + 1).collect::<Vec<_>>().join("\n") + "\n").unwrap();
-    let mut cfg = AppConfig::default();
-    cfg.log.dir = "".into();
-    cfg.app.instance_id = "restart-test".into();
-    cfg.kafka.bootstrap_servers = broker.bootstrap();
-    cfg.kafka.topic_prefix = unique("rst_");
-    cfg.data_plane.replay.path = fixture;
+    let (fixture, _) = spot_fixture(dir.path(), ROWS);
+    let mut cfg = config(&broker, &fixture, "rst_", "restart-test");
     cfg.data_plane.replay.speed = "20x".into();
     cfg.data_plane.replay.exit_when_done = true;
     let symbols: Vec<String> = cfg.instruments.iter().map(|i| i.symbol.clone()).collect();
@@ -241,18 +237,10 @@ async fn a_restarted_strategy_plane_rebuilds_the_ledger_positions() {
 async fn two_instances_split_the_symbols_and_never_trade_the_same_one() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/binance-spot-btcusdt-ethusdt-2024-08-09.csv");
-    let text = std::fs::read_to_string(src).unwrap();
-    let fixture = dir.path().join("fixture.csv");
-    std::fs::write(&fixture, text.lines().take(ROWS + 1).collect::<Vec<_>>().join("\n") + "\n").unwrap();
-    let mut cfg = AppConfig::default();
-    cfg.log.dir = "".into();
-    cfg.kafka.bootstrap_servers = broker.bootstrap();
-    cfg.kafka.topic_prefix = unique("two_");
+    let (fixture, _) = spot_fixture(dir.path(), ROWS);
+    let mut cfg = config(&broker, &fixture, "two_", "unused");
     cfg.kafka.partitions = 4;
     cfg.strategy_plane.limit_share = 0.5;
-    cfg.data_plane.replay.path = fixture;
-    cfg.data_plane.replay.speed = "max".into();
     cfg.data_plane.replay.exit_when_done = true;
 
     let (mut a_cfg, mut b_cfg) = (cfg.clone(), cfg.clone());

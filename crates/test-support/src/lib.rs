@@ -93,6 +93,20 @@ impl Drop for Broker {
     }
 }
 
+/// The spot sample shipped in `data/` (BTCUSDT and ETHUSDT).
+pub const SPOT_SAMPLE: &str = "binance-spot-btcusdt-ethusdt-2024-08-09.csv";
+
+/// Writes the header and the first `rows` rows of the spot sample to `dir/fixture.csv`; returns
+/// its path and its lines (header first).
+pub fn spot_fixture(dir: &std::path::Path, rows: usize) -> (PathBuf, Vec<String>) {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data").join(SPOT_SAMPLE);
+    let text = std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    let lines: Vec<String> = text.lines().take(rows + 1).map(str::to_owned).collect();
+    let path = dir.join("fixture.csv");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    (path, lines)
+}
+
 /// A name no other test run uses, for topic prefixes and consumer groups.
 pub fn unique(prefix: &str) -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();

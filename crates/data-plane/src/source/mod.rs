@@ -283,11 +283,6 @@ impl Replay {
         &self.files
     }
 
-    /// Skips the first `n` rows (to resume from a checkpoint); later rows keep their positions.
-    pub fn skip_rows(&mut self, n: u64) {
-        while self.next_seq < n && self.next().is_some() {}
-    }
-
     fn next_in_pass(&mut self) -> Option<(usize, FileRow)> {
         // A bad row has no usable time; hand it out as soon as it heads its file.
         if let Some(i) = self.readers.iter_mut().position(|r| matches!(r.peek(), Some(Err(_)))) {
