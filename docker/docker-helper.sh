@@ -10,13 +10,21 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-LOGS="$ROOT/logs"
-STATE_DIR="$ROOT/state"
+# RUN_DIR holds logs/ and state/ of a native stack; tests, the chaos suite and the benchmark
+# point it (and the ports) elsewhere so they never touch the operator's stack.
+RUN_DIR="${RUN_DIR:-$ROOT}"
+LOGS="$RUN_DIR/logs"
+STATE_DIR="$RUN_DIR/state"
 TANSU_VERSION="0.6.0"
 BROKER_PORT="${BROKER_PORT:-9092}"
 # Planes that exist in this build, with their HTTP ports.
 PLANES=(data-plane strategy-plane order-plane)
-declare -A PLANE_PORT=([data-plane]=8000 [strategy-plane]=8001 [order-plane]=8002)
+declare -A PLANE_PORT=(
+    [data-plane]="${DATA_PLANE_PORT:-8000}"
+    [strategy-plane]="${STRATEGY_PLANE_PORT:-8001}"
+    [order-plane]="${ORDER_PLANE_PORT:-8002}"
+)
+declare -A PLANE_PORT_VAR=([data-plane]=DATA_PLANE_PORT [strategy-plane]=STRATEGY_PLANE_PORT [order-plane]=ORDER_PLANE_PORT)
 
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -44,7 +52,9 @@ Commands:
   deps             Install what native mode and the tests need (idempotent)
   help             This text
 
-Environment: ALGOTRADER_MODE=docker|native forces a mode; BROKER_PORT (native, default 9092).
+Environment: ALGOTRADER_MODE=docker|native forces a mode. Native mode only: BROKER_PORT (9092),
+DATA_PLANE_PORT (8000), STRATEGY_PLANE_PORT (8001), ORDER_PLANE_PORT (8002), and RUN_DIR (the
+folder for logs/ and state/, default the repository).
 Configuration comes from config/*.toml, .env and the environment (see README).
 EOF
 }
@@ -172,11 +182,12 @@ native_start() {
         say "Broker already running (pid $(cat "$(pid_file broker)"))"
     else
         port_busy "$BROKER_PORT" && die "port $BROKER_PORT is busy but not by our broker; stop that process or set BROKER_PORT"
-        say "Starting the broker (tansu, sqlite://state/tansu.db) on port $BROKER_PORT"
-        start_bg broker "$(tansu_bin)" broker \
+        say "Starting the broker (tansu, $STATE_DIR/tansu.db) on port $BROKER_PORT"
+        # tansu resolves a sqlite URL against its working directory, hence the cd.
+        (cd "$RUN_DIR" && start_bg broker "$(tansu_bin)" broker \
             --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
             --advertised-listener-url "tcp://localhost:$BROKER_PORT" \
-            --storage-engine "sqlite://state/tansu.db"
+            --storage-engine "sqlite://state/tansu.db")
         wait_port "$BROKER_PORT" broker
     fi
     for plane in "${PLANES[@]}"; do
@@ -188,7 +199,7 @@ native_start() {
         say "Starting $plane on port ${PLANE_PORT[$plane]}"
         # stdout is the plane's log file here (logs/<plane>.out), so no second file log.
         start_bg "$plane" env KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-localhost:$BROKER_PORT}" LOG_DIR="" \
-            "$ROOT/target/release/$plane"
+            "${PLANE_PORT_VAR[$plane]}=${PLANE_PORT[$plane]}" "$ROOT/target/release/$plane"
     done
     sleep 1
     for plane in "${PLANES[@]}"; do
@@ -261,9 +272,9 @@ native_logs() {
 
 urls() {
     cat <<EOF
-Data Plane       http://localhost:8000/metrics  /health/ready
-Strategy Plane   http://localhost:8001/metrics  /health/ready
-Order Plane      http://localhost:8002/metrics  /health/ready  (POST /admin/kill-switch when ADMIN_ENABLED)
+Data Plane       http://localhost:${PLANE_PORT[data-plane]}/metrics  /health/ready
+Strategy Plane   http://localhost:${PLANE_PORT[strategy-plane]}/metrics  /health/ready
+Order Plane      http://localhost:${PLANE_PORT[order-plane]}/metrics  /health/ready  (POST /admin/kill-switch when ADMIN_ENABLED)
 Kafka            localhost:$BROKER_PORT
 Kafka UI         http://localhost:8090 (Docker mode)
 Prometheus       http://localhost:9090 (Docker mode)
