@@ -73,7 +73,7 @@ impl Metrics {
                 "strategy_plane_unknown_intent_total",
                 "Exec reports for intents this plane did not issue.",
             )?,
-            pnl_total: Gauge::new("strategy_plane_portfolio_pnl", "Realized plus unrealized PnL minus fees, all symbols.")?,
+            pnl_total: Gauge::new("strategy_plane_portfolio_pnl", "Realized plus unrealized PnL minus fees.")?,
             position: vec("strategy_plane_position", "Position quantity.", &["symbol"])?,
             pnl: vec("strategy_plane_pnl", "PnL by symbol.", &["symbol"])?,
             fees: vec("strategy_plane_fees", "Fees paid by symbol.", &["symbol"])?,
