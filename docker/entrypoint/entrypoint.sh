@@ -17,4 +17,12 @@ until nc -z "$host" "$port" 2>/dev/null; do
     fi
     sleep 1
 done
+# A bind-mounted ./logs belongs to the host user, not to this image's uid; a plane that cannot
+# write its log folder refuses to start (exit 78), so fall back to stdout, which `docker logs`
+# keeps anyway.
+if [ -n "${LOG_DIR:-}" ] && ! { mkdir -p "$LOG_DIR" 2>/dev/null && [ -w "$LOG_DIR" ]; }; then
+    echo "entrypoint: $LOG_DIR is not writable by uid $(id -u); logging to stdout only" >&2
+    LOG_DIR=""
+    export LOG_DIR
+fi
 exec "$plane" "$@"
