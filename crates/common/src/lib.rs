@@ -7,6 +7,7 @@
 //! - [`events`]: the envelope and the four payload families, one per topic.
 //! - [`codec`]: strict JSON encoding and decoding of envelopes.
 //! - [`ids`]: deterministic, time-ordered event ids.
+//! - [`dedup`]: dropping re-delivered events by event id.
 //! - [`clock`]: the injected clock.
 //! - [`config`]: layered, strict configuration (`config/*.toml`, `.env`, environment).
 //! - [`kafka`]: producer, consumer, topic creation and in-order delivery tracking.
@@ -15,12 +16,13 @@
 //! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
 //! - [`service`]: a plane binary's start-up and exit codes.
 //!
-//! Pure modules (`types`, `events`, `codec`, `ids`, `clock`) use no async runtime, so the planes'
-//! synchronous cores can depend on them freely.
+//! Pure modules (`types`, `events`, `codec`, `ids`, `dedup`, `clock`) use no async runtime, so
+//! the planes' synchronous cores can depend on them freely.
 
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod dedup;
 pub mod events;
 pub mod http;
 pub mod ids;

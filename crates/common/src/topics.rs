@@ -10,5 +10,9 @@ pub const ORDER_INTENTS: &str = "order_intents";
 /// Execution reports, cost-model updates and trading halts (Order Plane → Strategy Plane).
 pub const EXEC_REPORTS: &str = "exec_reports";
 
-/// Every topic the system uses, in pipeline order.
+/// The Data Plane's replay progress: how far each replay stream is published, so a restarted
+/// Data Plane resumes instead of starting over. Internal to the Data Plane.
+pub const REPLAY_CHECKPOINTS: &str = "replay_checkpoints";
+
+/// Every topic of the event pipeline, in pipeline order.
 pub const ALL: [&str; 4] = [MARKET_EVENTS, OFI_EVENTS, ORDER_INTENTS, EXEC_REPORTS];

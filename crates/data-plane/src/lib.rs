@@ -7,8 +7,10 @@
 //! - [`ofi`]: Order Flow Imbalance per symbol and window (CKS 2014, multi-level XGH 2019).
 //! - [`core`]: the synchronous core: rows in, envelopes out.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`checkpoint`]: replay progress in Kafka, so a restart resumes instead of starting over.
 //! - [`run`]: the async shell: pacing, Kafka, delivery tracking, health, shutdown.
 
+pub mod checkpoint;
 pub mod core;
 pub mod metrics;
 pub mod ofi;

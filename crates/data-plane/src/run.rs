@@ -11,13 +11,14 @@ use common::events::Source;
 use common::http::{self, Health};
 use common::kafka::{self, AckQueue, BrokerError, Publisher};
 use common::service::{Endpoint, ExitStatus, ServiceError};
-use common::topics::{MARKET_EVENTS, OFI_EVENTS};
+use common::topics::{MARKET_EVENTS, OFI_EVENTS, REPLAY_CHECKPOINTS};
 use common::types::UnixNanos;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint::{self, Checkpointer, Resume};
 use crate::core::{DataCore, Output};
 use crate::metrics::Metrics;
 use crate::source::{Item, Replay, SourceError};
@@ -76,6 +77,8 @@ pub fn main(cfg: AppConfig) -> Result<(), RunError> {
 /// One row's records, waiting for the broker.
 struct Pending {
     seq: u64,
+    /// The end-of-input windows, published after the last row.
+    finished: bool,
     produced_at: Instant,
     market: u64,
     ofi: u64,
@@ -111,10 +114,27 @@ async fn replay(
 
     let instance = cfg.instance_id();
     let client_id = format!("data-plane-{instance}");
-    let Some(mut publisher) = kafka::connect(&cfg.kafka, &client_id, &[MARKET_EVENTS, OFI_EVENTS], shutdown).await?
+    let Some(mut publisher) =
+        kafka::connect(&cfg.kafka, &client_id, &[MARKET_EVENTS, OFI_EVENTS, REPLAY_CHECKPOINTS], shutdown).await?
     else {
         return Ok(());
     };
+    let resume = if replay_cfg.resume {
+        let (kafka_cfg, name) = (cfg.kafka.clone(), stream.clone());
+        tokio::task::spawn_blocking(move || checkpoint::load(&kafka_cfg, &name))
+            .await
+            .map_err(|_| BrokerError::DeliveryCancelled)??
+    } else {
+        Resume::default()
+    };
+    if resume.position > 0 {
+        tracing::info!(
+            position = resume.position,
+            finished = resume.finished,
+            "Resuming the replay from its checkpoint; earlier rows rebuild state without being published."
+        );
+    }
+    metrics.replay_position.set(i64::try_from(resume.position).unwrap_or(i64::MAX));
     health.set_broker_reachable(true);
     health.set_working(true);
     let checker = http::spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
@@ -125,13 +145,24 @@ async fn replay(
         .spawn(move || read_batches(replay, &batch_tx))
         .map_err(|source| SourceError::Io { path: PathBuf::from("<reader thread>"), source })?;
 
-    let m = metrics.clone();
+    let interval = Duration::from_millis(replay_cfg.checkpoint_interval_ms);
+    let checkpoints = Arc::new(std::sync::Mutex::new(Checkpointer::new(
+        publisher.producer().clone(),
+        &cfg.kafka,
+        &stream,
+        interval,
+        resume,
+    )));
+    let (m, cp) = (metrics.clone(), Arc::clone(&checkpoints));
     let (acks, ack_task) = AckQueue::spawn(8192, move |p: Pending| {
         m.publish_latency.observe(p.produced_at.elapsed().as_secs_f64());
         m.events_published.with_label_values(&[MARKET_EVENTS]).inc_by(p.market);
         m.events_published.with_label_values(&[OFI_EVENTS]).inc_by(p.ofi);
         m.ofi_windows.inc_by(p.ofi);
         m.replay_position.set(i64::try_from(p.seq + 1).unwrap_or(i64::MAX));
+        if let Ok(mut cp) = cp.lock() {
+            cp.acked(p.seq + 1, p.finished);
+        }
     });
 
     let source = Arc::new(Source { plane: "data-plane".into(), instance: instance.into() });
@@ -139,7 +170,7 @@ async fn replay(
     let mut pacer = Pacer::new(cfg.replay_speed());
     let mut out = Vec::new();
     let mut malformed = 0u64;
-    let mut last_seq = 0u64;
+    let mut last_seq = resume.position.saturating_sub(1);
     let mut interrupted = false;
 
     'input: loop {
@@ -150,6 +181,17 @@ async fn replay(
         };
         let Some(batch) = batch else { break };
         for item in batch {
+            // Rows before the checkpoint went out before the restart: rebuild the core's state
+            // from them, publish nothing.
+            match item {
+                Ok(ev) if ev.seq < resume.position => {
+                    core.process(ev, &mut out);
+                    out.clear();
+                    continue;
+                }
+                Err(row) if row.seq < resume.position => continue,
+                _ => {}
+            }
             metrics.messages_processed.inc();
             let ev = match item {
                 Ok(ev) => ev,
@@ -161,7 +203,10 @@ async fn replay(
                     }
                     last_seq = row.seq;
                     if !acks
-                        .push(Pending { seq: row.seq, produced_at: Instant::now(), market: 0, ofi: 0 }, Vec::new())
+                        .push(
+                            Pending { seq: row.seq, finished: false, produced_at: Instant::now(), market: 0, ofi: 0 },
+                            Vec::new(),
+                        )
                         .await
                     {
                         break 'input;
@@ -183,7 +228,7 @@ async fn replay(
             let published = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => { interrupted = true; break 'input; }
-                published = publish(&mut publisher, &mut out, last_seq, &acks, metrics) => published?,
+                published = publish(&mut publisher, &mut out, (last_seq, false), &acks, metrics) => published?,
             };
             if !published {
                 break 'input;
@@ -195,9 +240,9 @@ async fn replay(
     // The channel closes when the reader ends, normally or by panicking; only the former is the
     // end of the input.
     let reader_ok = interrupted || reader.join().is_ok();
-    if !interrupted && reader_ok {
+    if !interrupted && reader_ok && !resume.finished {
         core.finish(&mut out);
-        publish(&mut publisher, &mut out, last_seq, &acks, metrics).await?;
+        publish(&mut publisher, &mut out, (last_seq, true), &acks, metrics).await?;
     }
     drop(acks);
     // Every produced record must be acknowledged before we call the replay published.
@@ -212,6 +257,9 @@ async fn replay(
         }
     }
     let rows = metrics.replay_position.get();
+    if let Ok(mut cp) = checkpoints.lock() {
+        cp.write();
+    }
     publisher.flush(Duration::from_secs(10))?;
     if !reader_ok {
         checker.abort();
@@ -233,7 +281,7 @@ async fn replay(
 
 /// Event ids derive from each file's name, size and first 64 KiB: moving the data keeps the ids,
 /// while two different files of the same name (a folder per day) get different ones.
-fn stream_name(files: &[PathBuf]) -> String {
+pub fn stream_name(files: &[PathBuf]) -> String {
     use std::io::Read;
     let parts: Vec<String> = files
         .iter()
@@ -255,7 +303,7 @@ fn stream_name(files: &[PathBuf]) -> String {
 async fn publish(
     publisher: &mut Publisher,
     out: &mut Vec<Output>,
-    seq: u64,
+    (seq, finished): (u64, bool),
     acks: &AckQueue<Pending>,
     metrics: &Metrics,
 ) -> Result<bool, RunError> {
@@ -277,7 +325,7 @@ async fn publish(
             }
         }
     }
-    Ok(acks.push(Pending { seq, produced_at: Instant::now(), market, ofi }, futures).await)
+    Ok(acks.push(Pending { seq, finished, produced_at: Instant::now(), market, ofi }, futures).await)
 }
 
 fn read_batches(replay: Replay, tx: &mpsc::Sender<Vec<Item>>) {

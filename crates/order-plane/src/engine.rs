@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use common::clock::Clock;
 use common::config::{InstrumentConfig, OrderPlaneConfig, RiskConfig};
+use common::dedup::Dedup;
 use common::events::{
     CancelIntent, Envelope, ExecEvent, ExecReport, ExecStatus, IntentEvent, IntentId, MarketEvent, OrderIntent,
     RejectReason, SCHEMA_VERSION, Source, TradingHalt,
@@ -56,6 +57,7 @@ pub struct OrderEngine<V, C> {
     monthly: (i32, u8, Decimal),
     cancel_open_on_halt: bool,
     pending: Vec<VenueEvent>,
+    market_seen: Dedup,
 }
 
 impl<V: Venue, C: Clock> OrderEngine<V, C> {
@@ -80,6 +82,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             monthly: (0, 0, Decimal::ZERO),
             cancel_open_on_halt: cfg.cancel_open_on_halt,
             pending: Vec::new(),
+            market_seen: Dedup::new(),
         }
     }
 
@@ -236,8 +239,12 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         true
     }
 
-    /// Handles one `market_events` record.
-    pub fn on_market(&mut self, env: &Envelope<MarketEvent>, out: &mut Vec<Envelope<ExecEvent>>) {
+    /// Handles one `market_events` record; `false` when it is a re-delivery, which is dropped (an
+    /// old quote replayed into the venue would fill resting orders at stale prices).
+    pub fn on_market(&mut self, env: &Envelope<MarketEvent>, out: &mut Vec<Envelope<ExecEvent>>) -> bool {
+        if !self.market_seen.first(env.payload.symbol(), env.ts_event, env.event_id) {
+            return false;
+        }
         match &env.payload {
             MarketEvent::Quote(q) => {
                 self.market.on_quote(env.ts_event, q);
@@ -249,6 +256,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             MarketEvent::Trade(t) => self.market.on_trade(env.ts_event, t),
             MarketEvent::Depth(_) | MarketEvent::Status(_) => {}
         }
+        true
     }
 
     /// Halts or resumes trading at `now`; publishes the change (and cancels open orders when

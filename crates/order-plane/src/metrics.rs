@@ -14,6 +14,8 @@ pub struct Metrics {
     pub messages_processed: IntCounterVec,
     /// Records that could not be decoded, by topic and reason.
     pub decode_errors: IntCounterVec,
+    /// Re-delivered records dropped, by topic.
+    pub duplicates: IntCounterVec,
     /// Orders sent to a venue.
     pub orders_placed: IntCounter,
     /// Orders refused, by reason.
@@ -65,6 +67,10 @@ impl Metrics {
                 Opts::new("order_plane_messages_processed_total", "Records consumed."),
                 &["topic"],
             )?,
+            duplicates: IntCounterVec::new(
+                Opts::new("order_plane_duplicates_total", "Re-delivered records dropped by event id."),
+                &["topic"],
+            )?,
             decode_errors: IntCounterVec::new(
                 Opts::new("order_plane_decode_errors_total", "Records skipped because they could not be decoded."),
                 &["topic", "reason"],
@@ -113,6 +119,7 @@ impl Metrics {
         let r = &m.registry;
         r.register(Box::new(m.messages_processed.clone()))?;
         r.register(Box::new(m.decode_errors.clone()))?;
+        r.register(Box::new(m.duplicates.clone()))?;
         r.register(Box::new(m.orders_placed.clone()))?;
         r.register(Box::new(m.rejections.clone()))?;
         r.register(Box::new(m.fills.clone()))?;

@@ -197,7 +197,11 @@ async fn serve(
                     }
                 } else {
                     match codec::decode::<MarketEvent>(payload) {
-                        Ok(env) => engine.on_market(&env, &mut out),
+                        Ok(env) => {
+                            if !engine.on_market(&env, &mut out) {
+                                metrics.duplicates.with_label_values(&[MARKET_EVENTS]).inc();
+                            }
+                        }
                         Err(e) => decode_error(metrics, &topic, at.partition, at.offset, &e),
                     }
                 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use common::clock::Clock;
 use common::config::{InstrumentConfig, RiskConfig, StrategyPlaneConfig};
+use common::dedup::Dedup;
 use common::events::{
     CostModelUpdate, Envelope, ExecEvent, FeedStatus, IntentEvent, IntentId, MarketEvent, OfiEvent, OrderIntent,
     OrderType, SCHEMA_VERSION, SignalValue, Source, TimeInForce,
@@ -40,6 +41,10 @@ pub struct Counters {
     pub unknown_symbol: u64,
     /// Exec reports for intents this plane did not issue (or issued before its history).
     pub unknown_intent: u64,
+    /// Re-delivered `ofi_events` records dropped.
+    pub duplicate_ofi: u64,
+    /// Re-delivered `market_events` records dropped.
+    pub duplicate_market: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +78,8 @@ pub struct StrategyEngine<C> {
     halted: bool,
     next_decision: u64,
     counters: Counters,
+    ofi_seen: Dedup,
+    market_seen: Dedup,
 }
 
 fn to_f64(d: Decimal) -> f64 {
@@ -113,6 +120,8 @@ impl<C: Clock> StrategyEngine<C> {
             halted: false,
             next_decision: 0,
             counters: Counters::default(),
+            ofi_seen: Dedup::new(),
+            market_seen: Dedup::new(),
         }
     }
 
@@ -139,6 +148,10 @@ impl<C: Clock> StrategyEngine<C> {
     /// Handles one `ofi_events` record; may decide and append intents to `out`.
     pub fn on_ofi(&mut self, env: &Envelope<OfiEvent>, out: &mut Vec<Envelope<IntentEvent>>) {
         let OfiEvent::Window(w) = &env.payload;
+        if !self.ofi_seen.first(&w.symbol, env.ts_event, env.event_id) {
+            self.counters.duplicate_ofi += 1;
+            return;
+        }
         if !self.instruments.contains_key(&w.symbol) {
             self.counters.unknown_symbol += 1;
             return;
@@ -194,6 +207,10 @@ impl<C: Clock> StrategyEngine<C> {
 
     /// Handles one `market_events` record: marks for PnL, and feed status.
     pub fn on_market(&mut self, env: &Envelope<MarketEvent>) {
+        if !self.market_seen.first(env.payload.symbol(), env.ts_event, env.event_id) {
+            self.counters.duplicate_market += 1;
+            return;
+        }
         match &env.payload {
             MarketEvent::Quote(q) if self.instruments.contains_key(&q.symbol) => self.book.mark(&q.symbol, q.mid()),
             MarketEvent::Status(s) => {

@@ -12,6 +12,8 @@ pub struct Metrics {
     pub messages_processed: IntCounterVec,
     /// Records skipped because they could not be decoded, by topic and reason.
     pub decode_errors: IntCounterVec,
+    /// Re-delivered records dropped, by topic.
+    pub duplicates: IntCounterVec,
     /// Forecasts produced.
     pub signals_generated: IntCounter,
     /// Portfolio decisions.
@@ -52,6 +54,10 @@ impl Metrics {
             registry: Registry::new(),
             messages_processed: IntCounterVec::new(
                 Opts::new("strategy_plane_messages_processed_total", "Records consumed."),
+                &["topic"],
+            )?,
+            duplicates: IntCounterVec::new(
+                Opts::new("strategy_plane_duplicates_total", "Re-delivered records dropped by event id."),
                 &["topic"],
             )?,
             decode_errors: IntCounterVec::new(
@@ -101,6 +107,7 @@ impl Metrics {
         let r = &m.registry;
         r.register(Box::new(m.messages_processed.clone()))?;
         r.register(Box::new(m.decode_errors.clone()))?;
+        r.register(Box::new(m.duplicates.clone()))?;
         r.register(Box::new(m.signals_generated.clone()))?;
         r.register(Box::new(m.decisions.clone()))?;
         r.register(Box::new(m.intents_published.clone()))?;

@@ -187,6 +187,8 @@ fn mirror(metrics: &Metrics, before: Counters, now: Counters) -> Counters {
     metrics.solver_failures.inc_by(now.solver_failures - before.solver_failures);
     metrics.unknown_symbol.inc_by(now.unknown_symbol - before.unknown_symbol);
     metrics.unknown_intent.inc_by(now.unknown_intent - before.unknown_intent);
+    metrics.duplicates.with_label_values(&[OFI_EVENTS]).inc_by(now.duplicate_ofi - before.duplicate_ofi);
+    metrics.duplicates.with_label_values(&[MARKET_EVENTS]).inc_by(now.duplicate_market - before.duplicate_market);
     now
 }
 

@@ -34,6 +34,12 @@ struct Run {
 }
 
 fn run(cfg: &AppConfig, halt_first: bool) -> Run {
+    run_redelivering(cfg, halt_first, None)
+}
+
+/// Runs the cores; with `redeliver = Some(n)`, every n rows the last few hundred Data Plane
+/// outputs are delivered again, as after a Data Plane restart from an older checkpoint.
+fn run_redelivering(cfg: &AppConfig, halt_first: bool, redeliver: Option<usize>) -> Run {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(SPOT);
     let mut data = DataCore::new(&cfg.data_plane, "replay:t", source("data-plane"), ManualClock::new(UnixNanos(1)));
     let mut strategy = StrategyEngine::new(
@@ -88,9 +94,20 @@ fn run(cfg: &AppConfig, halt_first: bool) -> Run {
             }
         }
     };
-    for item in Replay::open(&path, 1).unwrap() {
+    let mut recent = std::collections::VecDeque::new();
+    for (row, item) in Replay::open(&path, 1).unwrap().enumerate() {
         data.process(item.unwrap(), &mut outputs);
+        if redeliver.is_some() {
+            recent.extend(outputs.iter().cloned());
+            while recent.len() > 300 {
+                recent.pop_front();
+            }
+        }
         feed(&mut outputs, &mut strategy, &mut order);
+        if redeliver.is_some_and(|n| row % n == n - 1) {
+            let mut again: Vec<Output> = recent.iter().cloned().collect();
+            feed(&mut again, &mut strategy, &mut order);
+        }
     }
     data.finish(&mut outputs);
     feed(&mut outputs, &mut strategy, &mut order);
@@ -147,6 +164,18 @@ fn the_same_input_gives_byte_identical_intents() {
     let (a, b) = (run(&cfg, false), run(&cfg, false));
     let bytes = |r: &Run| r.intents.iter().map(codec::encode).collect::<Vec<_>>();
     assert_eq!(bytes(&a), bytes(&b));
+}
+
+#[test]
+fn redelivered_market_data_changes_nothing() {
+    let cfg = AppConfig::default();
+    let (clean, redelivered) = (run(&cfg, false), run_redelivering(&cfg, false, Some(7_919)));
+    let bytes = |r: &Run| r.intents.iter().map(codec::encode).collect::<Vec<_>>();
+    assert_eq!(bytes(&clean), bytes(&redelivered));
+    assert_eq!(clean.reports, redelivered.reports);
+    let c = redelivered.strategy.counters();
+    assert!(c.duplicate_market > 1_000 && c.duplicate_ofi > 0, "{c:?}");
+    assert_eq!(clean.strategy.counters().duplicate_market, 0);
 }
 
 #[test]

@@ -39,6 +39,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("REPLAY_PATH", "data_plane.replay.path"),
     ("REPLAY_SPEED", "data_plane.replay.speed"),
     ("REPLAY_LOOP", "data_plane.replay.loop_count"),
+    ("REPLAY_RESUME", "data_plane.replay.resume"),
     ("OFI_WINDOW_MS", "data_plane.ofi.window_ms"),
     ("STRATEGY_PLANE_PORT", "strategy_plane.http_port"),
     ("DECISION_INTERVAL_MS", "strategy_plane.decision_interval_ms"),

@@ -213,6 +213,11 @@ pub struct ReplayConfig {
     pub loop_count: u32,
     /// Exit 0 once the input is played and published, instead of idling.
     pub exit_when_done: bool,
+    /// Resume from the last checkpoint of the same input after a restart, instead of starting
+    /// over (see `replay_checkpoints` in docs/events.md).
+    pub resume: bool,
+    /// How often, at most, the replay position is checkpointed.
+    pub checkpoint_interval_ms: u64,
 }
 
 impl Default for ReplayConfig {
@@ -222,6 +227,8 @@ impl Default for ReplayConfig {
             speed: "10x".into(),
             loop_count: 1,
             exit_when_done: false,
+            resume: true,
+            checkpoint_interval_ms: 1000,
         }
     }
 }
@@ -508,6 +515,12 @@ impl AppConfig {
         }
         if d.source == "replay" && d.replay.path.as_os_str().is_empty() {
             bad("data_plane.replay.path", "must name a file or folder".into());
+        }
+        if d.source == "ibkr" && self.ibkr.contracts.is_empty() {
+            bad("ibkr.contracts", "DATA_SOURCE=ibkr needs at least one [[ibkr.contracts]] entry".into());
+        }
+        if d.replay.checkpoint_interval_ms == 0 {
+            bad("data_plane.replay.checkpoint_interval_ms", "must be at least 1".into());
         }
         if ReplaySpeed::parse(&d.replay.speed).is_none() {
             bad(
