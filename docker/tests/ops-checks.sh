@@ -35,6 +35,13 @@ hadolint docker/Dockerfile
 WORK="$(mktemp -d)"
 STACK_UP=""
 cleanup() {
+    local status=$?
+    # The run folder is deleted below, so show CI what the services said.
+    if [ "$status" -ne 0 ] && [ -d "${RUN_DIR:-}/logs" ]; then
+        for log in "$RUN_DIR"/logs/*.out; do
+            [ -f "$log" ] && { echo "--- $log (last 30 lines)"; tail -n 30 "$log"; }
+        done
+    fi
     if [ -n "$STACK_UP" ]; then
         ALGOTRADER_MODE=native "$HELPER" stop >/dev/null || true
     fi
