@@ -127,12 +127,69 @@ pub struct IbkrConfig {
     pub client_id: i32,
     /// Account code, when the login manages several.
     pub account: Secret,
+    /// Contracts the Data Plane subscribes to (`[[ibkr.contracts]]`); the Order Plane finds each
+    /// traded symbol's contract here (a US stock on SMART when it is not listed).
+    pub contracts: Vec<IbkrContractConfig>,
+    /// Market-data lines of the account (IB's default is 100); subscriptions beyond it are
+    /// refused at start-up instead of failing at IB with error 101.
+    pub market_data_lines: u32,
+    /// Messages per second sent to the gateway (IB disconnects above 50).
+    pub messages_per_second: u32,
+    /// How long a one-shot request (executions, open orders) waits for the gateway.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for IbkrConfig {
     fn default() -> Self {
-        Self { host: "127.0.0.1".into(), port: 7497, client_id: 1, account: Secret::default() }
+        Self {
+            host: "127.0.0.1".into(),
+            port: 7497,
+            client_id: 1,
+            account: Secret::default(),
+            contracts: Vec::new(),
+            market_data_lines: 100,
+            messages_per_second: 45,
+            request_timeout_ms: 10_000,
+        }
     }
+}
+
+/// Ports of live-trading sessions: TWS 7496, IB Gateway 4001.
+pub const IBKR_LIVE_PORTS: [u16; 2] = [7496, 4001];
+
+/// One IB contract (`[[ibkr.contracts]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IbkrContractConfig {
+    /// Symbol, as in `[[instruments]]` and on every topic.
+    pub symbol: String,
+    /// `STK`, `FUT`, `CASH`, …
+    #[serde(default = "default_sec_type")]
+    pub sec_type: String,
+    /// Routing exchange (`SMART`).
+    #[serde(default = "default_exchange")]
+    pub exchange: String,
+    /// Primary listing exchange, when SMART needs it to be unambiguous.
+    #[serde(default)]
+    pub primary_exchange: String,
+    /// Currency.
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    /// Market-depth rows to subscribe to (feeds multi-level OFI); 0 = none.
+    #[serde(default)]
+    pub depth_rows: u32,
+}
+
+fn default_sec_type() -> String {
+    "STK".into()
+}
+
+fn default_exchange() -> String {
+    "SMART".into()
+}
+
+fn default_currency() -> String {
+    "USD".into()
 }
 
 /// `[trading]`
@@ -336,7 +393,7 @@ impl Default for StrategyPlaneConfig {
 pub struct OrderPlaneConfig {
     /// Port of `/metrics`, `/health/*` and (when enabled) `/admin/*`.
     pub http_port: u16,
-    /// `simulated` (IBKR arrives with its own issue).
+    /// `simulated` or `ibkr` (TWS / IB Gateway, paper unless live trading is enabled).
     pub venue: String,
     /// Simulated venue: event-time delay between decision and arrival at the venue.
     pub latency_ms: u64,
@@ -491,6 +548,34 @@ impl AppConfig {
         if self.ibkr.client_id < 0 {
             bad("ibkr.client_id", format!("must not be negative, got {}", self.ibkr.client_id));
         }
+        if self.ibkr.messages_per_second == 0 || self.ibkr.messages_per_second > 50 {
+            bad("ibkr.messages_per_second", format!("must be 1..=50, got {}", self.ibkr.messages_per_second));
+        }
+        if self.ibkr.request_timeout_ms == 0 {
+            bad("ibkr.request_timeout_ms", "must be positive".into());
+        }
+        for (i, c) in self.ibkr.contracts.iter().enumerate() {
+            if crate::types::Symbol::new(&c.symbol).is_err() || c.sec_type.is_empty() || c.currency.is_empty() {
+                bad(&format!("ibkr.contracts[{i}]"), "needs a valid symbol, sec_type and currency".into());
+            }
+            if c.depth_rows > 50 {
+                bad(&format!("ibkr.contracts[{i}]"), format!("depth_rows must be 0..=50, got {}", c.depth_rows));
+            }
+        }
+        // Live trading is opt-in three times over; anything less is refused before a connection.
+        let live_allowed =
+            self.app.env == "production" && self.trading.enable_live_trading && !self.trading.enable_paper_trading;
+        let live_rule =
+            "live trading needs APP_ENV=production, ENABLE_LIVE_TRADING=true and ENABLE_PAPER_TRADING=false";
+        if self.trading.enable_live_trading && !live_allowed {
+            bad("trading.enable_live_trading", format!("refused: {live_rule}"));
+        }
+        if IBKR_LIVE_PORTS.contains(&self.ibkr.port) && !live_allowed {
+            bad(
+                "ibkr.port",
+                format!("{} is a live-trading port (paper: 7497 TWS, 4002 Gateway); {live_rule}", self.ibkr.port),
+            );
+        }
         for (field, v) in [
             ("risk.max_gross_exposure", self.risk.max_gross_exposure),
             ("risk.max_net_exposure", self.risk.max_net_exposure),
@@ -515,6 +600,9 @@ impl AppConfig {
         }
         if d.source == "replay" && d.replay.path.as_os_str().is_empty() {
             bad("data_plane.replay.path", "must name a file or folder".into());
+        }
+        if d.source == "ibkr" && self.ibkr.contracts.is_empty() {
+            bad("ibkr.contracts", "DATA_SOURCE=ibkr needs at least one [[ibkr.contracts]] entry".into());
         }
         if d.source == "ibkr" && self.ibkr.contracts.is_empty() {
             bad("ibkr.contracts", "DATA_SOURCE=ibkr needs at least one [[ibkr.contracts]] entry".into());
@@ -576,8 +664,8 @@ impl AppConfig {
         if o.http_port == 0 {
             bad("order_plane.http_port", "must not be 0".into());
         }
-        if o.venue != "simulated" {
-            bad("order_plane.venue", format!("{:?} is not simulated", o.venue));
+        if !["simulated", "ibkr"].contains(&o.venue.as_str()) {
+            bad("order_plane.venue", format!("{:?} is not one of simulated, ibkr", o.venue));
         }
         if o.admin_enabled && o.admin_token.expose().len() < 16 {
             bad("order_plane.admin_token", "admin_enabled needs ADMIN_TOKEN of at least 16 characters".into());
