@@ -1,0 +1,63 @@
+//! The live-trading gate: a live IBKR port or `ENABLE_LIVE_TRADING=true` is a configuration error
+//! naming the field (exit 78), unless `APP_ENV=production`, `ENABLE_LIVE_TRADING=true` and
+//! `ENABLE_PAPER_TRADING=false` are all set.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+use common::config::{ConfigError, load_from};
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config")
+}
+
+fn load(vars: &[(&str, &str)]) -> Result<common::config::AppConfig, ConfigError> {
+    let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+    load_from(&shipped(), &vars)
+}
+
+fn fields(r: Result<common::config::AppConfig, ConfigError>) -> Vec<String> {
+    r.err().map(|e| e.fields().into_iter().map(str::to_owned).collect()).unwrap_or_default()
+}
+
+#[test]
+fn paper_ports_are_the_default_and_accepted() {
+    assert!(load(&[]).is_ok());
+    assert!(load(&[("IBKR_PORT", "4002")]).is_ok());
+    assert!(load(&[("IBKR_PORT", "7497"), ("ALGOTRADER__ORDER_PLANE__VENUE", "ibkr")]).is_ok());
+}
+
+#[test]
+fn live_ports_are_refused_without_the_full_opt_in() {
+    for port in ["7496", "4001"] {
+        assert_eq!(fields(load(&[("IBKR_PORT", port)])), ["ibkr.port"], "port {port}");
+        // Production alone, or live on with paper still on, is not enough.
+        assert_eq!(fields(load(&[("IBKR_PORT", port), ("APP_ENV", "production")])), ["ibkr.port"]);
+        let half = load(&[("IBKR_PORT", port), ("APP_ENV", "production"), ("ENABLE_LIVE_TRADING", "true")]);
+        assert_eq!(fields(half), ["trading.enable_live_trading", "ibkr.port"]);
+    }
+}
+
+#[test]
+fn live_trading_outside_production_is_refused_even_on_a_paper_port() {
+    let r = load(&[("ENABLE_LIVE_TRADING", "true"), ("ENABLE_PAPER_TRADING", "false")]);
+    assert_eq!(fields(r), ["trading.enable_live_trading"]);
+}
+
+#[test]
+fn the_full_opt_in_allows_a_live_port() {
+    let cfg = load(&[
+        ("IBKR_PORT", "7496"),
+        ("APP_ENV", "production"),
+        ("ENABLE_LIVE_TRADING", "true"),
+        ("ENABLE_PAPER_TRADING", "false"),
+    ])
+    .unwrap();
+    assert_eq!(cfg.ibkr.port, 7496);
+}
+
+#[test]
+fn the_ibkr_source_needs_contracts() {
+    assert_eq!(fields(load(&[("DATA_SOURCE", "ibkr")])), ["ibkr.contracts"]);
+}
