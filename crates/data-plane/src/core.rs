@@ -137,6 +137,12 @@ impl<C: Clock> DataCore<C> {
         self.quality.stale_count()
     }
 
+    /// `symbol`'s feed had a break noticed at `ts` (event time): its window holding `ts`, or its
+    /// next one, is published with `data_gap = true`, and its next quote starts the flow afresh.
+    pub fn mark_gap(&mut self, symbol: &Symbol, ts: UnixNanos) {
+        self.ofi.mark_gap(symbol, ts);
+    }
+
     fn sweep(&mut self, now: UnixNanos, cause: Option<EventId>, out: &mut Vec<Output>) {
         for status in self.quality.sweep_stale(now) {
             self.push_status(now, cause, status, out);
@@ -157,5 +163,55 @@ impl<C: Clock> DataCore<C> {
             let id = EventId(ids::derive_uuid(w.window_end, identity.as_bytes()));
             out.push(Output::Ofi(self.envelope(id, w.window_end, Some(closed.last_quote), OfiEvent::Window(w))));
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::source::{Num, RawBody};
+    use common::clock::ManualClock;
+    use common::events::OfiWindow;
+    use rust_decimal::Decimal;
+
+    fn quote(seq: u64, ts: u64, bid: i64) -> RawEvent {
+        let n = |v: i64| Num::Value(Decimal::from(v));
+        RawEvent {
+            seq,
+            pass: 0,
+            ts: UnixNanos(ts),
+            symbol: Symbol::new("AAPL").unwrap(),
+            body: RawBody::Quote { bid_px: n(bid), bid_sz: n(10), ask_px: n(bid + 1), ask_sz: n(10) },
+        }
+    }
+
+    fn windows(out: &[Output]) -> Vec<OfiWindow> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Ofi(env) => {
+                    let OfiEvent::Window(w) = &env.payload;
+                    Some(w.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_marked_gap_flags_the_next_window_only() {
+        let source = Arc::new(Source { plane: "data-plane".into(), instance: "t".into() });
+        let mut core = DataCore::new(&DataPlaneConfig::default(), "ibkr:test", source, ManualClock::new(UnixNanos(1)));
+        let mut out = Vec::new();
+        core.process(quote(0, 1_000_000_000, 100), &mut out);
+        core.process(quote(1, 1_500_000_000, 100), &mut out);
+        // The feed drops after the second window is over and comes back in the third.
+        let symbol = Symbol::new("AAPL").unwrap();
+        core.mark_gap(&symbol, UnixNanos(2_500_000_000));
+        core.process(quote(2, 2_600_000_000, 100), &mut out);
+        core.process(quote(3, 3_100_000_000, 100), &mut out);
+        core.finish(&mut out);
+        let gaps: Vec<(u64, bool)> = windows(&out).iter().map(|w| (w.window_start.0, w.data_gap)).collect();
+        assert_eq!(gaps, [(1_000_000_000, false), (2_000_000_000, true), (3_000_000_000, false)]);
     }
 }

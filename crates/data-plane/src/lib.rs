@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`source`]: the replay source (CSV and Parquet files, folders, looping).
+//! - [`ibkr`]: the live source: the IBKR feed through the same core, with gaps marked.
 //! - [`quality`]: quality checks with a named reason per rejection.
 //! - [`ofi`]: Order Flow Imbalance per symbol and window (CKS 2014, multi-level XGH 2019).
 //! - [`core`]: the synchronous core: rows in, envelopes out.
@@ -12,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod core;
+pub mod ibkr;
 pub mod metrics;
 pub mod ofi;
 pub mod quality;

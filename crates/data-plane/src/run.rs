@@ -40,9 +40,12 @@ pub enum RunError {
     /// The replay reader thread panicked: the input was not read to its end.
     #[error("the replay reader failed before the end of the input")]
     ReaderPanicked,
-    /// `IBKR` source selected; it arrives with the IBKR issue.
+    /// `data_plane.source` names a source this build does not have.
     #[error("data_plane.source = \"{0}\" is not available in this build")]
     UnsupportedSource(String),
+    /// The IBKR gateway cannot be used (unreachable, client id in use).
+    #[error(transparent)]
+    Ibkr(#[from] ::ibkr::IbkrError),
 }
 
 impl From<BrokerError> for RunError {
@@ -64,6 +67,7 @@ impl ExitStatus for RunError {
             Self::Service(e) => e.exit_code(),
             Self::ReaderPanicked => 70,
             Self::UnsupportedSource(_) => 78,
+            Self::Ibkr(_) => 69,
         }
     }
 }
@@ -75,25 +79,28 @@ pub fn main(cfg: AppConfig) -> Result<(), RunError> {
 }
 
 /// One row's records, waiting for the broker.
-struct Pending {
-    seq: u64,
+pub(crate) struct Pending {
+    pub(crate) seq: u64,
     /// The end-of-input windows, published after the last row.
-    finished: bool,
-    produced_at: Instant,
-    market: u64,
-    ofi: u64,
+    pub(crate) finished: bool,
+    pub(crate) produced_at: Instant,
+    pub(crate) market: u64,
+    pub(crate) ofi: u64,
 }
 
 /// Runs the Data Plane until the input is published (with `exit_when_done`) or `shutdown` fires.
 pub async fn run(cfg: AppConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
-    if cfg.data_plane.source != "replay" {
+    if !matches!(cfg.data_plane.source.as_str(), "replay" | "ibkr") {
         return Err(RunError::UnsupportedSource(cfg.data_plane.source.clone()));
     }
     let metrics = Metrics::new()?;
     let health = Health::new();
     let http_stop = CancellationToken::new();
     let http = tokio::spawn(http::serve(listener, metrics.registry.clone(), Arc::clone(&health), http_stop.clone()));
-    let result = replay(&cfg, &metrics, &health, &shutdown).await;
+    let result = match cfg.data_plane.source.as_str() {
+        "ibkr" => crate::ibkr::run(&cfg, &metrics, &health, &shutdown).await,
+        _ => replay(&cfg, &metrics, &health, &shutdown).await,
+    };
     http_stop.cancel();
     if let Ok(Err(e)) = http.await {
         tracing::warn!(error = %e, "HTTP server ended with an error.");
@@ -300,7 +307,7 @@ pub fn stream_name(files: &[PathBuf]) -> String {
 
 /// Produces everything in `out` and queues its delivery reports; `false` when delivery failed
 /// earlier and the pipeline must stop.
-async fn publish(
+pub(crate) async fn publish(
     publisher: &mut Publisher,
     out: &mut Vec<Output>,
     (seq, finished): (u64, bool),
