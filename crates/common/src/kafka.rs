@@ -81,6 +81,12 @@ pub fn producer(cfg: &KafkaConfig, client_id: &str) -> Result<FutureProducer, Br
         .map_err(BrokerError::Client)
 }
 
+/// How much a consumer asks for per partition and fetch. Well above the largest record a broker
+/// takes, so that an oversized record (which the decoder then refuses) is fetched and skipped: a
+/// broker that returns nothing when the next batch exceeds this limit (tansu 0.6 does; Apache
+/// Kafka returns it anyway) would otherwise stall the partition behind it for good.
+const MAX_FETCH_BYTES: &str = "16777216";
+
 /// An at-least-once consumer in `group_id`: offsets are stored explicitly (see [`AckQueue`]) and
 /// committed in the background; a new group starts at the beginning of each topic.
 pub fn consumer(cfg: &KafkaConfig, group_id: &str, client_id: &str) -> Result<StreamConsumer, BrokerError> {
@@ -92,6 +98,11 @@ pub fn consumer(cfg: &KafkaConfig, group_id: &str, client_id: &str) -> Result<St
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
         .set("max.poll.interval.ms", cfg.max_poll_interval_ms.to_string())
+        .set("fetch.wait.max.ms", cfg.fetch_wait_ms.to_string())
+        // librdkafka prefetches up to 64 MiB per consumer by default, which alone would exceed a
+        // plane's memory budget when it lags; 16 MiB still covers many fetches at full speed.
+        .set("queued.max.messages.kbytes", "16384")
+        .set("fetch.message.max.bytes", MAX_FETCH_BYTES)
         .create()
         .map_err(BrokerError::Client)
 }
@@ -352,6 +363,7 @@ pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<
         .set("group.id", format!("rebuild-{}-{:?}", std::process::id(), std::time::SystemTime::now()))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
+        .set("fetch.message.max.bytes", MAX_FETCH_BYTES)
         .create()
         .map_err(BrokerError::Client)?;
     let md = consumer.fetch_metadata(Some(topic), timeout).map_err(unreachable)?;

@@ -58,6 +58,8 @@ pub struct OrderEngine<V, C> {
     cancel_open_on_halt: bool,
     pending: Vec<VenueEvent>,
     market_seen: Dedup,
+    /// Event ids of the reports restored so far; only needed until the rebuild ends.
+    restored: HashSet<EventId>,
 }
 
 impl<V: Venue, C: Clock> OrderEngine<V, C> {
@@ -83,6 +85,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             cancel_open_on_halt: cfg.cancel_open_on_halt,
             pending: Vec::new(),
             market_seen: Dedup::new(),
+            restored: HashSet::new(),
         }
     }
 
@@ -286,6 +289,11 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
 
     /// Rebuilds state from one past `exec_reports` record (start-up).
     pub fn restore(&mut self, env: &Envelope<ExecEvent>) {
+        // A copy of a record already restored (a producer retry, a re-delivery) must neither count
+        // its fill twice nor move an order's state back to an earlier one.
+        if !self.restored.insert(env.event_id) {
+            return;
+        }
         match &env.payload {
             ExecEvent::Report(r) => {
                 self.seen.insert(r.intent_id);
@@ -331,6 +339,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
     /// Ends the rebuild at `now`: orders still working when the plane stopped are reported
     /// cancelled, since the simulated venue's book did not survive the restart.
     pub fn finish_restore(&mut self, now: UnixNanos, out: &mut Vec<Envelope<ExecEvent>>) {
+        self.restored = HashSet::new();
         let mut orphans: Vec<(IntentId, EventId)> =
             self.orders.iter().filter(|(_, o)| !o.status.is_terminal()).map(|(id, o)| (*id, o.intent_event)).collect();
         orphans.sort();
