@@ -89,6 +89,10 @@ pub struct KafkaConfig {
     pub session_timeout_ms: u32,
     /// Longest pause between polls before the consumer is thrown out of its group.
     pub max_poll_interval_ms: u32,
+    /// Longest time a consumer's fetch may wait at the broker (`fetch.wait.max.ms`). tansu 0.6
+    /// holds every fetch for part of this wait even when records are ready, so it bounds how
+    /// fast a record reaches the next plane.
+    pub fetch_wait_ms: u32,
 }
 
 impl Default for KafkaConfig {
@@ -99,11 +103,12 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             topic_prefix: String::new(),
             compression: "lz4".into(),
-            linger_ms: 5,
+            linger_ms: 1,
             batch_size: 262_144,
             message_timeout_ms: 60_000,
             session_timeout_ms: 10_000,
             max_poll_interval_ms: 300_000,
+            fetch_wait_ms: 5,
         }
     }
 }
@@ -520,6 +525,9 @@ impl AppConfig {
         }
         if k.linger_ms > 1_000 {
             bad("kafka.linger_ms", format!("must be at most 1000, got {}", k.linger_ms));
+        }
+        if k.fetch_wait_ms == 0 || k.fetch_wait_ms > 1_000 {
+            bad("kafka.fetch_wait_ms", format!("must be 1..=1000, got {}", k.fetch_wait_ms));
         }
         if k.batch_size < 1_024 {
             bad("kafka.batch_size", format!("must be at least 1024, got {}", k.batch_size));
