@@ -54,6 +54,8 @@ Commands:
   urls             Print the service URLs
   test             Run every check and test (installs what it needs)
   deps             Install what native mode and the tests need (idempotent)
+  bench [options]  Whole-pipeline benchmark on its own broker, planes and ports (bench --help);
+                   writes benchmarks/latest.json
   help             This text
 
 Environment: ALGOTRADER_MODE=docker|native forces a mode. Native mode only: BROKER_PORT (9092),
@@ -394,6 +396,15 @@ case "$cmd" in
     urls) urls ;;
     test) run_tests ;;
     deps) deps ;;
+    bench)
+        deps
+        say "Building the planes and the benchmark (release)"
+        cargo build --release --locked -p data-plane -p strategy-plane -p order-plane -p bench
+        # A run folder of its own unless RUN_DIR names one: never the operator's state/.
+        bench_dir="$RUN_DIR"
+        [ "$bench_dir" != "$ROOT" ] || bench_dir="$(mktemp -d "${TMPDIR:-/tmp}/algotrader-bench.XXXXXX")"
+        "$ROOT/target/release/bench" --run-dir "$bench_dir" "$@"
+        ;;
     help | -h | --help) usage ;;
     *)
         usage >&2

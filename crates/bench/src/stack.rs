@@ -1,0 +1,299 @@
+//! The processes under test: a tansu broker and the three plane binaries, each started with its
+//! own log file under the run folder, free ports and a topic prefix per phase; their metrics are
+//! scraped over HTTP and their memory and CPU read from `/proc`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Where the broker keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Storage {
+    /// `sqlite://state/tansu.db` under the run folder: what `docker-helper.sh start` runs.
+    Sqlite,
+    /// `memory://`: the broker the system tests use.
+    Memory,
+}
+
+/// A running tansu broker, stopped when dropped.
+pub struct Broker {
+    child: Child,
+    port: u16,
+}
+
+impl Broker {
+    /// Starts tansu on a free port with its state and log under `run_dir`.
+    pub fn start(run_dir: &Path, storage: Storage) -> Result<Self> {
+        let bin = test_support::tansu_binary().context("tansu is not installed (./docker/docker-helper.sh deps)")?;
+        std::fs::create_dir_all(run_dir.join("state"))?;
+        let port = test_support::free_port();
+        let log = std::fs::File::create(run_dir.join("logs/broker.out"))?;
+        let engine = match storage {
+            Storage::Sqlite => "sqlite://state/tansu.db",
+            Storage::Memory => "memory://tansu/",
+        };
+        let child = Command::new(&bin)
+            .current_dir(run_dir)
+            .arg("broker")
+            .args(["--listener-url", &format!("tcp://127.0.0.1:{port}")])
+            .args(["--advertised-listener-url", &format!("tcp://localhost:{port}")])
+            .args(["--storage-engine", engine])
+            .env_remove("STORAGE_ENGINE")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let broker = Self { child, port };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if Instant::now() > deadline {
+                bail!("tansu did not listen on {port} within 30 s; see {}", run_dir.join("logs/broker.out").display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(broker)
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One plane process. Stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Plane {
+    /// `data-plane`, `strategy-plane` or `order-plane`.
+    pub name: &'static str,
+    child: Child,
+    port: u16,
+}
+
+/// The environment variable that sets each plane's HTTP port.
+fn port_var(name: &str) -> &'static str {
+    match name {
+        "data-plane" => "DATA_PLANE_PORT",
+        "strategy-plane" => "STRATEGY_PLANE_PORT",
+        _ => "ORDER_PLANE_PORT",
+    }
+}
+
+impl Plane {
+    /// Starts the release binary `name` (found next to this one) from the repository root, so
+    /// it reads `config/default.toml` like the native stack does; `env` adds phase settings.
+    pub fn start(name: &'static str, root: &Path, log_dir: &Path, env: &[(&str, String)]) -> Result<Self> {
+        let bin = std::env::current_exe()?.with_file_name(name);
+        if !bin.is_file() {
+            bail!("{} is missing: build it with cargo build --release -p {name}", bin.display());
+        }
+        let port = test_support::free_port();
+        let log = std::fs::File::create(log_dir.join(format!("{name}.out")))?;
+        let mut cmd = Command::new(&bin);
+        cmd.current_dir(root)
+            .env("LOG_DIR", "")
+            .env("INSTANCE_ID", "bench")
+            .env(port_var(name), port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().with_context(|| format!("cannot start {}", bin.display()))?;
+        Ok(Self { name, child, port })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails when the process has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited with {status}; see its log in the run folder", self.name);
+        }
+        Ok(())
+    }
+
+    /// The plane's `/metrics`, parsed (`name{labels}` → value); empty when it does not answer.
+    pub fn metrics(&self) -> Metrics {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        match test_support::http_get(addr, "/metrics") {
+            Ok((200, body)) => Metrics::parse(&body),
+            _ => Metrics::default(),
+        }
+    }
+
+    /// Whether `/health/ready` answers 200.
+    pub fn ready(&self) -> bool {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        matches!(test_support::http_get(addr, "/health/ready"), Ok((200, _)))
+    }
+
+    /// Sends SIGTERM and waits up to 20 s, then kills.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Plane {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// Samples of one Prometheus text exposition.
+#[derive(Debug, Default, Clone)]
+pub struct Metrics(BTreeMap<String, f64>);
+
+impl Metrics {
+    fn parse(body: &str) -> Self {
+        let map = body
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_owned(), v)))
+            .collect();
+        Self(map)
+    }
+
+    /// The sum over every series of `name` whose labels contain `label` (e.g. `topic="x"`).
+    pub fn get(&self, name: &str, label: Option<&str>) -> f64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.as_str() == name || k.strip_prefix(name).is_some_and(|rest| rest.starts_with('{')))
+            .filter(|(k, _)| label.is_none_or(|l| k.contains(l)))
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+/// Memory and CPU of one process, from `/proc/<pid>/status` and `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcSample {
+    /// Resident set now, KiB.
+    pub rss_kib: u64,
+    /// Peak resident set, KiB.
+    pub hwm_kib: u64,
+    /// User + system CPU time, clock ticks.
+    pub cpu_ticks: u64,
+}
+
+impl ProcSample {
+    /// Reads the process `pid`; `None` once it is gone.
+    pub fn read(pid: u32) -> Option<Self> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+        let after = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Some(Self { rss_kib: field("VmRSS:"), hwm_kib: field("VmHWM:"), cpu_ticks: ticks(11) + ticks(12) })
+    }
+}
+
+/// Clock ticks per second for `/proc/<pid>/stat` times.
+pub fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// CPU and memory of one process over a measured interval.
+#[derive(Debug, Clone, Default)]
+pub struct Usage {
+    first: Option<(Instant, ProcSample)>,
+    last: Option<(Instant, ProcSample)>,
+    rss: Vec<u64>,
+}
+
+impl Usage {
+    /// Adds a sample taken now.
+    pub fn sample(&mut self, pid: u32) {
+        if let Some(s) = ProcSample::read(pid) {
+            let now = Instant::now();
+            self.first.get_or_insert((now, s));
+            self.last = Some((now, s));
+            self.rss.push(s.rss_kib);
+        }
+    }
+
+    /// Forgets the samples so far (the interval starts now).
+    pub fn restart(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Peak resident set over the process's life, MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        self.last.map_or(0.0, |(_, s)| s.hwm_kib as f64 / 1024.0)
+    }
+
+    /// Median resident set over the interval, MiB.
+    pub fn median_rss_mib(&self) -> f64 {
+        let mut v = self.rss.clone();
+        v.sort_unstable();
+        v.get(v.len() / 2).map_or(0.0, |k| *k as f64 / 1024.0)
+    }
+
+    /// Mean CPU over the interval, percent of one core.
+    pub fn cpu_percent(&self, ticks_per_s: u64) -> f64 {
+        match (self.first, self.last) {
+            (Some((t0, a)), Some((t1, b))) if t1 > t0 => {
+                let cpu = (b.cpu_ticks - a.cpu_ticks) as f64 / ticks_per_s as f64;
+                100.0 * cpu / (t1 - t0).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+/// The repository root (where `config/` and `data/` are).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+}
