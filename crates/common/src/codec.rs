@@ -60,12 +60,41 @@ struct WireEnvelope<'a> {
     event_id: EventId,
     #[serde(borrow)]
     event_type: Cow<'a, str>,
-    source: Source,
+    #[serde(borrow)]
+    source: WireSource<'a>,
     ts_event: UnixNanos,
     ts_init: UnixNanos,
     causation_id: Option<EventId>,
     #[serde(borrow)]
     payload: &'a RawValue,
+}
+
+/// [`Source`] as read, borrowed from the record when it holds no escapes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireSource<'a> {
+    #[serde(borrow)]
+    plane: Cow<'a, str>,
+    #[serde(borrow)]
+    instance: Cow<'a, str>,
+}
+
+thread_local! {
+    /// The writer of the last record this thread decoded: a topic has few writers, so
+    /// consecutive records share one `Arc<Source>` instead of allocating three times each.
+    static LAST_SOURCE: std::cell::RefCell<Option<Arc<Source>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn shared_source(wire: &WireSource<'_>) -> Arc<Source> {
+    LAST_SOURCE.with(|cell| {
+        let mut last = cell.borrow_mut();
+        if let Some(s) = last.as_ref().filter(|s| *s.plane == *wire.plane && *s.instance == *wire.instance) {
+            return Arc::clone(s);
+        }
+        let s = Arc::new(Source { plane: Arc::from(wire.plane.as_ref()), instance: Arc::from(wire.instance.as_ref()) });
+        *last = Some(Arc::clone(&s));
+        s
+    })
 }
 
 /// Appends the JSON of `envelope` to `out`.
@@ -103,7 +132,7 @@ pub fn decode<P: Payload>(bytes: &[u8]) -> Result<Envelope<P>, DecodeError> {
     Ok(Envelope {
         schema_version: wire.schema_version,
         event_id: wire.event_id,
-        source: Arc::new(wire.source),
+        source: shared_source(&wire.source),
         ts_event: wire.ts_event,
         ts_init: wire.ts_init,
         causation_id: wire.causation_id,

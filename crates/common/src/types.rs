@@ -36,9 +36,16 @@ pub const MAX_MAGNITUDE: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, fa
 pub const MAX_SYMBOL_LEN: usize = 32;
 
 /// An instrument symbol as the venue names it, e.g. `BTCUSDT` or `AAPL`. Cheap to clone.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Symbol(Arc<str>);
+
+/// Symbols a thread decoded recently. A consumer decodes the same few symbols millions of
+/// times; sharing them saves two allocations per record. Bounded, so odd input cannot grow it.
+const INTERNED_SYMBOLS: usize = 256;
+
+thread_local! {
+    static DECODED_SYMBOLS: std::cell::RefCell<Vec<Symbol>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 impl Symbol {
     /// Checks and wraps a symbol.
@@ -60,6 +67,39 @@ impl TryFrom<String> for Symbol {
     type Error = ValueError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         Self::new(s)
+    }
+}
+
+impl Symbol {
+    /// [`Symbol::new`], sharing the allocation of a symbol this thread decoded before.
+    fn interned(s: &str) -> Result<Self, ValueError> {
+        DECODED_SYMBOLS.with(|cell| {
+            let mut seen = cell.borrow_mut();
+            if let Some(known) = seen.iter().find(|k| &*k.0 == s) {
+                return Ok(known.clone());
+            }
+            let symbol = Self::new(s)?;
+            if seen.len() < INTERNED_SYMBOLS {
+                seen.push(symbol.clone());
+            }
+            Ok(symbol)
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Symbol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Symbol;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a symbol string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Symbol, E> {
+                Symbol::interned(s).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Visitor)
     }
 }
 
