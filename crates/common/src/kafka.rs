@@ -92,6 +92,11 @@ const MAX_FETCH_BYTES: &str = "16777216";
 pub fn consumer(cfg: &KafkaConfig, group_id: &str, client_id: &str) -> Result<StreamConsumer, BrokerError> {
     base(cfg, client_id)
         .set("group.id", group_id)
+        // Static membership: a plane restarted after a crash takes its old place in the group at
+        // once. tansu 0.6 never evicts a dynamic member that died without leaving, so without this
+        // a `kill -9`ed plane would come back to a group that never assigns it a partition. The
+        // client id holds INSTANCE_ID, which must therefore differ between running instances.
+        .set("group.instance.id", client_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")

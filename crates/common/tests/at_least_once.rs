@@ -56,7 +56,8 @@ async fn a_restarted_consumer_resumes_after_the_last_acknowledged_message() {
     kafka::commit_stored(&consumer);
     drop(consumer);
 
-    let resumed = kafka::consumer(&cfg, &group, "second").unwrap();
+    // The same instance (same client id, hence the same static group member) comes back.
+    let resumed = kafka::consumer(&cfg, &group, "first").unwrap();
     resumed.subscribe(&[&input]).unwrap();
     assert_eq!(next(&resumed).await.offset(), 60, "resumes right after the last acknowledged message");
 }
@@ -85,5 +86,34 @@ async fn read_to_end_sees_the_newest_batch() {
             .unwrap()
             .unwrap();
         assert_eq!(read.len(), sent, "after batch {batch}");
+    }
+}
+
+/// A record larger than the decoder takes (a poison message) must reach the consumer, to be
+/// counted and skipped; a broker that will not return it must not stall the records behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_record_does_not_stall_the_partition() {
+    let broker = Broker::start();
+    let cfg = KafkaConfig { bootstrap_servers: broker.bootstrap(), partitions: 1, ..KafkaConfig::default() };
+    let topic = unique("big_");
+    kafka::ensure_topics(&cfg, std::slice::from_ref(&topic)).await.unwrap();
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("message.max.bytes", "4000000")
+        .create()
+        .unwrap();
+    let consumer = kafka::consumer(&cfg, &unique("group_"), "big").unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let big = vec![b'x'; common::codec::MAX_RECORD_BYTES + 200_000];
+    for round in 0..2 {
+        for payload in [b"before".to_vec(), big.clone(), b"after".to_vec()] {
+            producer
+                .send(FutureRecord::<str, [u8]>::to(&topic).key("k").payload(&payload), Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+        for expected in [6, big.len(), 5] {
+            assert_eq!(next(&consumer).await.payload().unwrap().len(), expected, "round {round}");
+        }
     }
 }

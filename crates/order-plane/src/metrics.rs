@@ -48,6 +48,8 @@ pub struct Metrics {
     pub cost_stderr: GaugeVec,
     /// 1 while trading is halted.
     pub kill_switch: IntGauge,
+    /// Input partitions assigned by the consumer group.
+    pub assigned_partitions: IntGauge,
 }
 
 fn latency(name: &str, help: &str) -> Result<Histogram, prometheus::Error> {
@@ -115,6 +117,10 @@ impl Metrics {
                 &["term"],
             )?,
             kill_switch: IntGauge::new("order_plane_kill_switch", "1 while trading is halted.")?,
+            assigned_partitions: IntGauge::new(
+                "order_plane_assigned_partitions",
+                "Input partitions assigned to this instance by the consumer group.",
+            )?,
         };
         let r = &m.registry;
         r.register(Box::new(m.messages_processed.clone()))?;
@@ -136,6 +142,7 @@ impl Metrics {
         r.register(Box::new(m.cost_coefficient.clone()))?;
         r.register(Box::new(m.cost_stderr.clone()))?;
         r.register(Box::new(m.kill_switch.clone()))?;
+        r.register(Box::new(m.assigned_partitions.clone()))?;
         for reason in ALL_REASONS {
             m.rejections.with_label_values(&[reason.as_str()]);
         }

@@ -135,11 +135,16 @@ async fn serve(
     let (acks, ack_task) = AckQueue::spawn(4096, kafka::store_offsets(Arc::clone(&consumer)));
     health.set_working(true);
     let checker = http::spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
+    let mut assignment_check = tokio::time::interval(Duration::from_secs(1));
 
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
+            _ = assignment_check.tick() => {
+                let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+                metrics.assigned_partitions.set(i64::try_from(assigned).unwrap_or(i64::MAX));
+            }
             Some(cmd) = admin_rx.recv() => {
                 let now = SystemClock.now();
                 tracing::warn!(halted = cmd.halted, reason = %cmd.reason, "Kill switch changed.");

@@ -195,6 +195,16 @@ async fn a_restarted_strategy_plane_rebuilds_the_ledger_positions() {
     let order_addr = order_listener.local_addr().unwrap();
     let order_stop = CancellationToken::new();
     let order = tokio::spawn(order_plane::run::run(cfg.clone(), order_listener, order_stop.clone()));
+    // The Order Plane must be consuming before the replay starts, or it reads the intents before
+    // the quotes they were decided on and refuses them as stale.
+    tokio::task::spawn_blocking(move || {
+        wait_for(Duration::from_secs(60), "order plane assigned", || {
+            let (_, body) = http_get(order_addr, "/metrics").ok()?;
+            (metric(&body, "order_plane_assigned_partitions")? > 0.0).then_some(())
+        })
+    })
+    .await
+    .unwrap();
     let data_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     data_plane::run(cfg.clone(), data_listener, CancellationToken::new()).await.unwrap();
     tokio::task::spawn_blocking(move || {
