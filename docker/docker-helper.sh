@@ -56,6 +56,8 @@ Commands:
   deps             Install what native mode and the tests need (idempotent)
   bench [options]  Whole-pipeline benchmark on its own broker, planes and ports (bench --help);
                    writes benchmarks/latest.json
+  chaos [--short]  Fault-injection suite on an isolated native stack; prints faults and invariants
+  fuzz [secs]      Run the cargo-fuzz targets (decoder, replay CSV) for secs each (default 60)
   help             This text
 
 Environment: ALGOTRADER_MODE=docker|native forces a mode. Native mode only: BROKER_PORT (9092),
@@ -237,9 +239,12 @@ native_start_prometheus() {
 }
 
 native_start() {
-    deps
+    # NO_BUILD=1: restart what is not running, as fast as possible (the chaos suite's supervisor).
+    if [ "${NO_BUILD:-}" != 1 ]; then
+        deps
+        native_build
+    fi
     mkdir -p "$LOGS" "$STATE_DIR"
-    native_build
     if running broker; then
         say "Broker already running (pid $(cat "$(pid_file broker)"))"
     else
@@ -363,6 +368,8 @@ run_tests() {
     say "cargo test (unit, plane and system tests; the system tests start their own broker)"
     cargo test --workspace --locked
     "$ROOT/docker/tests/ops-checks.sh"
+    say "fault injection (short): kill -9, broker restart, poison records, bad configuration"
+    "$ROOT/docker/chaos.sh" --short
 }
 
 cmd="${1:-help}"
@@ -405,6 +412,11 @@ case "$cmd" in
         [ "$bench_dir" != "$ROOT" ] || bench_dir="$(mktemp -d "${TMPDIR:-/tmp}/algotrader-bench.XXXXXX")"
         "$ROOT/target/release/bench" --run-dir "$bench_dir" "$@"
         ;;
+    chaos)
+        deps
+        "$ROOT/docker/chaos.sh" "$@"
+        ;;
+    fuzz) "$ROOT/docker/fuzz.sh" "$@" ;;
     help | -h | --help) usage ;;
     *)
         usage >&2

@@ -612,9 +612,6 @@ impl AppConfig {
         if d.source == "ibkr" && self.ibkr.contracts.is_empty() {
             bad("ibkr.contracts", "DATA_SOURCE=ibkr needs at least one [[ibkr.contracts]] entry".into());
         }
-        if d.source == "ibkr" && self.ibkr.contracts.is_empty() {
-            bad("ibkr.contracts", "DATA_SOURCE=ibkr needs at least one [[ibkr.contracts]] entry".into());
-        }
         if d.replay.checkpoint_interval_ms == 0 {
             bad("data_plane.replay.checkpoint_interval_ms", "must be at least 1".into());
         }
