@@ -114,15 +114,15 @@ fn data_plane_outputs(
 ) -> anyhow::Result<()> {
     let replay_cfg = &cfg.data_plane.replay;
     let replay = Replay::open(&replay_cfg.path, replay_cfg.loop_count).context("opening the replay input")?;
-    let stream = data_plane::run::stream_name(replay.files());
+    let stream = data_plane::run::stream_name(replay.files(), &cfg.data_plane);
     let source = Arc::new(Source { plane: "data-plane".into(), instance: "check".into() });
     let mut core = DataCore::new(&cfg.data_plane, &stream, source, SystemClock);
-    let (mut out, mut market, mut ofi) = (Vec::new(), HashSet::new(), BTreeMap::new());
+    let (mut out, mut market, mut ofi) = (Vec::new(), HashMap::new(), BTreeMap::new());
     let mut take = |out: &mut Vec<Output>| {
         for o in out.drain(..) {
             match o {
                 Output::Market(env) => {
-                    market.insert(env.event_id);
+                    market.insert(env.event_id, env.payload);
                 }
                 Output::Ofi(env) => {
                     ofi.insert(env.event_id, env.payload);
@@ -138,15 +138,23 @@ fn data_plane_outputs(
     core.finish(&mut out);
     take(&mut out);
 
-    let published: HashSet<EventId> = topics[MARKET_EVENTS]
-        .iter()
-        .filter_map(|r| codec::decode::<MarketEvent>(&r.payload).ok())
-        .filter(|e| from_plane(e, "data-plane"))
-        .map(|e| e.event_id)
-        .collect();
-    let missing: Vec<String> =
-        market.iter().filter(|id| !published.contains(*id)).map(|id| format!("missing {id}")).collect();
-    report.add("every replayed market event is in market_events", market.len(), missing);
+    // The first copy of each id counts, as for every consumer.
+    let mut published: HashMap<EventId, MarketEvent> = HashMap::new();
+    for env in topics[MARKET_EVENTS].iter().filter_map(|r| codec::decode::<MarketEvent>(&r.payload).ok()) {
+        if from_plane(&env, "data-plane") {
+            published.entry(env.event_id).or_insert(env.payload);
+        }
+    }
+    let mut failures: Vec<String> = Vec::new();
+    for (id, event) in &market {
+        match published.get(id) {
+            None => failures.push(format!("missing {id}")),
+            Some(p) if p != event => failures.push(format!("{id} differs")),
+            Some(_) => {}
+        }
+    }
+    failures.extend(published.keys().filter(|id| !market.contains_key(*id)).map(|id| format!("unexpected {id}")));
+    report.add("market_events equal a clean run's (none missing, none extra)", market.len(), failures);
 
     let mut got: BTreeMap<EventId, OfiEvent> = BTreeMap::new();
     let mut failures = Vec::new();
@@ -191,10 +199,18 @@ fn orders(
     // Distinct reports: a re-delivered record (same event id) is one report, and the first
     // copy in log order is the one that counts (as for every consumer).
     let mut reports = BTreeMap::new();
+    // Report ids are deterministic, so an intent executed twice produces the same acceptance id
+    // again, but at another time: copies (retries, re-deliveries) keep the first one's `ts_init`.
+    let mut first_made: HashMap<EventId, u64> = HashMap::new();
+    let mut made_again: HashMap<IntentId, usize> = HashMap::new();
     for env in topics[EXEC_REPORTS].iter().filter_map(|r| codec::decode::<ExecEvent>(&r.payload).ok()) {
         if let ExecEvent::Report(r) = env.payload
             && &*env.source.plane == "order-plane"
         {
+            let made = *first_made.entry(env.event_id).or_insert(env.ts_init.0);
+            if made != env.ts_init.0 && r.status == ExecStatus::Accepted {
+                *made_again.entry(r.intent_id).or_default() += 1;
+            }
             reports.entry(env.event_id).or_insert(r);
         }
     }
@@ -216,8 +232,9 @@ fn orders(
             *fills.entry(r.symbol.as_str().to_owned()).or_default() += r.side.sign() * r.last_qty;
         }
     }
-    let twice: Vec<String> =
+    let mut twice: Vec<String> =
         accepted.iter().filter(|(_, n)| **n > 1).map(|(id, n)| format!("{id} reached the venue {n} times")).collect();
+    twice.extend(made_again.iter().map(|(id, n)| format!("{id} accepted again {n} time(s) later")));
     report.add("no intent reached the venue twice", intents.len(), twice);
     let answered: Vec<String> = intents
         .iter()

@@ -159,7 +159,9 @@ impl<C: Clock> DataCore<C> {
     fn flush_windows(&mut self, out: &mut Vec<Output>) {
         for closed in std::mem::take(&mut self.closed) {
             let w = closed.window;
-            let identity = format!("ofi:{}:{}:{}", self.stream, w.symbol, w.window_start.0);
+            // A looped replay can give two passes a window with the same start: the pass tells
+            // them apart.
+            let identity = format!("ofi:{}:{}:{}:{}", self.stream, self.pass, w.symbol, w.window_start.0);
             let id = EventId(ids::derive_uuid(w.window_end, identity.as_bytes()));
             out.push(Output::Ofi(self.envelope(id, w.window_end, Some(closed.last_quote), OfiEvent::Window(w))));
         }
@@ -213,5 +215,27 @@ mod tests {
         core.finish(&mut out);
         let gaps: Vec<(u64, bool)> = windows(&out).iter().map(|w| (w.window_start.0, w.data_gap)).collect();
         assert_eq!(gaps, [(1_000_000_000, false), (2_000_000_000, true), (3_000_000_000, false)]);
+    }
+
+    #[test]
+    fn two_passes_of_a_loop_never_share_a_window_id() {
+        let source = Arc::new(Source { plane: "data-plane".into(), instance: "t".into() });
+        let mut core = DataCore::new(&DataPlaneConfig::default(), "replay:t", source, ManualClock::new(UnixNanos(1)));
+        let mut out = Vec::new();
+        // The second pass starts inside the window where the first one ended.
+        core.process(quote(0, 1_000_000_000, 100), &mut out);
+        core.process(quote(1, 1_200_000_000, 101), &mut out);
+        core.process(RawEvent { pass: 1, ..quote(2, 1_700_000_000, 100) }, &mut out);
+        core.finish(&mut out);
+        let ids: Vec<(u64, EventId)> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Ofi(env) => Some((env.ts_event.0, env.event_id)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 2, "one window per pass");
+        assert_eq!(ids[0].0, ids[1].0, "the same window of time");
+        assert_ne!(ids[0].1, ids[1].1, "distinct events");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::clock::SystemClock;
-use common::config::{AppConfig, ReplaySpeed};
+use common::config::{AppConfig, DataPlaneConfig, ReplaySpeed};
 use common::events::Source;
 use common::http::{self, Health};
 use common::kafka::{self, AckQueue, BrokerError, Publisher};
@@ -116,7 +116,7 @@ async fn replay(
 ) -> Result<(), RunError> {
     let replay_cfg = &cfg.data_plane.replay;
     let replay = Replay::open(&replay_cfg.path, replay_cfg.loop_count)?;
-    let stream = stream_name(replay.files());
+    let stream = stream_name(replay.files(), &cfg.data_plane);
     tracing::info!(files = ?replay.files(), passes = replay_cfg.loop_count, speed = %replay_cfg.speed, "Replay opened.");
 
     let instance = cfg.instance_id();
@@ -179,6 +179,9 @@ async fn replay(
     let mut malformed = 0u64;
     let mut last_seq = resume.position.saturating_sub(1);
     let mut interrupted = false;
+    // A delivery failed: the ack task holds the error. The input did not end, so the open windows
+    // must not be closed and published cut short.
+    let mut failed = false;
 
     'input: loop {
         let batch = tokio::select! {
@@ -216,6 +219,7 @@ async fn replay(
                         )
                         .await
                     {
+                        failed = true;
                         break 'input;
                     }
                     continue;
@@ -238,6 +242,7 @@ async fn replay(
                 published = publish(&mut publisher, &mut out, (last_seq, false), &acks, metrics) => published?,
             };
             if !published {
+                failed = true;
                 break 'input;
             }
         }
@@ -247,7 +252,7 @@ async fn replay(
     // The channel closes when the reader ends, normally or by panicking; only the former is the
     // end of the input.
     let reader_ok = interrupted || reader.join().is_ok();
-    if !interrupted && reader_ok && !resume.finished {
+    if !interrupted && !failed && reader_ok && !resume.finished {
         core.finish(&mut out);
         publish(&mut publisher, &mut out, (last_seq, true), &acks, metrics).await?;
     }
@@ -287,8 +292,10 @@ async fn replay(
 }
 
 /// Event ids derive from each file's name, size and first 64 KiB: moving the data keeps the ids,
-/// while two different files of the same name (a folder per day) get different ones.
-pub fn stream_name(files: &[PathBuf]) -> String {
+/// while two different files of the same name (a folder per day) get different ones. The number
+/// of passes and the settings that shape the output (quality checks, OFI) are part of the name
+/// too, so a checkpoint of one configuration is never resumed under another.
+pub fn stream_name(files: &[PathBuf], cfg: &DataPlaneConfig) -> String {
     use std::io::Read;
     let parts: Vec<String> = files
         .iter()
@@ -302,7 +309,8 @@ pub fn stream_name(files: &[PathBuf]) -> String {
             format!("{name}:{len}:{:016x}", common::ids::stream_hash(&String::from_utf8_lossy(&head)))
         })
         .collect();
-    format!("replay:{}", parts.join(","))
+    let shape = serde_json::to_string(&(&cfg.quality, &cfg.ofi, cfg.replay.loop_count)).unwrap_or_default();
+    format!("replay:{};{:016x}", parts.join(","), common::ids::stream_hash(&shape))
 }
 
 /// Produces everything in `out` and queues its delivery reports; `false` when delivery failed

@@ -64,7 +64,7 @@ async fn a_restarted_replay_resumes_at_its_checkpoint_with_the_same_events() {
     cfg.data_plane.replay.exit_when_done = true;
     cfg.app.instance_id = "resume-test".into();
     cfg.validate().unwrap();
-    let stream = data_plane::run::stream_name(Replay::open(&path, 1).unwrap().files());
+    let stream = data_plane::run::stream_name(Replay::open(&path, 1).unwrap().files(), &cfg.data_plane);
 
     // An uninterrupted run is the reference, and leaves a finished checkpoint.
     let mut clean = cfg.clone();
@@ -83,7 +83,7 @@ async fn a_restarted_replay_resumes_at_its_checkpoint_with_the_same_events() {
     let topic = resumed.kafka.topic(REPLAY_CHECKPOINTS);
     kafka::ensure_topics(&resumed.kafka, std::slice::from_ref(&topic)).await.unwrap();
     let producer = kafka::producer(&resumed.kafka, "resume-test").unwrap();
-    let stream = data_plane::run::stream_name(Replay::open(&path, 1).unwrap().files());
+    let stream = data_plane::run::stream_name(Replay::open(&path, 1).unwrap().files(), &cfg.data_plane);
     let cp = serde_json::to_vec(&Checkpoint { stream, position: RESUME_AT, finished: false }).unwrap();
     producer.send(FutureRecord::<str, _>::to(&topic).key("k").payload(&cp), Duration::from_secs(5)).await.unwrap();
     replay(&resumed).await;
