@@ -55,6 +55,16 @@ pub enum BrokerError {
     /// The producer dropped a delivery report (it was shut down).
     #[error("delivery report lost: producer closed")]
     DeliveryCancelled,
+    /// The client hit an error it cannot recover from.
+    #[error("Kafka client failed for good ({code:?}): {reason}{hint}")]
+    Fatal {
+        /// librdkafka's code.
+        code: RDKafkaErrorCode,
+        /// librdkafka's explanation.
+        reason: String,
+        /// What to do about it, when we know.
+        hint: &'static str,
+    },
 }
 
 fn base(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
@@ -327,6 +337,23 @@ pub fn store_offsets(consumer: Arc<StreamConsumer>) -> impl FnMut(Consumed) + Se
             tracing::warn!(topic = %c.topic, partition = c.partition, offset = c.offset, error = %e, "Cannot store offset; the message will be re-read after a restart.");
         }
     }
+}
+
+/// Handles an error from a consumer's `recv`: transient ones (a broker restarting, say) are logged
+/// and the caller carries on; a fatal one, such as another running instance with the same
+/// `INSTANCE_ID` fencing this one out of its group, ends the plane instead of leaving it alive but
+/// idle behind a green health check.
+pub fn consumer_error(consumer: &StreamConsumer, e: &KafkaError) -> Result<(), BrokerError> {
+    if let Some((code, reason)) = consumer.client().fatal_error() {
+        let hint = if code == RDKafkaErrorCode::FencedInstanceId {
+            " (another instance of this plane runs with the same INSTANCE_ID; give each its own)"
+        } else {
+            ""
+        };
+        return Err(BrokerError::Fatal { code, reason, hint });
+    }
+    tracing::warn!(error = %e, "Consumer error; continuing.");
+    Ok(())
 }
 
 /// Commits the stored offsets now (at shutdown, after the [`AckQueue`] has drained).

@@ -117,7 +117,7 @@ async fn serve(
         let msg = match msg {
             Ok(msg) => msg,
             Err(e) => {
-                tracing::warn!(error = %e, "Consumer error; continuing.");
+                kafka::consumer_error(&consumer, &e)?;
                 continue;
             }
         };
