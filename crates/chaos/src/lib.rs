@@ -49,7 +49,7 @@ enum Command {
         /// Strings that must appear in no record (comma separated).
         #[arg(long, value_delimiter = ',')]
         secret: Vec<String>,
-        /// Only check that every consumer group has committed everything (after a graceful stop).
+        /// Only check that every consumer group has committed everything (caught up).
         #[arg(long)]
         committed_only: bool,
     },
