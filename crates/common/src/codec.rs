@@ -121,6 +121,15 @@ pub fn decode<P: Payload>(bytes: &[u8]) -> Result<Envelope<P>, DecodeError> {
     if bytes.len() > MAX_RECORD_BYTES {
         return Err(DecodeError::TooLarge(bytes.len()));
     }
+    if let Some(envelope) = decode_canonical(bytes) {
+        return Ok(envelope);
+    }
+    decode_general(bytes)
+}
+
+/// [`decode`] of any valid layout (fields in any order, whitespace, escapes), and the source of
+/// every refusal and its reason.
+fn decode_general<P: Payload>(bytes: &[u8]) -> Result<Envelope<P>, DecodeError> {
     let wire: WireEnvelope<'_> = serde_json::from_slice(bytes).map_err(DecodeError::Envelope)?;
     if wire.schema_version != SCHEMA_VERSION {
         return Err(DecodeError::SchemaVersion(wire.schema_version));
@@ -138,6 +147,100 @@ pub fn decode<P: Payload>(bytes: &[u8]) -> Result<Envelope<P>, DecodeError> {
         causation_id: wire.causation_id,
         payload,
     })
+}
+
+/// Reads a record in the exact layout [`encode`] writes (fields in contract order, no whitespace,
+/// no escapes in the envelope's strings), or answers `None` for anything else.
+///
+/// Nearly every record a consumer reads is in this layout, and reading it directly saves the
+/// general path's key matching and its extra pass over the payload (kept as raw JSON until
+/// `event_type` is known). It accepts only a subset of what [`decode_general`] accepts and
+/// builds the same values; on any doubt, including a payload that does not parse, it gives up
+/// and [`decode`] asks the general path, so what is accepted and every error's reason are the
+/// general path's.
+fn decode_canonical<P: Payload>(bytes: &[u8]) -> Option<Envelope<P>> {
+    let mut c = Cursor { bytes, pos: 0 };
+    c.literal(b"{\"schema_version\":")?;
+    if c.uint()? != u64::from(SCHEMA_VERSION) {
+        return None;
+    }
+    c.literal(b",\"event_id\":")?;
+    let event_id = EventId(c.uuid()?);
+    c.literal(b",\"event_type\":\"")?;
+    let event_type = c.string()?;
+    let event_type = *P::EVENT_TYPES.iter().find(|t| t.as_bytes() == event_type)?;
+    c.literal(b",\"source\":{\"plane\":\"")?;
+    let plane = std::str::from_utf8(c.string()?).ok()?;
+    c.literal(b",\"instance\":\"")?;
+    let instance = std::str::from_utf8(c.string()?).ok()?;
+    c.literal(b"},\"ts_event\":")?;
+    let ts_event = UnixNanos(c.uint()?);
+    c.literal(b",\"ts_init\":")?;
+    let ts_init = UnixNanos(c.uint()?);
+    c.literal(b",\"causation_id\":")?;
+    let causation_id = if c.literal(b"null").is_some() { None } else { Some(EventId(c.uuid()?)) };
+    c.literal(b",\"payload\":")?;
+    // The payload runs to the envelope's closing brace, the last byte. Parsing it on its own
+    // refuses trailing text, so a payload followed by another field falls back and is refused
+    // there as an unknown field.
+    let body = bytes.get(c.pos..)?.strip_suffix(b"}")?;
+    let payload = P::deserialize_payload(event_type, std::str::from_utf8(body).ok()?).ok()?;
+    let source = shared_source(&WireSource { plane: Cow::Borrowed(plane), instance: Cow::Borrowed(instance) });
+    Some(Envelope { schema_version: SCHEMA_VERSION, event_id, source, ts_event, ts_init, causation_id, payload })
+}
+
+/// A position in a record read by [`decode_canonical`]; every method answers `None` where the
+/// record leaves the canonical layout.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// Steps over `expected`.
+    fn literal(&mut self, expected: &[u8]) -> Option<()> {
+        let end = self.pos.checked_add(expected.len())?;
+        (self.bytes.get(self.pos..end)? == expected).then(|| self.pos = end)
+    }
+
+    /// An unsigned integer as JSON writes it (no sign, no leading zero, no fraction or exponent,
+    /// which the next literal refuses) that fits in a `u64`.
+    fn uint(&mut self) -> Option<u64> {
+        let digits = self.bytes.get(self.pos..)?.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || (digits > 1 && self.bytes[self.pos] == b'0') {
+            return None;
+        }
+        let mut value: u64 = 0;
+        for &b in &self.bytes[self.pos..self.pos + digits] {
+            value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        }
+        self.pos += digits;
+        Some(value)
+    }
+
+    /// The bytes of a string whose opening quote was already read, up to its closing quote,
+    /// which is stepped over. Escapes and control characters are left to the general path.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let rest = self.bytes.get(self.pos..)?;
+        let len = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        self.pos += len + 1;
+        Some(&rest[..len])
+    }
+
+    /// A quoted hyphenated UUID, the form the encoder writes.
+    fn uuid(&mut self) -> Option<uuid::Uuid> {
+        const LEN: usize = 36;
+        let quoted = self.bytes.get(self.pos..self.pos.checked_add(LEN + 2)?)?;
+        if quoted[0] != b'"' || quoted[LEN + 1] != b'"' {
+            return None;
+        }
+        let id = uuid::Uuid::try_parse_ascii(&quoted[1..=LEN]).ok()?;
+        self.pos += LEN + 2;
+        Some(id)
+    }
 }
 
 #[cfg(test)]
@@ -243,6 +346,82 @@ mod tests {
         for (input, reason) in cases {
             let err = decode::<MarketEvent>(input.as_bytes()).unwrap_err();
             assert_eq!(err.reason(), reason, "input {:.120}: {err}", input);
+        }
+    }
+
+    /// Whether the canonical reader took `bytes`; when it did, its value must be the general
+    /// path's.
+    fn canonical_agrees<P: Payload + PartialEq + std::fmt::Debug>(bytes: &[u8]) -> bool {
+        let Some(fast) = decode_canonical::<P>(bytes) else { return false };
+        let general = decode_general::<P>(bytes);
+        assert!(
+            matches!(&general, Ok(g) if *g == fast),
+            "canonical reader accepted {:?} as {fast:?}, general path: {general:?}",
+            String::from_utf8_lossy(bytes)
+        );
+        true
+    }
+
+    /// Every record with one byte deleted, replaced or inserted, with bytes that matter to JSON.
+    fn one_byte_changes(record: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for i in 0..record.len() {
+            let mut deleted = record.to_vec();
+            deleted.remove(i);
+            out.push(deleted);
+            for &b in b" \"\\,:{}[]0159-.eanx\x01\xff" {
+                let mut replaced = record.to_vec();
+                replaced[i] = b;
+                out.push(replaced);
+                let mut inserted = record.to_vec();
+                inserted.insert(i, b);
+                out.push(inserted);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_canonical_reader_accepts_only_what_the_general_path_accepts_alike() {
+        let quote = QUOTE_JSON.as_bytes();
+        assert!(canonical_agrees::<MarketEvent>(quote), "the encoder's layout takes the canonical path");
+        let taken = one_byte_changes(quote).iter().filter(|m| canonical_agrees::<MarketEvent>(m)).count();
+        assert!(taken > 0, "some changes (digits of a number or a name) stay canonical");
+
+        let caused = Envelope {
+            causation_id: Some(EventId(Uuid::from_u128(9))),
+            source: Arc::new(Source { plane: "order-plane".into(), instance: "é".into() }),
+            payload: ExecEvent::Report(ExecReport {
+                intent_id: IntentId(Uuid::from_u128(7)),
+                order_id: "SIM-\"1\"".into(),
+                symbol: Symbol::new("BTCUSDT").unwrap(),
+                side: Side::Sell,
+                status: ExecStatus::Filled,
+                reason: None,
+                detail: None,
+                venue: "sim".into(),
+                order_qty: dec!(2),
+                exec_id: Some("E1".into()),
+                last_px: Some(dec!(61686)),
+                last_qty: dec!(2),
+                cum_qty: dec!(2),
+                avg_px: Some(dec!(61686)),
+                leaves_qty: dec!(0),
+                commission: dec!(0.1),
+                cum_commission: dec!(0.1),
+                arrival_mid: dec!(61686),
+                slippage_bps: Some(dec!(0.5)),
+            }),
+            schema_version: SCHEMA_VERSION,
+            event_id: EventId(Uuid::from_u128(8)),
+            ts_event: UnixNanos(1),
+            ts_init: UnixNanos(0),
+        };
+        let report = encode(&caused);
+        assert!(canonical_agrees::<ExecEvent>(&report));
+        assert_eq!(decode::<ExecEvent>(&report).unwrap(), caused);
+        for changed in one_byte_changes(&report) {
+            canonical_agrees::<ExecEvent>(&changed);
         }
     }
 
