@@ -10,8 +10,12 @@
 //! newest event time and the ids seen at exactly that time. An event older than the newest is a
 //! re-delivery (or breaks the ordering contract); one at the newest time is a re-delivery when its
 //! id is already known. Memory is one small entry per symbol.
+//!
+//! Ids with no such order (intent ids, execution ids) go to [`Recent`], which remembers a fixed
+//! number of the newest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::Hash;
 
 use crate::types::{EventId, Symbol, UnixNanos};
 
@@ -48,6 +52,54 @@ impl Dedup {
     }
 }
 
+/// The `capacity` most recently inserted values, as a set: memory stays bounded however long the
+/// stream. A value evicted by `capacity` newer ones reads as unseen again, so the capacity must
+/// cover the distance, in inserted values, at which a copy can still arrive.
+#[derive(Debug)]
+pub struct Recent<T> {
+    members: HashSet<T>,
+    order: VecDeque<T>,
+    capacity: usize,
+}
+
+impl<T: Hash + Eq + Clone> Recent<T> {
+    /// An empty set that keeps at most `capacity` values (at least one).
+    pub fn new(capacity: usize) -> Self {
+        Self { members: HashSet::new(), order: VecDeque::new(), capacity: capacity.max(1) }
+    }
+
+    /// Adds `value`; `true` when it was not already among the remembered values. The oldest
+    /// value is forgotten when the set is full.
+    pub fn insert(&mut self, value: T) -> bool {
+        if self.members.contains(&value) {
+            return false;
+        }
+        if self.order.len() == self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.members.remove(&oldest);
+        }
+        self.members.insert(value.clone());
+        self.order.push_back(value);
+        true
+    }
+
+    /// Whether `value` is among the remembered values.
+    pub fn contains(&self, value: &T) -> bool {
+        self.members.contains(value)
+    }
+
+    /// How many values are remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +126,18 @@ mod tests {
         assert!(d.first(&eth, UnixNanos(30), id(30, 6)));
         assert!(d.first(&btc, UnixNanos(21), id(21, 7)));
         assert!(!d.first(&btc, UnixNanos(20), id(20, 8)), "older than the newest BTC event");
+    }
+
+    #[test]
+    fn recent_stays_within_its_capacity_and_forgets_the_oldest() {
+        let mut r = Recent::new(3);
+        assert!(r.insert(1) && r.insert(2) && r.insert(3));
+        assert!(!r.insert(2), "a copy of a remembered value");
+        for v in 4..10_000 {
+            assert!(r.insert(v));
+            assert_eq!(r.len(), 3);
+        }
+        assert!(r.contains(&9_999) && r.contains(&9_997) && !r.contains(&9_996));
+        assert!(r.insert(1), "evicted long ago, so new again");
     }
 }

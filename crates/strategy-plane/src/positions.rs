@@ -5,8 +5,9 @@
 //! direction; a trade through zero realizes the whole position and opens the rest at its price.
 //! Fills are de-duplicated by execution id, so a redelivered report is counted once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
+use common::dedup::Recent;
 use common::events::ExecReport;
 use common::types::{Side, Symbol};
 use rust_decimal::Decimal;
@@ -54,12 +55,24 @@ impl Position {
     }
 }
 
-/// Every symbol's position, marks, and the fills already counted.
-#[derive(Debug, Default)]
+/// Execution ids remembered to drop a fill counted already. Copies come from a restart (the
+/// reports published after the last committed offset, read again after the rebuild read them)
+/// or from the Order Plane publishing a report again; both are far fewer than this many fills
+/// behind the newest. About 3 MiB at the bound.
+const FILLS_REMEMBERED: usize = 32_768;
+
+/// Every symbol's position, marks, and the newest fills counted.
+#[derive(Debug)]
 pub struct Book {
     positions: HashMap<Symbol, Position>,
     marks: HashMap<Symbol, Decimal>,
-    counted: HashSet<String>,
+    counted: Recent<String>,
+}
+
+impl Default for Book {
+    fn default() -> Self {
+        Self { positions: HashMap::new(), marks: HashMap::new(), counted: Recent::new(FILLS_REMEMBERED) }
+    }
 }
 
 impl Book {
@@ -160,5 +173,20 @@ mod tests {
         // Unrealized 1 × (60200 − 60050) = 150, minus two fees of 0.35.
         assert_eq!(book.pnl(&btc), dec!(149.30));
         assert_eq!(book.total_pnl(), dec!(149.30));
+    }
+
+    #[test]
+    fn the_fills_remembered_stay_bounded_over_a_long_run() {
+        let mut book = Book::default();
+        let btc = Symbol::new("BTCUSDT").unwrap();
+        let fills = 3 * FILLS_REMEMBERED;
+        for n in 0..fills {
+            let side = if n % 2 == 0 { Side::Buy } else { Side::Sell };
+            assert!(book.on_report(&report(&format!("SIM-{n}-1"), side, dec!(0.5), dec!(60000))));
+        }
+        assert_eq!(book.counted.len(), FILLS_REMEMBERED);
+        assert_eq!(book.position(&btc).qty, dec!(0));
+        let newest = format!("SIM-{}-1", fills - 1);
+        assert!(!book.on_report(&report(&newest, Side::Sell, dec!(0.5), dec!(60000))), "a recent copy is dropped");
     }
 }
