@@ -390,6 +390,22 @@ impl FakeGateway {
     }
 }
 
+impl FakeGateway {
+    /// IB cancels order `order_id` on its own (a day order expiring, a venue rejection after
+    /// acceptance): the status goes to `Cancelled`, sent to the client when one is connected.
+    pub fn cancel_at_gateway(&self, order_id: i32) {
+        let frame = {
+            let mut s = self.shared.lock();
+            let Some(o) = s.orders.get_mut(&order_id) else { return };
+            o.status = "Cancelled".into();
+            frame(resp::ORDER_STATUS, &order_status(&o.clone(), None))
+        };
+        if let Some((_, tx)) = &self.shared.lock().conn {
+            let _ = tx.send(Out::Frame(frame));
+        }
+    }
+}
+
 fn cum_of(executions: &[ExecRecord], order_id: i32) -> String {
     let cum: f64 = executions.iter().filter(|e| e.order_id == order_id).map(|e| e.shares.parse().unwrap_or(0.0)).sum();
     cum.to_string()

@@ -60,7 +60,9 @@ async fn main() -> anyhow::Result<()> {
         feed_tx,
         stop.clone(),
     );
-    let (cmd_tx, cmd_rx) = mpsc::channel(8);
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    // Unique per run: the session never sends a reference IB already holds.
+    let order_ref = format!("paper-check-{}", ibkr::market::now().0);
     let (order_tx, mut order_rx) = mpsc::channel(1024);
     let session = tokio::spawn(orders::run(
         Arc::clone(&client),
@@ -85,14 +87,14 @@ async fn main() -> anyhow::Result<()> {
                     placed = true;
                     // Half the bid: it rests, and is cancelled below.
                     let limit = (bid / Decimal::TWO).round_dp(2);
-                    let cmd = OrderCommand::Place { order_ref: "paper-check".into(), contract: Box::new(market::contract(&contract)), buy: true, qty: Decimal::ONE, limit: Some(limit), tif: TimeInForce::Day, account: cfg.ibkr.account.expose().to_owned() };
-                    cmd_tx.send(cmd).await?;
+                    let cmd = OrderCommand::Place { order_ref: order_ref.clone(), contract: Box::new(market::contract(&contract)), buy: true, qty: Decimal::ONE, limit: Some(limit), tif: TimeInForce::Day, account: cfg.ibkr.account.expose().to_owned() };
+                    cmd_tx.send(cmd)?;
                 }
             }
             Some(ev) = order_rx.recv() => {
                 println!("orders: {ev:?}");
                 if matches!(ev, OrderEvent::Submitted { .. }) {
-                    cmd_tx.send(OrderCommand::Cancel { order_ref: "paper-check".into() }).await?;
+                    cmd_tx.send(OrderCommand::Cancel { order_ref: order_ref.clone() })?;
                 }
             }
         }

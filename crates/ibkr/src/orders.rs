@@ -7,8 +7,12 @@
 //!   by execution id, [`FillJoiner`]); an execution id is reported at most once per session, and
 //!   the Order Plane's ledger drops the ones reported before a restart.
 //! - After each connect the session requests this client's executions and open orders before it
-//!   sends anything: fills that happened while disconnected are found, and
+//!   sends anything: fills that happened while disconnected are found, orders IB holds that this
+//!   session did not place (placed before a restart) are announced as [`OrderEvent::Found`], and
 //!   [`OrderEvent::Reconciled`] lists the orders still working.
+//! - No order reference is sent twice: a `Place` for a reference IB already knows announces the
+//!   existing order instead. A submission cut off by a connection loss is settled by the next
+//!   reconciliation: found at IB, or reported cancelled as never having arrived.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -97,6 +101,20 @@ pub enum OrderEvent {
         order_ref: String,
         /// Why.
         detail: String,
+    },
+    /// An order of this client that IB holds and this session did not place: placed before a
+    /// restart, or a submission whose outcome was in doubt. Comes before the order's fills.
+    Found {
+        /// The intent id.
+        order_ref: String,
+        /// IB's order id.
+        order_id: i32,
+        /// Contract symbol.
+        symbol: String,
+        /// Buy (`true`) or sell.
+        buy: bool,
+        /// The order's quantity (the executed quantity when IB no longer lists the order).
+        qty: Decimal,
     },
     /// Executions and open orders were re-read after a connect; these orders are still working.
     Reconciled {
@@ -193,14 +211,22 @@ struct Session {
     refs: HashMap<i32, String>,
     ids: HashMap<String, i32>,
     done: HashSet<String>,
+    /// References this session has announced (`Submitted` or `Found`).
+    announced: HashSet<String>,
+    /// References whose submission failed with the connection: at IB or not, the next
+    /// reconciliation tells.
+    in_doubt: HashSet<String>,
     joiner: FillJoiner,
     timeout: Duration,
 }
 
+/// What one reconciliation learned of an order: (order id, symbol, buy, quantity).
+type Seen = (i32, String, bool, Decimal);
+
 /// Runs the order session until `shutdown` fires or the client is shut down.
 pub async fn run(
     client: Arc<Client>,
-    mut commands: mpsc::Receiver<OrderCommand>,
+    mut commands: mpsc::UnboundedReceiver<OrderCommand>,
     tx: mpsc::Sender<OrderEvent>,
     request_timeout: Duration,
     shutdown: CancellationToken,
@@ -211,6 +237,8 @@ pub async fn run(
         refs: HashMap::new(),
         ids: HashMap::new(),
         done: HashSet::new(),
+        announced: HashSet::new(),
+        in_doubt: HashSet::new(),
         joiner: FillJoiner::default(),
         timeout: request_timeout,
     };
@@ -314,33 +342,68 @@ impl Session {
         let filter = ExecutionFilter { client_id: Some(self.client.client_id()), ..ExecutionFilter::default() };
         let mut execs = self.client.executions(filter).await?;
         let items = execs.collect_to_end_within(self.timeout).await?;
-        let mut out = Vec::new();
+        let mut fills = Vec::new();
+        let mut seen: HashMap<String, Seen> = HashMap::new();
         for item in items {
             match item {
-                Executions::ExecutionData(d) => self.execution(&d, &mut out),
-                Executions::CommissionReport(c) => self.commission(&c, &mut out),
+                Executions::ExecutionData(d) => {
+                    if let Some(order_ref) = self.execution(&d, &mut fills) {
+                        let e = &d.execution;
+                        let buy = matches!(e.side, ibapi::orders::ExecutionSide::Bought);
+                        let symbol = d.contract.symbol.to_string();
+                        let entry = seen.entry(order_ref).or_insert((e.order_id, symbol, buy, Decimal::ZERO));
+                        entry.3 += decimal(e.shares).unwrap_or_default();
+                    }
+                }
+                Executions::CommissionReport(c) => self.commission(&c, &mut fills),
             }
         }
-        self.emit(out).await;
         let mut orders = self.client.open_orders().await?;
         let items = orders.collect_to_end_within(self.timeout).await?;
         let mut open = Vec::new();
         for item in items {
             if let Orders::OrderData(o) = item {
-                self.learn(o.order_id, &o.order.order_ref);
-                if !o.order_state.status.is_terminal() && !o.order.order_ref.is_empty() {
-                    open.push(o.order.order_ref.clone());
+                let order_ref = o.order.order_ref.clone();
+                self.learn(o.order_id, &order_ref);
+                if order_ref.is_empty() {
+                    continue;
+                }
+                let buy = matches!(o.order.action, Action::Buy);
+                let qty = decimal(o.order.total_quantity).unwrap_or_default();
+                seen.insert(order_ref.clone(), (o.order_id, o.contract.symbol.to_string(), buy, qty));
+                if !o.order_state.status.is_terminal() {
+                    open.push(order_ref);
                 }
             }
         }
         open.sort();
         open.dedup();
+        // Announcements first, so an order is known before its fills.
+        let mut out = Vec::new();
+        let mut found: Vec<_> = seen.into_iter().filter(|(r, _)| !self.announced.contains(r)).collect();
+        found.sort();
+        for (order_ref, (order_id, symbol, buy, qty)) in found {
+            self.announced.insert(order_ref.clone());
+            self.in_doubt.remove(&order_ref);
+            out.push(OrderEvent::Found { order_ref, order_id, symbol, buy, qty });
+        }
+        out.append(&mut fills);
+        let mut lost: Vec<String> = self.in_doubt.drain().collect();
+        lost.sort();
+        for order_ref in lost {
+            if self.done.insert(order_ref.clone()) {
+                let detail = "the order did not reach IBKR (connection lost while sending)".into();
+                out.push(OrderEvent::Cancelled { order_ref, detail });
+            }
+        }
         tracing::info!(open = open.len(), "IBKR executions and open orders reconciled.");
-        self.emit(vec![OrderEvent::Reconciled { open }]).await;
+        out.push(OrderEvent::Reconciled { open });
+        self.emit(out).await;
         Ok(())
     }
 
-    fn execution(&mut self, d: &ExecutionData, out: &mut Vec<OrderEvent>) {
+    /// Handles an execution; returns its order reference when it is one of ours.
+    fn execution(&mut self, d: &ExecutionData, out: &mut Vec<OrderEvent>) -> Option<String> {
         let e = &d.execution;
         let order_ref = if e.order_reference.is_empty() {
             self.refs.get(&e.order_id).cloned().unwrap_or_default()
@@ -350,13 +413,14 @@ impl Session {
         self.learn(e.order_id, &order_ref);
         let (Some(px), Some(qty)) = (decimal(e.price), decimal(e.shares)) else {
             tracing::warn!(exec_id = %e.execution_id, "IBKR execution with a price or size that is not a number skipped.");
-            return;
+            return None;
         };
         if order_ref.is_empty() {
             tracing::info!(exec_id = %e.execution_id, order_id = e.order_id, "IBKR execution of an order we did not place ignored.");
-            return;
+            return None;
         }
         self.joiner.on_execution(&order_ref, &e.execution_id, px, qty, out);
+        Some(order_ref)
     }
 
     fn commission(&mut self, c: &CommissionReport, out: &mut Vec<OrderEvent>) {
@@ -367,6 +431,17 @@ impl Session {
     async fn command(&mut self, cmd: OrderCommand) {
         match cmd {
             OrderCommand::Place { order_ref, contract, buy, qty, limit, tif, account } => {
+                if let Some(&order_id) = self.ids.get(&order_ref) {
+                    // IB already holds an order for this intent: announce it, never send twice.
+                    tracing::warn!(%order_ref, order_id, "IBKR already holds this order; not sent again.");
+                    self.announced.insert(order_ref.clone());
+                    self.emit(vec![OrderEvent::Submitted { order_ref, order_id }]).await;
+                    return;
+                }
+                if self.in_doubt.contains(&order_ref) {
+                    tracing::warn!(%order_ref, "Order awaits reconciliation after a lost connection; not sent again.");
+                    return;
+                }
                 let order_id = self.client.next_order_id();
                 let (order_type, limit_price) = match limit {
                     Some(px) => ("LMT", px.to_f64()),
@@ -386,12 +461,20 @@ impl Session {
                 };
                 self.learn(order_id, &order_ref);
                 match self.client.submit_order(order_id, &contract, &order).await {
-                    Ok(()) => self.emit(vec![OrderEvent::Submitted { order_ref, order_id }]).await,
+                    Ok(()) => {
+                        self.announced.insert(order_ref.clone());
+                        self.emit(vec![OrderEvent::Submitted { order_ref, order_id }]).await;
+                    }
                     Err(e) => {
-                        // The order may or may not have reached the gateway: the next
-                        // reconciliation settles it either way.
                         tracing::warn!(order_id, error = %e, "IBKR order submission failed.");
-                        if !e.is_connection_lost() {
+                        // Only IB's own answer may map this reference from now on.
+                        self.refs.remove(&order_id);
+                        self.ids.remove(&order_ref);
+                        if e.is_connection_lost() {
+                            // It may or may not have reached the gateway: the next
+                            // reconciliation settles it.
+                            self.in_doubt.insert(order_ref);
+                        } else {
                             self.done.insert(order_ref.clone());
                             self.emit(vec![OrderEvent::Rejected { order_ref, detail: e.to_string() }]).await;
                         }
@@ -414,7 +497,9 @@ impl Session {
     async fn update(&mut self, u: OrderUpdate) {
         let mut out = Vec::new();
         match u {
-            OrderUpdate::ExecutionData(d) => self.execution(&d, &mut out),
+            OrderUpdate::ExecutionData(d) => {
+                self.execution(&d, &mut out);
+            }
             OrderUpdate::CommissionReport(c) => self.commission(&c, &mut out),
             OrderUpdate::OpenOrder(o) => self.learn(o.order_id, &o.order.order_ref),
             OrderUpdate::OrderStatus(st) => {

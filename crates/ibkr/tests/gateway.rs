@@ -193,7 +193,7 @@ async fn orders_fill_in_parts_cancel_and_survive_a_gateway_drop() {
     let gw = FakeGateway::start_with("DU1234567", 100).await.unwrap();
     let (client, _notices) = ibkr::connect(&settings(&gw)).await.unwrap();
     let client = Arc::new(client);
-    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (tx, rx) = mpsc::channel(1024);
     let mut rx = Events::new(rx);
     let stop = CancellationToken::new();
@@ -201,7 +201,7 @@ async fn orders_fill_in_parts_cancel_and_survive_a_gateway_drop() {
     assert_eq!(rx.wait(|e| matches!(e, OrderEvent::Reconciled { .. })).await, OrderEvent::Reconciled { open: vec![] });
 
     // Two partial executions, each with its commission.
-    cmd_tx.send(place("intent-1", dec!(100))).await.unwrap();
+    cmd_tx.send(place("intent-1", dec!(100))).unwrap();
     let placed = gw.wait_request(0, WAIT, |r| matches!(r, Request::PlaceOrder(_))).await;
     let Some(Request::PlaceOrder(p)) = placed else { panic!("no order") };
     assert_eq!(
@@ -227,15 +227,15 @@ async fn orders_fill_in_parts_cancel_and_survive_a_gateway_drop() {
     );
 
     // A cancel of a working order.
-    cmd_tx.send(place("intent-2", dec!(10))).await.unwrap();
+    cmd_tx.send(place("intent-2", dec!(10))).unwrap();
     rx.wait(|e| matches!(e, OrderEvent::Submitted { order_ref, .. } if order_ref == "intent-2")).await;
-    cmd_tx.send(OrderCommand::Cancel { order_ref: "intent-2".into() }).await.unwrap();
+    cmd_tx.send(OrderCommand::Cancel { order_ref: "intent-2".into() }).unwrap();
     assert!(gw.wait_request(0, WAIT, |r| matches!(r, Request::CancelOrder { order_id: 101 })).await.is_some());
     let c = rx.wait(|e| matches!(e, OrderEvent::Cancelled { .. })).await;
     assert!(matches!(c, OrderEvent::Cancelled { order_ref, .. } if order_ref == "intent-2"));
 
     // A working order, then the gateway goes down and the order fills meanwhile.
-    cmd_tx.send(place("intent-3", dec!(5))).await.unwrap();
+    cmd_tx.send(place("intent-3", dec!(5))).unwrap();
     rx.wait(|e| matches!(e, OrderEvent::Submitted { order_ref, .. } if order_ref == "intent-3")).await;
     assert!(gw.wait_request(2, WAIT, |r| matches!(r, Request::PlaceOrder(_))).await.is_some());
     gw.set_accepting(false);
