@@ -44,12 +44,20 @@ pub enum ServiceError {
     /// The runtime or signal handlers could not be set up.
     #[error("cannot start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// An execution venue (IBKR) could not be used.
+    #[error("{venue} venue: {message}")]
+    Venue {
+        /// `ibkr`.
+        venue: &'static str,
+        /// Why, with the remedy when one is known.
+        message: String,
+    },
 }
 
 impl ExitStatus for ServiceError {
     fn exit_code(&self) -> u8 {
         match self {
-            Self::Broker(_) => 69,
+            Self::Broker(_) | Self::Venue { .. } => 69,
             Self::Bind { .. } => 75,
             Self::Metrics(_) | Self::Runtime(_) => 70,
         }

@@ -25,8 +25,8 @@ fn fields(r: Result<common::config::AppConfig, ConfigError>) -> Vec<String> {
 fn paper_ports_are_the_default_and_accepted() {
     assert!(load(&[]).is_ok());
     assert!(load(&[("IBKR_PORT", "4002")]).is_ok());
-    // Until the Order Plane's IBKR shell exists, selecting it is refused, never ignored.
-    assert_eq!(fields(load(&[("ALGOTRADER__ORDER_PLANE__VENUE", "ibkr")])), ["order_plane.venue"]);
+    assert!(load(&[("ALGOTRADER__ORDER_PLANE__VENUE", "ibkr")]).is_ok());
+    assert_eq!(fields(load(&[("ALGOTRADER__ORDER_PLANE__VENUE", "ib")])), ["order_plane.venue"]);
 }
 
 #[test]

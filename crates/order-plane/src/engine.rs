@@ -6,6 +6,12 @@
 //! `exec_reports` record to [`OrderEngine::restore`], which rebuilds the seen intents, positions,
 //! the cost model and the halt state; [`OrderEngine::finish_restore`] then closes orders that were
 //! working in the simulated venue when the plane stopped (that venue's book lived in memory).
+//!
+//! A venue that answers later (IBKR) hands its events to [`OrderEngine::on_venue`]; after each
+//! (re)connect its reconciliation ends in [`OrderEngine::reconciled`], which closes the orders the
+//! venue no longer works. Its orders survive a restart: they are not closed by
+//! `finish_restore` but by that reconciliation. An execution id already reported is never
+//! counted again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -40,8 +46,17 @@ pub enum IntentOutcome {
     Placed,
     /// A cancel request for an order that is not working (unknown or already done).
     CancelIgnored,
-    /// A cancel request that cancelled a working order.
+    /// A cancel request that cancelled a working order (or asked the venue to).
     Cancelled,
+}
+
+/// What became of a batch of late venue events.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct VenueApplied {
+    /// Events for an intent the plane does not know (they are logged and dropped).
+    pub unknown: u64,
+    /// Executions reported before (by execution id), dropped.
+    pub repeated: u64,
 }
 
 /// The core.
@@ -143,6 +158,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             fills: 0,
             reports: 0,
             intent_event: env.event_id,
+            exec_ids: Vec::new(),
             cost_features: None,
         };
         match self.risk.check(intent, now) {
@@ -163,7 +179,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 self.orders.insert(intent.intent_id, state);
                 let mut events = std::mem::take(&mut self.pending);
                 self.venue.place(approved, &mut events);
-                self.apply(events, env.event_id, out);
+                self.apply(events, Some(env.event_id), out);
                 IntentOutcome::Placed
             }
         }
@@ -177,7 +193,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
     ) -> IntentOutcome {
         let mut events = std::mem::take(&mut self.pending);
         let cancelled = self.venue.cancel(cancel.intent_id, env.ts_event, "cancelled on request", &mut events);
-        self.apply(events, env.event_id, out);
+        self.apply(events, Some(env.event_id), out);
         if cancelled { IntentOutcome::Cancelled } else { IntentOutcome::CancelIgnored }
     }
 
@@ -234,6 +250,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 fills: 0,
                 reports: 0,
                 intent_event: cause,
+                exec_ids: Vec::new(),
                 cost_features: None,
             },
         );
@@ -254,7 +271,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 self.risk.set_mark(&q.symbol, Mark { mid: q.mid(), ts: env.ts_event });
                 let mut events = std::mem::take(&mut self.pending);
                 self.venue.on_quote(env.ts_event, q, &mut events);
-                self.apply(events, env.event_id, out);
+                self.apply(events, Some(env.event_id), out);
             }
             MarketEvent::Trade(t) => self.market.on_trade(env.ts_event, t),
             MarketEvent::Depth(_) | MarketEvent::Status(_) => {}
@@ -283,7 +300,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             for intent_id in self.venue.working() {
                 self.venue.cancel(intent_id, now, "cancelled by kill switch", &mut events);
             }
-            self.apply(events, id, out);
+            self.apply(events, Some(id), out);
         }
     }
 
@@ -322,8 +339,14 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                     fills: 0,
                     reports: 0,
                     intent_event: env.causation_id.unwrap_or(env.event_id),
+                    exec_ids: Vec::new(),
                     cost_features: None,
                 });
+                if let Some(exec_id) = &r.exec_id
+                    && !state.exec_ids.contains(exec_id)
+                {
+                    state.exec_ids.push(exec_id.clone());
+                }
                 state.status = r.status;
                 state.cum_qty = r.cum_qty;
                 state.cum_value = r.avg_px.unwrap_or_default() * r.cum_qty;
@@ -340,13 +363,99 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
     /// cancelled, since the simulated venue's book did not survive the restart.
     pub fn finish_restore(&mut self, now: UnixNanos, out: &mut Vec<Envelope<ExecEvent>>) {
         self.restored = HashSet::new();
+        if self.venue.keeps_orders() {
+            // The venue learns which orders it works from the ledger, so a cancel or a halt
+            // reaches them even before its reconciliation names them.
+            let name = self.venue.name();
+            let working: Vec<VenueEvent> = self
+                .orders
+                .iter()
+                .filter(|(_, o)| o.venue == name && !o.status.is_terminal())
+                .map(|(id, o)| VenueEvent::Found {
+                    intent_id: *id,
+                    order_id: o.order_id.clone(),
+                    symbol: o.symbol.clone(),
+                    side: o.side,
+                    qty: o.order_qty - o.cum_qty,
+                    ts: now,
+                })
+                .collect();
+            for event in &working {
+                self.venue.observe(event);
+            }
+            return;
+        }
         let mut orphans: Vec<(IntentId, EventId)> =
             self.orders.iter().filter(|(_, o)| !o.status.is_terminal()).map(|(id, o)| (*id, o.intent_event)).collect();
         orphans.sort();
         for (intent_id, cause) in orphans {
             let detail = "venue state lost at restart".to_owned();
-            self.apply(vec![VenueEvent::Cancelled { intent_id, detail, ts: now }], cause, out);
+            self.apply(vec![VenueEvent::Cancelled { intent_id, detail, ts: now }], Some(cause), out);
         }
+    }
+
+    /// Events a venue reported on its own (fills, cancels, order ids), each caused by its order's
+    /// intent.
+    pub fn on_venue(&mut self, events: Vec<VenueEvent>, out: &mut Vec<Envelope<ExecEvent>>) -> VenueApplied {
+        self.apply(events, None, out)
+    }
+
+    /// The venue re-read its orders after a (re)connect and works exactly `open` of this plane's:
+    /// every other order of the venue still working here ended while nobody listened (its fills,
+    /// if any, came before this call), so what is left of it is reported cancelled at `now`.
+    /// Orders not yet acknowledged by the venue are still on their way and stay.
+    pub fn reconciled(&mut self, open: &HashSet<IntentId>, now: UnixNanos, out: &mut Vec<Envelope<ExecEvent>>) {
+        let venue = self.venue.name();
+        let mut gone: Vec<IntentId> = self
+            .orders
+            .iter()
+            .filter(|(id, o)| {
+                o.venue == venue && !o.status.is_terminal() && !o.order_id.is_empty() && !open.contains(id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        gone.sort();
+        let detail = format!("no longer working at {venue} (reconciliation)");
+        let events = gone
+            .into_iter()
+            .map(|intent_id| VenueEvent::Cancelled { intent_id, detail: detail.clone(), ts: now })
+            .collect();
+        self.apply(events, None, out);
+    }
+
+    /// Records an order the venue holds that this plane never saw placed (the intent was taken,
+    /// sent and then the plane stopped before its report reached the ledger): the venue's word
+    /// is the truth, so it counts as seen, its quantity as working, and the report says so.
+    fn adopt(&mut self, event: &VenueEvent) -> Option<EventId> {
+        let VenueEvent::Found { intent_id, symbol, side, qty, ts, .. } = event else { return None };
+        if self.orders.contains_key(intent_id) {
+            return None;
+        }
+        self.seen.insert(*intent_id);
+        self.risk.on_working(symbol, *side, *qty);
+        let cause = EventId(ids::derive_uuid(*ts, format!("found:{intent_id}").as_bytes()));
+        self.orders.insert(
+            *intent_id,
+            OrderState {
+                symbol: symbol.clone(),
+                side: *side,
+                // Set, and reported, as the event is applied.
+                order_id: String::new(),
+                venue: self.venue.name().into(),
+                order_qty: *qty,
+                cum_qty: Decimal::ZERO,
+                cum_value: Decimal::ZERO,
+                cum_commission: Decimal::ZERO,
+                status: ExecStatus::Accepted,
+                arrival_mid: Decimal::ZERO,
+                fills: 0,
+                reports: 0,
+                intent_event: cause,
+                exec_ids: Vec::new(),
+                cost_features: None,
+            },
+        );
+        Some(cause)
     }
 
     fn add_monthly(&mut self, ts: UnixNanos, qty: Decimal) -> Decimal {
@@ -360,47 +469,97 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         before
     }
 
-    fn apply(&mut self, events: Vec<VenueEvent>, cause: EventId, out: &mut Vec<Envelope<ExecEvent>>) {
+    fn apply(
+        &mut self,
+        events: Vec<VenueEvent>,
+        cause: Option<EventId>,
+        out: &mut Vec<Envelope<ExecEvent>>,
+    ) -> VenueApplied {
+        let mut applied = VenueApplied::default();
         for event in &events {
+            let adopted = self.adopt(event);
+            let intent_id = match event {
+                VenueEvent::Accepted { intent_id, .. }
+                | VenueEvent::Fill { intent_id, .. }
+                | VenueEvent::Found { intent_id, .. }
+                | VenueEvent::Cancelled { intent_id, .. }
+                | VenueEvent::Rejected { intent_id, .. } => *intent_id,
+            };
+            let Some(o) = self.orders.get_mut(&intent_id) else {
+                tracing::warn!(%intent_id, ?event, "Venue event for an order this plane does not know; dropped.");
+                applied.unknown += 1;
+                continue;
+            };
+            let cause = cause.unwrap_or(o.intent_event);
             match event {
-                VenueEvent::Accepted { intent_id, order_id, ts } => {
-                    if let Some(o) = self.orders.get_mut(intent_id) {
-                        o.order_id.clone_from(order_id);
-                        o.status = ExecStatus::Accepted;
+                VenueEvent::Accepted { order_id, ts, .. } | VenueEvent::Found { order_id, ts, .. } => {
+                    // An order id is announced once; a second announcement (a reconciliation
+                    // re-finding it) changes nothing.
+                    if !o.order_id.is_empty() || o.status.is_terminal() {
+                        self.venue.observe(event);
+                        continue;
                     }
-                    self.report(*intent_id, *ts, cause, None, None, None, out);
+                    o.order_id.clone_from(order_id);
+                    let detail = adopted
+                        .is_some()
+                        .then(|| "found working at the venue after a restart; placed by an earlier run".to_owned());
+                    self.report(intent_id, *ts, cause, None, detail, None, out);
                 }
-                VenueEvent::Fill { intent_id, px, qty, ts } => {
+                VenueEvent::Fill { px, qty, ts, exec, .. } => {
+                    if let Some(e) = exec
+                        && o.exec_ids.contains(&e.exec_id)
+                    {
+                        applied.repeated += 1;
+                        continue;
+                    }
+                    let (cum_qty, cum_value) = (o.cum_qty, o.cum_value);
                     let monthly = self.add_monthly(*ts, *qty);
-                    let Some(o) = self.orders.get_mut(intent_id) else { continue };
-                    let before = commission::order_total(o.cum_qty, o.cum_value, monthly);
+                    let Some(o) = self.orders.get_mut(&intent_id) else { continue };
+                    let fee = match exec {
+                        Some(e) => e.commission,
+                        None => {
+                            let before = commission::order_total(cum_qty, cum_value, monthly);
+                            let after = commission::order_total(cum_qty + *qty, cum_value + *px * *qty, monthly);
+                            (after - before).max(Decimal::ZERO)
+                        }
+                    };
                     o.cum_qty += *qty;
                     o.cum_value += *px * *qty;
-                    let after = commission::order_total(o.cum_qty, o.cum_value, monthly);
-                    let fee = (after - before).max(Decimal::ZERO);
                     o.cum_commission += fee;
                     o.fills += 1;
-                    o.status = if o.cum_qty >= o.order_qty { ExecStatus::Filled } else { ExecStatus::PartiallyFilled };
-                    let exec_id = format!("{}-{}", o.order_id, o.fills);
+                    // A late execution of an order already closed still moves the position; the
+                    // order's status stays what it was.
+                    if !o.status.is_terminal() {
+                        o.status =
+                            if o.cum_qty >= o.order_qty { ExecStatus::Filled } else { ExecStatus::PartiallyFilled };
+                    }
+                    let exec_id =
+                        exec.as_ref().map_or_else(|| format!("{}-{}", o.order_id, o.fills), |e| e.exec_id.clone());
+                    o.exec_ids.push(exec_id.clone());
                     let (symbol, side) = (o.symbol.clone(), o.side);
                     self.risk.on_fill(&symbol, side, *qty);
-                    self.report(*intent_id, *ts, cause, None, None, Some((exec_id, *px, *qty, fee)), out);
+                    self.report(intent_id, *ts, cause, None, None, Some((exec_id, *px, *qty, fee)), out);
                 }
-                VenueEvent::Cancelled { intent_id, ts, detail } | VenueEvent::Rejected { intent_id, ts, detail } => {
+                VenueEvent::Cancelled { ts, detail, .. } | VenueEvent::Rejected { ts, detail, .. } => {
+                    if o.status.is_terminal() {
+                        self.venue.observe(event);
+                        continue;
+                    }
                     let rejected = matches!(event, VenueEvent::Rejected { .. });
-                    let Some(o) = self.orders.get_mut(intent_id) else { continue };
                     let leaves = o.order_qty - o.cum_qty;
                     o.status = if rejected { ExecStatus::Rejected } else { ExecStatus::Cancelled };
                     let (symbol, side) = (o.symbol.clone(), o.side);
-                    self.risk.on_done(&symbol, side, leaves);
+                    self.risk.on_done(&symbol, side, leaves.max(Decimal::ZERO));
                     let reason = rejected.then(|| (RejectReason::VenueRejected, detail.clone()));
                     let detail_only = (!rejected).then(|| detail.clone());
-                    self.report(*intent_id, *ts, cause, reason, detail_only, None, out);
+                    self.report(intent_id, *ts, cause, reason, detail_only, None, out);
                 }
             }
+            self.venue.observe(event);
         }
         self.pending = events;
         self.pending.clear();
+        applied
     }
 
     #[allow(clippy::too_many_arguments)]

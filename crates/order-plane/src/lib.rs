@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`risk`]: pre-trade risk; [`risk::RiskApproved`] is the only way to a venue.
 //! - [`venue`]: the [`venue::Venue`] trait and the [`venue::SimulatedVenue`].
+//! - [`ibkr_venue`]: the IBKR venue (TWS / IB Gateway through the `ibkr` crate's order session).
 //! - [`commission`]: IBKR's tiered US-stock schedule.
 //! - [`cost_model`]: online transaction-cost learning (robust RLS, square-root impact).
 //! - [`market`]: latest quote, volatility and volume per symbol.
@@ -15,6 +16,7 @@ pub mod admin;
 pub mod commission;
 pub mod cost_model;
 pub mod engine;
+pub mod ibkr_venue;
 pub mod market;
 pub mod metrics;
 pub mod order;

@@ -50,6 +50,10 @@ pub struct Metrics {
     pub kill_switch: IntGauge,
     /// Input partitions assigned by the consumer group.
     pub assigned_partitions: IntGauge,
+    /// 1 while a broker venue (IBKR) is connected and reconciled; always 1 for the simulated one.
+    pub venue_connected: IntGauge,
+    /// Venue events dropped, by why (`unknown_order`, `repeated_execution`).
+    pub venue_events_dropped: IntCounterVec,
 }
 
 fn latency(name: &str, help: &str) -> Result<Histogram, prometheus::Error> {
@@ -121,6 +125,17 @@ impl Metrics {
                 "order_plane_assigned_partitions",
                 "Input partitions assigned to this instance by the consumer group.",
             )?,
+            venue_connected: IntGauge::new(
+                "order_plane_venue_connected",
+                "1 while the venue is connected and reconciled (always 1 for the simulated venue).",
+            )?,
+            venue_events_dropped: IntCounterVec::new(
+                Opts::new(
+                    "order_plane_venue_events_dropped_total",
+                    "Venue events dropped: for an order this plane does not know, or an execution reported before.",
+                ),
+                &["why"],
+            )?,
         };
         let r = &m.registry;
         r.register(Box::new(m.messages_processed.clone()))?;
@@ -143,6 +158,11 @@ impl Metrics {
         r.register(Box::new(m.cost_stderr.clone()))?;
         r.register(Box::new(m.kill_switch.clone()))?;
         r.register(Box::new(m.assigned_partitions.clone()))?;
+        r.register(Box::new(m.venue_connected.clone()))?;
+        r.register(Box::new(m.venue_events_dropped.clone()))?;
+        for why in ["unknown_order", "repeated_execution"] {
+            m.venue_events_dropped.with_label_values(&[why]);
+        }
         for reason in ALL_REASONS {
             m.rejections.with_label_values(&[reason.as_str()]);
         }

@@ -56,6 +56,9 @@ pub struct OrderState {
     pub reports: u32,
     /// The intent's event id (causation of the first reports).
     pub intent_event: EventId,
+    /// Execution ids reported so far: a venue that reports an execution again (a reconciliation
+    /// after a reconnect or a restart) must not count it twice.
+    pub exec_ids: Vec<String>,
     /// Features the cost model saw at decision time: (half spread bps, σ·sqrt(qty/volume) bps).
     pub cost_features: Option<(f64, f64)>,
 }

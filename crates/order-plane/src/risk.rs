@@ -153,6 +153,16 @@ impl RiskEngine {
         e.position += side.sign() * qty;
     }
 
+    /// An order the venue already works, found rather than approved (placed before a restart):
+    /// its quantity counts as working.
+    pub fn on_working(&mut self, symbol: &Symbol, side: Side, qty: Decimal) {
+        let e = self.exposure.entry(symbol.clone()).or_default();
+        match side {
+            Side::Buy => e.open_buy += qty,
+            Side::Sell => e.open_sell += qty,
+        }
+    }
+
     /// An order ended with `leaves` unfilled: that quantity no longer works.
     pub fn on_done(&mut self, symbol: &Symbol, side: Side, leaves: Decimal) {
         let e = self.exposure.entry(symbol.clone()).or_default();

@@ -24,9 +24,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, HaltCommand};
-use crate::engine::{IntentOutcome, OrderEngine};
+use crate::engine::{IntentOutcome, OrderEngine, VenueApplied};
+use crate::ibkr_venue::{IbkrVenue, Translated, translate};
 use crate::metrics::Metrics;
-use crate::venue::SimulatedVenue;
+use crate::venue::{SimulatedVenue, Venue};
 
 /// Why the plane stopped with an error.
 pub type RunError = common::service::ServiceError;
@@ -41,7 +42,7 @@ pub fn main(cfg: AppConfig) -> Result<(), RunError> {
     common::service::serve(endpoint, |listener, shutdown| run(cfg, listener, shutdown))
 }
 
-type Engine = OrderEngine<SimulatedVenue, SystemClock>;
+type Engine = OrderEngine<Box<dyn Venue>, SystemClock>;
 
 /// Runs the Order Plane until `shutdown` fires.
 pub async fn run(cfg: AppConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
@@ -65,14 +66,91 @@ pub async fn run(cfg: AppConfig, listener: TcpListener, shutdown: CancellationTo
     result
 }
 
-fn engine(cfg: &AppConfig) -> Engine {
+/// The core and, for the IBKR venue, the receiving end of its order commands.
+fn engine(cfg: &AppConfig) -> (Engine, Option<mpsc::UnboundedReceiver<::ibkr::orders::OrderCommand>>) {
     let o = &cfg.order_plane;
-    let ticks: HashMap<Symbol, Decimal> =
-        cfg.instruments.iter().filter_map(|i| Symbol::new(&i.symbol).ok().map(|s| (s, i.tick_size))).collect();
-    let venue = SimulatedVenue::new(o.latency_ms, ticks);
+    let (venue, commands): (Box<dyn Venue>, _) = if o.venue == "ibkr" {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let account = cfg.ibkr.account.expose().to_owned();
+        (Box::new(IbkrVenue::new(tx, &cfg.ibkr.contracts, account)), Some(rx))
+    } else {
+        let ticks: HashMap<Symbol, Decimal> =
+            cfg.instruments.iter().filter_map(|i| Symbol::new(&i.symbol).ok().map(|s| (s, i.tick_size))).collect();
+        (Box::new(SimulatedVenue::new(o.latency_ms, ticks)), None)
+    };
     let source = Arc::new(Source { plane: "order-plane".into(), instance: cfg.instance_id().into() });
-    tracing::info!(venue = "simulated", paper = cfg.trading.enable_paper_trading, "Order Plane venue selected.");
-    OrderEngine::new(&cfg.risk, o, &cfg.instruments, venue, source, SystemClock)
+    tracing::info!(venue = venue.name(), paper = cfg.trading.enable_paper_trading, "Order Plane venue selected.");
+    (OrderEngine::new(&cfg.risk, o, &cfg.instruments, venue, source, SystemClock), commands)
+}
+
+/// The IBKR order session's events, while one runs.
+struct VenueSession {
+    events: mpsc::Receiver<::ibkr::orders::OrderEvent>,
+    task: tokio::task::JoinHandle<()>,
+    client: Arc<ibapi::Client>,
+}
+
+/// Connects to TWS / IB Gateway and starts the order session (it reconciles first).
+async fn start_ibkr(
+    cfg: &AppConfig,
+    commands: mpsc::UnboundedReceiver<::ibkr::orders::OrderCommand>,
+    shutdown: &CancellationToken,
+) -> Result<Option<VenueSession>, RunError> {
+    ::ibkr::connect::log_trading_mode(cfg, "order-plane");
+    let connected = tokio::select! {
+        () = shutdown.cancelled() => return Ok(None),
+        connected = ::ibkr::connect(&cfg.ibkr) => connected,
+    };
+    let (client, mut notices) = connected.map_err(|e| RunError::Venue { venue: "ibkr", message: e.to_string() })?;
+    let client = Arc::new(client);
+    // Connection notices (1100/1101/1102) are for people; the session watches the connection.
+    tokio::spawn(async move {
+        while let Some(n) = notices.next().await {
+            let remedy = ::ibkr::codes::remedy(n.code).unwrap_or("");
+            tracing::info!(code = n.code, message = %n.message, remedy, "IBKR notice.");
+        }
+    });
+    let (tx, events) = mpsc::channel(4096);
+    let timeout = Duration::from_millis(cfg.ibkr.request_timeout_ms.max(1));
+    let task = tokio::spawn(::ibkr::orders::run(Arc::clone(&client), commands, tx, timeout, shutdown.child_token()));
+    Ok(Some(VenueSession { events, task, client }))
+}
+
+/// The next session event; never, without a session.
+async fn next_venue_event(session: &mut Option<VenueSession>) -> Option<::ibkr::orders::OrderEvent> {
+    match session {
+        Some(s) => s.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands one session event to the engine; `true` for the end of a reconciliation.
+fn on_venue_event(
+    engine: &mut Engine,
+    event: ::ibkr::orders::OrderEvent,
+    metrics: &Metrics,
+    out: &mut Vec<Envelope<ExecEvent>>,
+) -> bool {
+    let now = SystemClock.now();
+    match translate(event, now) {
+        Translated::Events(events) => {
+            let VenueApplied { unknown, repeated } = engine.on_venue(events, out);
+            metrics.venue_events_dropped.with_label_values(&["unknown_order"]).inc_by(unknown);
+            metrics.venue_events_dropped.with_label_values(&["repeated_execution"]).inc_by(repeated);
+            false
+        }
+        Translated::Reconciled(open) => {
+            engine.reconciled(&open, now, out);
+            metrics.venue_connected.set(1);
+            true
+        }
+        Translated::Disconnected => {
+            tracing::warn!("IBKR connection lost; orders are reconciled once it is back.");
+            metrics.venue_connected.set(0);
+            false
+        }
+        Translated::Ignored => false,
+    }
 }
 
 /// Replays `exec_reports` into the engine; returns how many records were restored.
@@ -110,7 +188,7 @@ async fn serve(
         return Ok(());
     };
     health.set_broker_reachable(true);
-    let mut engine = engine(cfg);
+    let (mut engine, commands) = engine(cfg);
     let restored = tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
         restored = rebuild(cfg, &mut engine, metrics) => restored?,
@@ -128,6 +206,39 @@ async fn serve(
     update_gauges(metrics, &engine);
     tracing::info!(restored, halted = engine.halted(), "State rebuilt from exec_reports.");
 
+    // A broker venue is reconciled before any intent is read: what it executed while this
+    // plane was away is reported first, and an intent it already holds is never sent again.
+    let mut session = match commands {
+        Some(commands) => match start_ibkr(cfg, commands, shutdown).await? {
+            Some(s) => Some(s),
+            None => return Ok(()),
+        },
+        None => {
+            metrics.venue_connected.set(1);
+            None
+        }
+    };
+    if session.is_some() {
+        loop {
+            let event = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                event = next_venue_event(&mut session) => event,
+            };
+            let Some(event) = event else {
+                return Err(RunError::Venue { venue: "ibkr", message: "the order session ended".into() });
+            };
+            let reconciled = on_venue_event(&mut engine, event, metrics, &mut out);
+            let futures = publish(&mut publisher, &out, metrics, &mut intents).await?;
+            kafka::await_all(futures).await?;
+            out.clear();
+            if reconciled {
+                break;
+            }
+        }
+        update_gauges(metrics, &engine);
+        tracing::info!("IBKR orders reconciled; taking intents.");
+    }
+
     let group = "order-plane";
     let consumer = Arc::new(kafka::consumer(&cfg.kafka, group, &format!("order-plane-{}", cfg.instance_id()))?);
     let (intent_topic, market_topic) = (cfg.kafka.topic(ORDER_INTENTS), cfg.kafka.topic(MARKET_EVENTS));
@@ -136,6 +247,7 @@ async fn serve(
     health.set_working(true);
     let checker = http::spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
     let mut assignment_check = tokio::time::interval(Duration::from_secs(1));
+    let mut result = Ok(());
 
     loop {
         tokio::select! {
@@ -144,6 +256,25 @@ async fn serve(
             _ = assignment_check.tick() => {
                 let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
                 metrics.assigned_partitions.set(i64::try_from(assigned).unwrap_or(i64::MAX));
+            }
+            event = next_venue_event(&mut session) => {
+                let Some(event) = event else {
+                    tracing::error!("The IBKR order session ended; stopping.");
+                    result = Err(RunError::Venue { venue: "ibkr", message: "the order session ended".into() });
+                    break;
+                };
+                on_venue_event(&mut engine, event, metrics, &mut out);
+                let published = async {
+                    let futures = publish(&mut publisher, &out, metrics, &mut intents).await?;
+                    kafka::await_all(futures).await
+                };
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break,
+                    published = published => published?,
+                }
+                out.clear();
+                update_gauges(metrics, &engine);
             }
             Some(cmd) = admin_rx.recv() => {
                 let now = SystemClock.now();
@@ -233,8 +364,15 @@ async fn serve(
     health.set_working(false);
     kafka::drain(acks, ack_task, &consumer, &publisher).await?;
     checker.abort();
+    if let Some(s) = session {
+        // The session stops with `shutdown`; orders stay at IB and are reconciled next start.
+        let _ = s.task.await;
+        if let Ok(client) = Arc::try_unwrap(s.client) {
+            client.disconnect().await;
+        }
+    }
     tracing::info!("Order Plane stopped; offsets committed.");
-    Ok(())
+    result
 }
 
 /// Produces `out` and records its metrics; returns the delivery futures.

@@ -52,6 +52,25 @@ pub enum VenueEvent {
         qty: Decimal,
         /// Event time.
         ts: UnixNanos,
+        /// The venue's execution id and commission; `None` when the plane names the execution
+        /// and charges the published schedule (the simulated venue).
+        exec: Option<Execution>,
+    },
+    /// An order the venue holds that the plane did not send in this run (placed before a
+    /// restart): the venue's state wins.
+    Found {
+        /// Intent.
+        intent_id: IntentId,
+        /// Venue order id.
+        order_id: String,
+        /// Instrument.
+        symbol: Symbol,
+        /// Side.
+        side: Side,
+        /// Order quantity.
+        qty: Decimal,
+        /// Event time.
+        ts: UnixNanos,
     },
     /// The rest of the order will not trade.
     Cancelled {
@@ -73,7 +92,19 @@ pub enum VenueEvent {
     },
 }
 
+/// A venue's own record of one execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Execution {
+    /// Unique per execution at the venue; a repeat is the same execution.
+    pub exec_id: String,
+    /// What the venue charged for it.
+    pub commission: Decimal,
+}
+
 /// An execution venue. It only ever receives [`RiskApproved`] orders.
+///
+/// A venue answers in `out` at once (the simulated venue) or later, through
+/// [`OrderEngine::on_venue`](crate::engine::OrderEngine::on_venue) (IBKR).
 pub trait Venue: Send {
     /// `simulated`, `ibkr`, …
     fn name(&self) -> &'static str;
@@ -85,6 +116,38 @@ pub trait Venue: Send {
     fn on_quote(&mut self, ts: UnixNanos, quote: &Quote, out: &mut Vec<VenueEvent>);
     /// Intents of the orders still working.
     fn working(&self) -> Vec<IntentId>;
+    /// Whether working orders outlive the plane (a broker's venue does; the simulated one's
+    /// book is in memory). When they do, a restart waits for the venue's reconciliation instead
+    /// of reporting them cancelled.
+    fn keeps_orders(&self) -> bool {
+        false
+    }
+    /// Sees every event the engine applied, including those that arrived later.
+    fn observe(&mut self, _event: &VenueEvent) {}
+}
+
+impl<V: Venue + ?Sized> Venue for Box<V> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn place(&mut self, order: RiskApproved<Order>, out: &mut Vec<VenueEvent>) {
+        (**self).place(order, out);
+    }
+    fn cancel(&mut self, intent_id: IntentId, ts: UnixNanos, detail: &str, out: &mut Vec<VenueEvent>) -> bool {
+        (**self).cancel(intent_id, ts, detail, out)
+    }
+    fn on_quote(&mut self, ts: UnixNanos, quote: &Quote, out: &mut Vec<VenueEvent>) {
+        (**self).on_quote(ts, quote, out);
+    }
+    fn working(&self) -> Vec<IntentId> {
+        (**self).working()
+    }
+    fn keeps_orders(&self) -> bool {
+        (**self).keeps_orders()
+    }
+    fn observe(&mut self, event: &VenueEvent) {
+        (**self).observe(event);
+    }
 }
 
 #[derive(Debug)]
@@ -134,7 +197,7 @@ impl SimulatedVenue {
             let mut px = best;
             while w.leaves > Decimal::ZERO && level < MAX_LEVELS && marketable(px) && size > Decimal::ZERO {
                 let qty = w.leaves.min(size);
-                out.push(VenueEvent::Fill { intent_id: id, px, qty, ts });
+                out.push(VenueEvent::Fill { intent_id: id, px, qty, ts, exec: None });
                 w.leaves -= qty;
                 level += 1;
                 px += step;
@@ -163,7 +226,7 @@ impl SimulatedVenue {
             && size > Decimal::ZERO
         {
             let qty = w.leaves.min(size);
-            out.push(VenueEvent::Fill { intent_id: id, px: limit, qty, ts });
+            out.push(VenueEvent::Fill { intent_id: id, px: limit, qty, ts, exec: None });
             w.leaves -= qty;
         }
         w.leaves <= Decimal::ZERO

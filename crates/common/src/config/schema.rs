@@ -398,7 +398,7 @@ impl Default for StrategyPlaneConfig {
 pub struct OrderPlaneConfig {
     /// Port of `/metrics`, `/health/*` and (when enabled) `/admin/*`.
     pub http_port: u16,
-    /// `simulated` (the IBKR venue's shell is not built yet).
+    /// `simulated` (fills against the market data) or `ibkr` (TWS / IB Gateway, `[ibkr]`).
     pub venue: String,
     /// Simulated venue: event-time delay between decision and arrival at the venue.
     pub latency_ms: u64,
@@ -669,10 +669,8 @@ impl AppConfig {
         if o.http_port == 0 {
             bad("order_plane.http_port", "must not be 0".into());
         }
-        // The IBKR venue's Order Plane shell is not built yet (issue 5 follow-up): refuse it
-        // rather than silently trading on the simulated venue.
-        if o.venue != "simulated" {
-            bad("order_plane.venue", format!("{:?} is not simulated (the ibkr venue is not available yet)", o.venue));
+        if !["simulated", "ibkr"].contains(&o.venue.as_str()) {
+            bad("order_plane.venue", format!("must be simulated or ibkr, got {:?}", o.venue));
         }
         if o.admin_enabled && o.admin_token.expose().len() < 16 {
             bad("order_plane.admin_token", "admin_enabled needs ADMIN_TOKEN of at least 16 characters".into());

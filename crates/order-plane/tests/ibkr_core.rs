@@ -1,0 +1,208 @@
+//! The Order Plane's core with the IBKR venue, without a broker or a gateway: the venue's
+//! commands, and what the engine makes of the session's late, repeated and reconciled events.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::clock::ManualClock;
+use common::config::{InstrumentConfig, OrderPlaneConfig, RiskConfig};
+use common::events::*;
+use common::types::{EventId, Price, Quantity, Side, Symbol, UnixNanos};
+use ibkr::orders::OrderCommand;
+use order_plane::engine::{IntentOutcome, OrderEngine, VenueApplied};
+use order_plane::ibkr_venue::IbkrVenue;
+use order_plane::venue::{Execution, VenueEvent};
+use rust_decimal::{Decimal, dec};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+const SEC: u64 = 1_000_000_000;
+
+type Engine = OrderEngine<IbkrVenue, ManualClock>;
+
+fn aapl() -> Symbol {
+    Symbol::new("AAPL").unwrap()
+}
+
+fn engine() -> (Engine, mpsc::UnboundedReceiver<OrderCommand>) {
+    let risk = RiskConfig {
+        max_gross_exposure: dec!(100000),
+        max_net_exposure: dec!(100000),
+        max_position_size: dec!(100000),
+    };
+    let order = OrderPlaneConfig { venue: "ibkr".into(), ..OrderPlaneConfig::default() };
+    let instruments = [InstrumentConfig {
+        symbol: "AAPL".into(),
+        tick_size: dec!(0.01),
+        lot_size: dec!(1),
+        min_qty: dec!(1),
+        min_notional: dec!(0),
+    }];
+    let (tx, rx) = mpsc::unbounded_channel();
+    let venue = IbkrVenue::new(tx, &[], "DU1".into());
+    let source = Arc::new(Source { plane: "order-plane".into(), instance: "test".into() });
+    let mut e = OrderEngine::new(&risk, &order, &instruments, venue, source, ManualClock::new(UnixNanos(1)));
+    let q = Quote {
+        symbol: aapl(),
+        bid_px: Price::new(dec!(99.99)).unwrap(),
+        bid_sz: Quantity::new(dec!(100)).unwrap(),
+        ask_px: Price::new(dec!(100.01)).unwrap(),
+        ask_sz: Quantity::new(dec!(100)).unwrap(),
+    };
+    let mut out = Vec::new();
+    e.on_market(&envelope(SEC, 1, MarketEvent::Quote(q)), &mut out);
+    assert!(out.is_empty());
+    (e, rx)
+}
+
+fn envelope<P>(ts: u64, n: u64, payload: P) -> Envelope<P> {
+    Envelope {
+        schema_version: SCHEMA_VERSION,
+        event_id: EventId(Uuid::from_u64_pair(ts, n)),
+        source: Arc::new(Source { plane: "test".into(), instance: "t".into() }),
+        ts_event: UnixNanos(ts),
+        ts_init: UnixNanos(ts),
+        causation_id: None,
+        payload,
+    }
+}
+
+fn id(n: u64) -> IntentId {
+    IntentId(Uuid::from_u64_pair(9, n))
+}
+
+fn intent(n: u64, qty: Decimal) -> IntentEvent {
+    IntentEvent::Intent(OrderIntent {
+        intent_id: id(n),
+        symbol: aapl(),
+        side: Side::Buy,
+        quantity: qty,
+        order_type: OrderType::Limit,
+        limit_price: Some(dec!(100.01)),
+        time_in_force: TimeInForce::Gtc,
+        arrival_mid: dec!(100),
+        expected_cost_bps: dec!(0),
+        signals: vec![],
+    })
+}
+
+fn reports(out: &[Envelope<ExecEvent>]) -> Vec<ExecReport> {
+    out.iter()
+        .filter_map(|e| match &e.payload {
+            ExecEvent::Report(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fill(n: u64, exec_id: &str, qty: Decimal, commission: Decimal) -> VenueEvent {
+    let exec = Some(Execution { exec_id: exec_id.into(), commission });
+    VenueEvent::Fill { intent_id: id(n), px: dec!(100.01), qty, ts: UnixNanos(2 * SEC), exec }
+}
+
+fn accepted(n: u64, order_id: &str) -> VenueEvent {
+    VenueEvent::Accepted { intent_id: id(n), order_id: order_id.into(), ts: UnixNanos(2 * SEC) }
+}
+
+#[test]
+fn orders_go_out_as_commands_and_reports_follow_the_venue() {
+    let (mut e, mut commands) = engine();
+    let mut out = Vec::new();
+    assert_eq!(e.on_intent(&envelope(SEC, 2, intent(1, dec!(10))), &mut out), IntentOutcome::Placed);
+    // Nothing is reported until IB answers.
+    assert!(out.is_empty());
+    let Ok(OrderCommand::Place { order_ref, buy, qty, limit, .. }) = commands.try_recv() else { panic!("no order") };
+    assert_eq!((order_ref, buy, qty, limit), (id(1).to_string(), true, dec!(10), Some(dec!(100.01))));
+
+    // Accepted once, even when announced again; IB's execution id and commission are kept.
+    e.on_venue(vec![accepted(1, "100"), accepted(1, "100")], &mut out);
+    let applied = e.on_venue(vec![fill(1, "e1", dec!(4), dec!(1.05)), fill(1, "e1", dec!(4), dec!(1.05))], &mut out);
+    assert_eq!(applied, VenueApplied { unknown: 0, repeated: 1 });
+    let r = reports(&out);
+    assert_eq!(r.iter().map(|r| r.status).collect::<Vec<_>>(), [ExecStatus::Accepted, ExecStatus::PartiallyFilled]);
+    assert_eq!((r[1].exec_id.as_deref(), r[1].commission, r[1].order_id.as_str()), (Some("e1"), dec!(1.05), "100"));
+
+    // A cancel goes to IB; the report comes with IB's confirmation, once.
+    let cancel = IntentEvent::Cancel(CancelIntent { intent_id: id(1), symbol: aapl() });
+    out.clear();
+    assert_eq!(e.on_intent(&envelope(SEC, 3, cancel), &mut out), IntentOutcome::Cancelled);
+    assert!(matches!(commands.try_recv(), Ok(OrderCommand::Cancel { order_ref }) if order_ref == id(1).to_string()));
+    assert!(out.is_empty());
+    let cancelled =
+        VenueEvent::Cancelled { intent_id: id(1), detail: "cancelled at IBKR".into(), ts: UnixNanos(3 * SEC) };
+    e.on_venue(vec![cancelled.clone(), cancelled], &mut out);
+    let r = reports(&out);
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0].status, r[0].cum_qty, r[0].leaves_qty), (ExecStatus::Cancelled, dec!(4), dec!(0)));
+    // Events for an intent nobody sent are dropped and counted.
+    let stray = e.on_venue(vec![fill(99, "e9", dec!(1), dec!(1))], &mut out);
+    assert_eq!(stray, VenueApplied { unknown: 1, repeated: 0 });
+}
+
+#[test]
+fn a_restart_keeps_working_orders_until_the_reconciliation_and_drops_repeated_executions() {
+    let (mut e, _commands) = engine();
+    let mut ledger = Vec::new();
+    for n in [1, 2, 3] {
+        e.on_intent(&envelope(SEC, 10 + n, intent(n, dec!(10))), &mut ledger);
+        e.on_venue(vec![accepted(n, &format!("10{n}"))], &mut ledger);
+    }
+    e.on_venue(vec![fill(1, "e1", dec!(10), dec!(1)), fill(2, "e2", dec!(3), dec!(0.35))], &mut ledger);
+
+    let (mut again, mut commands) = engine();
+    for r in &ledger {
+        again.restore(r);
+    }
+    let mut out = Vec::new();
+    again.finish_restore(UnixNanos(5 * SEC), &mut out);
+    assert!(out.is_empty(), "IB's orders outlive the plane: {:?}", reports(&out));
+    // The reconciliation: every execution of the day again, one new; intent 3 is gone at IB.
+    let applied = again.on_venue(
+        vec![fill(1, "e1", dec!(10), dec!(1)), fill(2, "e2", dec!(3), dec!(0.35)), fill(2, "e2b", dec!(2), dec!(0.1))],
+        &mut out,
+    );
+    assert_eq!(applied.repeated, 2);
+    again.reconciled(&HashSet::from([id(2)]), UnixNanos(5 * SEC), &mut out);
+    let r = reports(&out);
+    assert_eq!(
+        r.iter().map(|r| (r.intent_id, r.status, r.cum_qty)).collect::<Vec<_>>(),
+        [(id(2), ExecStatus::PartiallyFilled, dec!(5)), (id(3), ExecStatus::Cancelled, dec!(0))]
+    );
+    assert_eq!(r[0].cum_commission, dec!(0.45));
+    // Intents read again are not sent again; the one still working can be cancelled.
+    out.clear();
+    for n in [1, 2, 3] {
+        assert_eq!(again.on_intent(&envelope(SEC, 10 + n, intent(n, dec!(10))), &mut out), IntentOutcome::Duplicate);
+    }
+    assert!(commands.try_recv().is_err());
+    let halt_out = &mut out;
+    again.set_halt(true, "test", Some(true), UnixNanos(6 * SEC), halt_out);
+    let Ok(OrderCommand::Cancel { order_ref }) = commands.try_recv() else { panic!("no cancel") };
+    assert_eq!(order_ref, id(2).to_string());
+    assert!(commands.try_recv().is_err());
+}
+
+#[test]
+fn an_order_found_at_ibkr_is_adopted_and_never_sent_again() {
+    let (mut e, mut commands) = engine();
+    let mut out = Vec::new();
+    let found = VenueEvent::Found {
+        intent_id: id(7),
+        order_id: "105".into(),
+        symbol: aapl(),
+        side: Side::Buy,
+        qty: dec!(3),
+        ts: UnixNanos(2 * SEC),
+    };
+    e.on_venue(vec![found.clone(), fill(7, "e7", dec!(1), dec!(0.35)), found], &mut out);
+    let r = reports(&out);
+    assert_eq!(r.iter().map(|r| r.status).collect::<Vec<_>>(), [ExecStatus::Accepted, ExecStatus::PartiallyFilled]);
+    assert_eq!((r[0].order_id.as_str(), r[0].order_qty, r[0].venue.as_str()), ("105", dec!(3), "ibkr"));
+    assert!(r[0].detail.as_deref().unwrap().contains("earlier run"));
+    // Its quantity counts as working exposure: a later fill moves it to the position.
+    assert_eq!(e.risk().exposure(&aapl()).open_buy, dec!(2));
+    assert_eq!(e.on_intent(&envelope(SEC, 20, intent(7, dec!(3))), &mut out), IntentOutcome::Duplicate);
+    assert!(commands.try_recv().is_err());
+}
