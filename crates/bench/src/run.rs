@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use crate::latency::{self, Distribution, Latencies};
 use crate::raw::{self, RawRate, Record};
-use crate::stack::{Broker, Metrics, Plane, Storage, Usage, clock_ticks, repo_root};
+use crate::stack::{Broker, Metrics, Plane, RssTrend, Storage, Usage, clock_ticks, repo_root};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -195,10 +195,34 @@ pub fn run(cfg: &BenchConfig) -> Result<Value> {
                     "peak_rss_mib_1x": r1(b.peak_rss_mib()),
                     "peak_rss_mib_full": r1(f.peak_rss_mib()),
                     "growth_ratio": r3(f.peak_rss_mib() / b.peak_rss_mib()),
+                    "rss_trend_second_half": {
+                        "max_speed": trend_json(f.rss_trend(), full.market_per_s()),
+                        "paced": trend_json(p.rss_trend(), paced.market_per_s()),
+                    },
                 },
             })
         })
         .collect();
+    println!(
+        "==> resident set over the second half of a phase (least-squares line; per-event state keeps growing there, warm-up does not)"
+    );
+    for (i, name) in PLANES.iter().enumerate() {
+        for (phase, usage, rate) in
+            [("max speed", &full.usage[i], full.market_per_s()), ("paced", &paced.usage[i], paced.market_per_s())]
+        {
+            match usage.rss_trend() {
+                Some(t) => println!(
+                    "    {name:<15} {phase:<9} {:5.1} -> {:5.1} MiB over {:4.1} s: {:+6.2} MiB/min, {:+6.2} MiB per million market events",
+                    t.start_mib,
+                    t.end_mib,
+                    t.seconds,
+                    t.mib_per_minute,
+                    per_million_events(&t, rate)
+                ),
+                None => println!("    {name:<15} {phase:<9} too few samples"),
+            }
+        }
+    }
     let lat = paced.latencies.clone().unwrap_or_default();
     Ok(json!({
         "input": {
@@ -248,6 +272,23 @@ const PLANES: [&str; 3] = ["data-plane", "strategy-plane", "order-plane"];
 const RAW_CONSUMERS: usize = 2;
 /// Records of the bare client's one-hop latency probe (10 s at 5,000/s).
 const HOP_SAMPLES: usize = 50_000;
+
+/// The trend's slope per million market events at the phase's rate.
+fn per_million_events(t: &RssTrend, market_per_s: f64) -> f64 {
+    t.mib_per_minute / 60.0 / market_per_s * 1e6
+}
+
+fn trend_json(trend: Option<RssTrend>, market_per_s: f64) -> Value {
+    trend.map_or(Value::Null, |t| {
+        json!({
+            "seconds": r1(t.seconds),
+            "start_mib": r1(t.start_mib),
+            "end_mib": r1(t.end_mib),
+            "mib_per_minute": r3(t.mib_per_minute),
+            "mib_per_million_market_events": r3(per_million_events(&t, market_per_s)),
+        })
+    })
+}
 
 fn r1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0

@@ -250,7 +250,24 @@ pub fn clock_ticks() -> u64 {
 pub struct Usage {
     first: Option<(Instant, ProcSample)>,
     last: Option<(Instant, ProcSample)>,
-    rss: Vec<u64>,
+    /// Resident set, KiB, with the seconds since the interval's first sample.
+    rss: Vec<(f64, u64)>,
+}
+
+/// How the resident set moved over the second half of an interval: a least-squares line through
+/// the samples, so the transient peaks of buffering weigh little. Growth that is state kept per
+/// event continues through the second half at a steady slope; an allocator's or a buffer's
+/// warm-up is over by then.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RssTrend {
+    /// Length of the second half, seconds.
+    pub seconds: f64,
+    /// The fitted resident set where the second half starts, MiB.
+    pub start_mib: f64,
+    /// The fitted resident set at the end, MiB.
+    pub end_mib: f64,
+    /// Slope of the fit, MiB per minute.
+    pub mib_per_minute: f64,
 }
 
 impl Usage {
@@ -258,9 +275,9 @@ impl Usage {
     pub fn sample(&mut self, pid: u32) {
         if let Some(s) = ProcSample::read(pid) {
             let now = Instant::now();
-            self.first.get_or_insert((now, s));
+            let (t0, _) = *self.first.get_or_insert((now, s));
             self.last = Some((now, s));
-            self.rss.push(s.rss_kib);
+            self.rss.push(((now - t0).as_secs_f64(), s.rss_kib));
         }
     }
 
@@ -276,9 +293,15 @@ impl Usage {
 
     /// Median resident set over the interval, MiB.
     pub fn median_rss_mib(&self) -> f64 {
-        let mut v = self.rss.clone();
+        let mut v: Vec<u64> = self.rss.iter().map(|(_, k)| *k).collect();
         v.sort_unstable();
         v.get(v.len() / 2).map_or(0.0, |k| *k as f64 / 1024.0)
+    }
+
+    /// The resident set's trend over the second half of the interval; `None` with fewer than
+    /// ten samples there.
+    pub fn rss_trend(&self) -> Option<RssTrend> {
+        rss_trend(&self.rss)
     }
 
     /// Mean CPU over the interval, percent of one core.
@@ -293,7 +316,52 @@ impl Usage {
     }
 }
 
+fn rss_trend(samples: &[(f64, u64)]) -> Option<RssTrend> {
+    let end = samples.last()?.0;
+    let half: Vec<(f64, f64)> =
+        samples.iter().filter(|(t, _)| *t >= end / 2.0).map(|&(t, kib)| (t, kib as f64 / 1024.0)).collect();
+    if half.len() < 10 {
+        return None;
+    }
+    let n = half.len() as f64;
+    let (mt, mr) = (half.iter().map(|p| p.0).sum::<f64>() / n, half.iter().map(|p| p.1).sum::<f64>() / n);
+    let var = half.iter().map(|p| (p.0 - mt).powi(2)).sum::<f64>();
+    if var <= 0.0 {
+        return None;
+    }
+    let slope = half.iter().map(|p| (p.0 - mt) * (p.1 - mr)).sum::<f64>() / var;
+    let start = half[0].0;
+    Some(RssTrend {
+        seconds: end - start,
+        start_mib: mr + slope * (start - mt),
+        end_mib: mr + slope * (end - mt),
+        mib_per_minute: slope * 60.0,
+    })
+}
+
 /// The repository root (where `config/` and `data/` are).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trend_fits_the_second_half_only() {
+        // 20 s: a warm-up from 10 to 30 MiB over the first 5 s, then 1 MiB per minute.
+        let samples: Vec<(f64, u64)> = (0..=200)
+            .map(|i| {
+                let t = f64::from(i) * 0.1;
+                let mib = if t < 5.0 { 10.0 + 4.0 * t } else { 30.0 + (t - 5.0) / 60.0 };
+                (t, (mib * 1024.0).round() as u64)
+            })
+            .collect();
+        let trend = rss_trend(&samples).unwrap();
+        assert!((trend.mib_per_minute - 1.0).abs() < 0.01, "{trend:?}");
+        assert!((trend.seconds - 10.0).abs() < 1e-9);
+        assert!((trend.start_mib - (30.0 + 5.0 / 60.0)).abs() < 0.01, "{trend:?}");
+        assert!(rss_trend(&samples[..15]).is_none(), "too few samples");
+    }
 }
