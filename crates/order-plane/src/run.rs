@@ -97,9 +97,11 @@ async fn start_ibkr(
     shutdown: &CancellationToken,
 ) -> Result<Option<VenueSession>, RunError> {
     ::ibkr::connect::log_trading_mode(cfg, "order-plane");
+    // The feed (Data Plane) and the orders each need their own client id.
+    let ibkr = common::config::IbkrConfig { client_id: cfg.ibkr.order_client_id, ..cfg.ibkr.clone() };
     let connected = tokio::select! {
         () = shutdown.cancelled() => return Ok(None),
-        connected = ::ibkr::connect(&cfg.ibkr) => connected,
+        connected = ::ibkr::connect(&ibkr) => connected,
     };
     let (client, mut notices) = connected.map_err(|e| RunError::Venue { venue: "ibkr", message: e.to_string() })?;
     let client = Arc::new(client);

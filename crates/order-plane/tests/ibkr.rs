@@ -177,7 +177,7 @@ async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
     cfg.kafka.topic_prefix = unique("ibkr_");
     cfg.order_plane.venue = "ibkr".into();
     cfg.ibkr.port = gw.port();
-    cfg.ibkr.client_id = 7;
+    cfg.ibkr.order_client_id = 7;
     cfg.ibkr.request_timeout_ms = 3_000;
     cfg.instruments = vec![InstrumentConfig {
         symbol: "AAPL".into(),
@@ -292,7 +292,8 @@ async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
 /// What an earlier run of the plane did just before it died: took intent `id` and sent its
 /// order (3 AAPL), but never published a report.
 async fn place_behind_the_planes_back(cfg: &AppConfig, id: IntentId) {
-    let (client, _notices) = ibkr::connect(&cfg.ibkr).await.unwrap();
+    let session_cfg = common::config::IbkrConfig { client_id: cfg.ibkr.order_client_id, ..cfg.ibkr.clone() };
+    let (client, _notices) = ibkr::connect(&session_cfg).await.unwrap();
     let client = Arc::new(client);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (tx, mut rx) = mpsc::channel(64);

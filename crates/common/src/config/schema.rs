@@ -128,8 +128,11 @@ pub struct IbkrConfig {
     pub host: String,
     /// 7497 TWS paper, 4002 Gateway paper (7496 / 4001 are live).
     pub port: u16,
-    /// API client id; unique per connection to one gateway.
+    /// API client id of the Data Plane's feed; unique per connection to one gateway.
     pub client_id: i32,
+    /// API client id of the Order Plane's order session. IB scopes open orders and executions by
+    /// client id, so it must stay the same across restarts and differ from `client_id`.
+    pub order_client_id: i32,
     /// Account code, when the login manages several.
     pub account: Secret,
     /// Contracts the Data Plane subscribes to (`[[ibkr.contracts]]`); the Order Plane finds each
@@ -150,6 +153,7 @@ impl Default for IbkrConfig {
             host: "127.0.0.1".into(),
             port: 7497,
             client_id: 1,
+            order_client_id: 2,
             account: Secret::default(),
             contracts: Vec::new(),
             market_data_lines: 100,
@@ -555,6 +559,10 @@ impl AppConfig {
         }
         if self.ibkr.client_id < 0 {
             bad("ibkr.client_id", format!("must not be negative, got {}", self.ibkr.client_id));
+        }
+        if self.ibkr.order_client_id < 0 || self.ibkr.order_client_id == self.ibkr.client_id {
+            let id = self.ibkr.order_client_id;
+            bad("ibkr.order_client_id", format!("must not be negative nor equal ibkr.client_id, got {id}"));
         }
         if self.ibkr.messages_per_second == 0 || self.ibkr.messages_per_second > 50 {
             bad("ibkr.messages_per_second", format!("must be 1..=50, got {}", self.ibkr.messages_per_second));
