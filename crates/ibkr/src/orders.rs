@@ -169,6 +169,11 @@ impl FillJoiner {
         self.try_emit(exec_id, out);
     }
 
+    /// References with an execution still waiting for its commission.
+    pub fn pending_refs(&self) -> impl Iterator<Item = &str> {
+        self.execs.values().map(|e| e.order_ref.as_str())
+    }
+
     /// A terminal event for an order: out now, or after the order's pending fills.
     pub fn on_terminal(&mut self, order_ref: &str, ev: OrderEvent, out: &mut Vec<OrderEvent>) {
         if self.execs.values().any(|e| e.order_ref == order_ref) {
@@ -204,6 +209,12 @@ impl FillJoiner {
 
 /// How often the session checks that the connection is still up.
 const CONNECTION_POLL: Duration = Duration::from_millis(250);
+/// How often the session reconciles while connected: the safety net for a reconnect shorter
+/// than [`CONNECTION_POLL`], which the order stream survives without a word.
+const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+/// Days of executions a reconciliation reads (IB keeps seven): a GTC order that filled before
+/// the daily reset during an outage is still found.
+const EXECUTION_DAYS: i32 = 7;
 
 struct Session {
     client: Arc<Client>,
@@ -266,9 +277,13 @@ pub async fn run(
         // The order stream may outlive a reconnect, so the connection itself is watched: every
         // reconnect must be followed by a reconciliation.
         let mut watch = tokio::time::interval(CONNECTION_POLL);
+        let mut periodic = tokio::time::interval_at(tokio::time::Instant::now() + RECONCILE_EVERY, RECONCILE_EVERY);
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => {
+                    s.send_queued(&mut commands).await;
+                    return;
+                }
                 _ = watch.tick() => {
                     if !s.client.is_connected() {
                         let _ = s.tx.send(OrderEvent::Disconnected).await;
@@ -276,6 +291,16 @@ pub async fn run(
                             return;
                         }
                         break;
+                    }
+                    // A submission cut off by a connection loss is settled as soon as the
+                    // connection is back, however short the loss was.
+                    if !s.in_doubt.is_empty() {
+                        break;
+                    }
+                }
+                _ = periodic.tick() => {
+                    if let Err(e) = s.reconcile().await {
+                        tracing::warn!(error = %e, "Periodic IBKR reconciliation failed.");
                     }
                 }
                 cmd = commands.recv() => {
@@ -339,28 +364,12 @@ impl Session {
     }
 
     async fn reconcile(&mut self) -> Result<(), ibapi::Error> {
-        let filter = ExecutionFilter { client_id: Some(self.client.client_id()), ..ExecutionFilter::default() };
-        let mut execs = self.client.executions(filter).await?;
-        let items = execs.collect_to_end_within(self.timeout).await?;
-        let mut fills = Vec::new();
-        let mut seen: HashMap<String, Seen> = HashMap::new();
-        for item in items {
-            match item {
-                Executions::ExecutionData(d) => {
-                    if let Some(order_ref) = self.execution(&d, &mut fills) {
-                        let e = &d.execution;
-                        let buy = matches!(e.side, ibapi::orders::ExecutionSide::Bought);
-                        let symbol = d.contract.symbol.to_string();
-                        let entry = seen.entry(order_ref).or_insert((e.order_id, symbol, buy, Decimal::ZERO));
-                        entry.3 += decimal(e.shares).unwrap_or_default();
-                    }
-                }
-                Executions::CommissionReport(c) => self.commission(&c, &mut fills),
-            }
-        }
+        // Open orders first, then executions: an order that fills between the two requests is
+        // then open in the first and filled in the second, never in neither.
         let mut orders = self.client.open_orders().await?;
         let items = orders.collect_to_end_within(self.timeout).await?;
         let mut open = Vec::new();
+        let mut seen: HashMap<String, Seen> = HashMap::new();
         for item in items {
             if let Orders::OrderData(o) = item {
                 let order_ref = o.order.order_ref.clone();
@@ -376,6 +385,35 @@ impl Session {
                 }
             }
         }
+        let filter = ExecutionFilter {
+            client_id: Some(self.client.client_id()),
+            last_n_days: EXECUTION_DAYS,
+            ..ExecutionFilter::default()
+        };
+        let mut execs = self.client.executions(filter).await?;
+        let items = execs.collect_to_end_within(self.timeout).await?;
+        let mut fills = Vec::new();
+        let mut executed: HashMap<String, Seen> = HashMap::new();
+        for item in items {
+            match item {
+                Executions::ExecutionData(d) => {
+                    if let Some(order_ref) = self.execution(&d, &mut fills) {
+                        let e = &d.execution;
+                        let buy = matches!(e.side, ibapi::orders::ExecutionSide::Bought);
+                        let symbol = d.contract.symbol.to_string();
+                        let entry = executed.entry(order_ref).or_insert((e.order_id, symbol, buy, Decimal::ZERO));
+                        entry.3 += decimal(e.shares).unwrap_or_default();
+                    }
+                }
+                Executions::CommissionReport(c) => self.commission(&c, &mut fills),
+            }
+        }
+        // An open order's own quantity wins over what has executed of it.
+        for (order_ref, known) in executed {
+            seen.entry(order_ref).or_insert(known);
+        }
+        // An execution still waiting for its commission: its order is not finished yet.
+        open.extend(self.joiner.pending_refs().map(str::to_owned));
         open.sort();
         open.dedup();
         // Announcements first, so an order is known before its fills.
@@ -400,6 +438,16 @@ impl Session {
         out.push(OrderEvent::Reconciled { open });
         self.emit(out).await;
         Ok(())
+    }
+
+    /// At shutdown: what the plane already handed over still goes out (a restart finds and
+    /// adopts it), so no intent is acknowledged without reaching IB.
+    async fn send_queued(&mut self, commands: &mut mpsc::UnboundedReceiver<OrderCommand>) {
+        while let Ok(cmd) = commands.try_recv() {
+            if matches!(cmd, OrderCommand::Place { .. }) && self.client.is_connected() {
+                self.command(cmd).await;
+            }
+        }
     }
 
     /// Handles an execution; returns its order reference when it is one of ours.
