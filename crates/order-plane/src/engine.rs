@@ -75,6 +75,9 @@ pub struct OrderEngine<V, C> {
     market_seen: Dedup,
     /// Event ids of the reports restored so far; only needed until the rebuild ends.
     restored: HashSet<EventId>,
+    /// Orders restored as sent to a broker venue without its order id: the first reconciliation
+    /// says whether they ever arrived.
+    unconfirmed: HashSet<IntentId>,
 }
 
 impl<V: Venue, C: Clock> OrderEngine<V, C> {
@@ -101,6 +104,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             pending: Vec::new(),
             market_seen: Dedup::new(),
             restored: HashSet::new(),
+            unconfirmed: HashSet::new(),
         }
     }
 
@@ -348,6 +352,10 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                     state.exec_ids.push(exec_id.clone());
                 }
                 state.status = r.status;
+                // An order is first reported sent, without the venue's id.
+                if state.order_id.is_empty() {
+                    state.order_id.clone_from(&r.order_id);
+                }
                 state.cum_qty = r.cum_qty;
                 state.cum_value = r.avg_px.unwrap_or_default() * r.cum_qty;
                 state.cum_commission = r.cum_commission;
@@ -381,6 +389,12 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 })
                 .collect();
             for event in &working {
+                if let VenueEvent::Found { intent_id, order_id, symbol, side, qty, .. } = event {
+                    self.risk.on_working(symbol, *side, *qty);
+                    if order_id.is_empty() {
+                        self.unconfirmed.insert(*intent_id);
+                    }
+                }
                 self.venue.observe(event);
             }
             return;
@@ -403,17 +417,22 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
     /// The venue re-read its orders after a (re)connect and works exactly `open` of this plane's:
     /// every other order of the venue still working here ended while nobody listened (its fills,
     /// if any, came before this call), so what is left of it is reported cancelled at `now`.
-    /// Orders not yet acknowledged by the venue are still on their way and stay.
+    /// Orders not yet acknowledged by the venue are still on their way and stay, except those
+    /// restored that way: the plane stopped before the venue's answer, and it never arrived.
     pub fn reconciled(&mut self, open: &HashSet<IntentId>, now: UnixNanos, out: &mut Vec<Envelope<ExecEvent>>) {
         let venue = self.venue.name();
         let mut gone: Vec<IntentId> = self
             .orders
             .iter()
             .filter(|(id, o)| {
-                o.venue == venue && !o.status.is_terminal() && !o.order_id.is_empty() && !open.contains(id)
+                o.venue == venue
+                    && !o.status.is_terminal()
+                    && (!o.order_id.is_empty() || self.unconfirmed.contains(id))
+                    && !open.contains(id)
             })
             .map(|(id, _)| *id)
             .collect();
+        self.unconfirmed.clear();
         gone.sort();
         let detail = format!("no longer working at {venue} (reconciliation)");
         let events = gone
@@ -482,6 +501,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 VenueEvent::Accepted { intent_id, .. }
                 | VenueEvent::Fill { intent_id, .. }
                 | VenueEvent::Found { intent_id, .. }
+                | VenueEvent::Sent { intent_id, .. }
                 | VenueEvent::Cancelled { intent_id, .. }
                 | VenueEvent::Rejected { intent_id, .. } => *intent_id,
             };
@@ -495,7 +515,10 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 VenueEvent::Accepted { order_id, ts, .. } | VenueEvent::Found { order_id, ts, .. } => {
                     // An order id is announced once; a second announcement (a reconciliation
                     // re-finding it) changes nothing.
-                    if !o.order_id.is_empty() || o.status.is_terminal() {
+                    if o.status.is_terminal() {
+                        continue;
+                    }
+                    if !o.order_id.is_empty() {
                         self.venue.observe(event);
                         continue;
                     }
@@ -505,6 +528,10 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                         .then(|| "found working at the venue after a restart; placed by an earlier run".to_owned());
                     self.report(intent_id, *ts, cause, None, detail, None, out);
                 }
+                VenueEvent::Sent { ts, .. } => {
+                    let detail = format!("sent to {}; its order id follows", self.venue.name());
+                    self.report(intent_id, *ts, cause, None, Some(detail), None, out);
+                }
                 VenueEvent::Fill { px, qty, ts, exec, .. } => {
                     if let Some(e) = exec
                         && o.exec_ids.contains(&e.exec_id)
@@ -513,23 +540,35 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                         continue;
                     }
                     let (cum_qty, cum_value) = (o.cum_qty, o.cum_value);
+                    // Venue numbers are outside input: a sum that does not fit is refused, not a panic.
+                    let (Some(value), Some(new_qty)) = (px.checked_mul(*qty), cum_qty.checked_add(*qty)) else {
+                        tracing::warn!(%intent_id, %px, %qty, "Venue fill whose value does not fit a decimal; dropped.");
+                        applied.unknown += 1;
+                        continue;
+                    };
+                    let Some(new_value) = cum_value.checked_add(value) else {
+                        tracing::warn!(%intent_id, %px, %qty, "Venue fill whose value does not fit a decimal; dropped.");
+                        applied.unknown += 1;
+                        continue;
+                    };
                     let monthly = self.add_monthly(*ts, *qty);
                     let Some(o) = self.orders.get_mut(&intent_id) else { continue };
                     let fee = match exec {
                         Some(e) => e.commission,
                         None => {
                             let before = commission::order_total(cum_qty, cum_value, monthly);
-                            let after = commission::order_total(cum_qty + *qty, cum_value + *px * *qty, monthly);
+                            let after = commission::order_total(new_qty, new_value, monthly);
                             (after - before).max(Decimal::ZERO)
                         }
                     };
-                    o.cum_qty += *qty;
-                    o.cum_value += *px * *qty;
-                    o.cum_commission += fee;
+                    o.cum_qty = new_qty;
+                    o.cum_value = new_value;
+                    o.cum_commission = o.cum_commission.saturating_add(fee);
                     o.fills += 1;
                     // A late execution of an order already closed still moves the position; the
                     // order's status stays what it was.
-                    if !o.status.is_terminal() {
+                    let late = o.status.is_terminal();
+                    if !late {
                         o.status =
                             if o.cum_qty >= o.order_qty { ExecStatus::Filled } else { ExecStatus::PartiallyFilled };
                     }
@@ -537,7 +576,11 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                         exec.as_ref().map_or_else(|| format!("{}-{}", o.order_id, o.fills), |e| e.exec_id.clone());
                     o.exec_ids.push(exec_id.clone());
                     let (symbol, side) = (o.symbol.clone(), o.side);
-                    self.risk.on_fill(&symbol, side, *qty);
+                    if late {
+                        self.risk.on_late_fill(&symbol, side, *qty);
+                    } else {
+                        self.risk.on_fill(&symbol, side, *qty);
+                    }
                     self.report(intent_id, *ts, cause, None, None, Some((exec_id, *px, *qty, fee)), out);
                 }
                 VenueEvent::Cancelled { ts, detail, .. } | VenueEvent::Rejected { ts, detail, .. } => {

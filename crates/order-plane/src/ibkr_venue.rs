@@ -1,8 +1,9 @@
 //! The IBKR venue: risk-approved orders go to TWS / IB Gateway through the `ibkr` crate's order
 //! session, and what the gateway reports comes back as [`VenueEvent`]s.
 //!
-//! The session runs on its own task, so this venue answers nothing at once: `place` and `cancel`
-//! only queue a command, and the shell hands the session's [`OrderEvent`]s, translated by
+//! The session runs on its own task, so this venue answers little at once: `place` reports the
+//! order `Sent` (published before the command leaves: the shell forwards commands only once what
+//! was published before them is on the broker) and `cancel` queues a command; the shell hands the session's [`OrderEvent`]s, translated by
 //! [`translate`], to [`OrderEngine::on_venue`](crate::engine::OrderEngine::on_venue) and
 //! [`OrderEngine::reconciled`](crate::engine::OrderEngine::reconciled).
 //!
@@ -93,6 +94,7 @@ impl Venue for IbkrVenue {
             out.push(VenueEvent::Rejected { intent_id: order.intent_id, detail, ts: order.decided_at });
             return;
         }
+        out.push(VenueEvent::Sent { intent_id: order.intent_id, ts: order.decided_at });
         self.working.insert(order.intent_id, order.qty);
     }
 
@@ -132,7 +134,7 @@ impl Venue for IbkrVenue {
             VenueEvent::Cancelled { intent_id, .. } | VenueEvent::Rejected { intent_id, .. } => {
                 self.working.remove(intent_id);
             }
-            VenueEvent::Accepted { .. } => {}
+            VenueEvent::Accepted { .. } | VenueEvent::Sent { .. } => {}
         }
     }
 }

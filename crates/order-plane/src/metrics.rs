@@ -160,6 +160,8 @@ impl Metrics {
         r.register(Box::new(m.assigned_partitions.clone()))?;
         r.register(Box::new(m.venue_connected.clone()))?;
         r.register(Box::new(m.venue_events_dropped.clone()))?;
+        // Series exist from the start, so dashboards show 0 rather than "no data".
+        m.duplicates.with_label_values(&[common::topics::MARKET_EVENTS]);
         for why in ["unknown_order", "repeated_execution"] {
             m.venue_events_dropped.with_label_values(&[why]);
         }

@@ -163,6 +163,12 @@ impl RiskEngine {
         }
     }
 
+    /// A fill of an order already closed (an execution reported after its order's cancel): the
+    /// position moves, working quantity was released at the close.
+    pub fn on_late_fill(&mut self, symbol: &Symbol, side: Side, qty: Decimal) {
+        self.exposure.entry(symbol.clone()).or_default().position += side.sign() * qty;
+    }
+
     /// An order ended with `leaves` unfilled: that quantity no longer works.
     pub fn on_done(&mut self, symbol: &Symbol, side: Side, leaves: Decimal) {
         let e = self.exposure.entry(symbol.clone()).or_default();

@@ -66,7 +66,7 @@ pub async fn run(cfg: AppConfig, listener: TcpListener, shutdown: CancellationTo
     result
 }
 
-/// The core and, for the IBKR venue, the receiving end of its order commands.
+/// The core and, for the IBKR venue, the commands it queues (see [`Outbox`]).
 fn engine(cfg: &AppConfig) -> (Engine, Option<mpsc::UnboundedReceiver<::ibkr::orders::OrderCommand>>) {
     let o = &cfg.order_plane;
     let (venue, commands): (Box<dyn Venue>, _) = if o.venue == "ibkr" {
@@ -86,16 +86,52 @@ fn engine(cfg: &AppConfig) -> (Engine, Option<mpsc::UnboundedReceiver<::ibkr::or
 /// The IBKR order session's events, while one runs.
 struct VenueSession {
     events: mpsc::Receiver<::ibkr::orders::OrderEvent>,
+    commands: mpsc::UnboundedSender<::ibkr::orders::OrderCommand>,
     task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
     client: Arc<ibapi::Client>,
 }
 
+/// Commands the IBKR venue queued, held back until what was published before them (the `Sent`
+/// report of an order) is on the broker: a crash can then lose an order only together with its
+/// record, never leave an order at IB that the ledger does not know of.
+struct Outbox {
+    queued: mpsc::UnboundedReceiver<::ibkr::orders::OrderCommand>,
+    session: mpsc::UnboundedSender<::ibkr::orders::OrderCommand>,
+}
+
+impl Outbox {
+    /// Forwards what is queued once `futures` are delivered; returns what is left to await.
+    async fn release(&mut self, futures: Vec<DeliveryFuture>) -> Result<Vec<DeliveryFuture>, BrokerError> {
+        let mut commands = Vec::new();
+        while let Ok(c) = self.queued.try_recv() {
+            commands.push(c);
+        }
+        if commands.is_empty() {
+            return Ok(futures);
+        }
+        kafka::await_all(futures).await?;
+        for c in commands {
+            // A session that ended stops the plane at the next event; the restart reconciles.
+            let _ = self.session.send(c);
+        }
+        Ok(Vec::new())
+    }
+}
+
+/// Releases the outbox, when there is one.
+async fn release(
+    outbox: &mut Option<Outbox>,
+    futures: Vec<DeliveryFuture>,
+) -> Result<Vec<DeliveryFuture>, BrokerError> {
+    match outbox {
+        Some(o) => o.release(futures).await,
+        None => Ok(futures),
+    }
+}
+
 /// Connects to TWS / IB Gateway and starts the order session (it reconciles first).
-async fn start_ibkr(
-    cfg: &AppConfig,
-    commands: mpsc::UnboundedReceiver<::ibkr::orders::OrderCommand>,
-    shutdown: &CancellationToken,
-) -> Result<Option<VenueSession>, RunError> {
+async fn start_ibkr(cfg: &AppConfig, shutdown: &CancellationToken) -> Result<Option<VenueSession>, RunError> {
     ::ibkr::connect::log_trading_mode(cfg, "order-plane");
     // The feed (Data Plane) and the orders each need their own client id.
     let ibkr = common::config::IbkrConfig { client_id: cfg.ibkr.order_client_id, ..cfg.ibkr.clone() };
@@ -113,9 +149,12 @@ async fn start_ibkr(
         }
     });
     let (tx, events) = mpsc::channel(4096);
+    let (commands, commands_rx) = mpsc::unbounded_channel();
     let timeout = Duration::from_millis(cfg.ibkr.request_timeout_ms.max(1));
-    let task = tokio::spawn(::ibkr::orders::run(Arc::clone(&client), commands, tx, timeout, shutdown.child_token()));
-    Ok(Some(VenueSession { events, task, client }))
+    // Stopped after the consumer loop, so the session still sends what was released to it.
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(::ibkr::orders::run(Arc::clone(&client), commands_rx, tx, timeout, stop.clone()));
+    Ok(Some(VenueSession { events, commands, task, stop, client }))
 }
 
 /// The next session event; never, without a session.
@@ -210,20 +249,26 @@ async fn serve(
 
     // A broker venue is reconciled before any intent is read: what it executed while this
     // plane was away is reported first, and an intent it already holds is never sent again.
-    let mut session = match commands {
-        Some(commands) => match start_ibkr(cfg, commands, shutdown).await? {
-            Some(s) => Some(s),
+    let (mut session, mut outbox) = match commands {
+        Some(queued) => match start_ibkr(cfg, shutdown).await? {
+            Some(s) => {
+                let outbox = Outbox { queued, session: s.commands.clone() };
+                (Some(s), Some(outbox))
+            }
             None => return Ok(()),
         },
         None => {
             metrics.venue_connected.set(1);
-            None
+            (None, None)
         }
     };
     if session.is_some() {
         loop {
             let event = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => {
+                    stop_session(session, &mut engine, metrics, &mut publisher, &mut intents).await?;
+                    return Ok(());
+                }
                 event = next_venue_event(&mut session) => event,
             };
             let Some(event) = event else {
@@ -237,6 +282,8 @@ async fn serve(
                 break;
             }
         }
+        // Cancels the kill switch queued at start-up (its halt is already published).
+        release(&mut outbox, Vec::new()).await?;
         update_gauges(metrics, &engine);
         tracing::info!("IBKR orders reconciled; taking intents.");
     }
@@ -284,6 +331,7 @@ async fn serve(
                 engine.set_halt(cmd.halted, &cmd.reason, cmd.cancel_open, now, &mut out);
                 let published = async {
                     let futures = publish(&mut publisher, &out, metrics, &mut intents).await?;
+                    let futures = release(&mut outbox, futures).await?;
                     kafka::await_all(futures).await
                 };
                 tokio::select! {
@@ -343,10 +391,14 @@ async fn serve(
                         Err(e) => decode_error(metrics, &topic, at.partition, at.offset, &e),
                     }
                 }
+                let published = async {
+                    let futures = publish(&mut publisher, &out, metrics, &mut intents).await?;
+                    release(&mut outbox, futures).await
+                };
                 let futures = tokio::select! {
                     biased;
                     () = shutdown.cancelled() => break,
-                    futures = publish(&mut publisher, &out, metrics, &mut intents) => futures?,
+                    futures = published => futures?,
                 };
                 out.clear();
                 if !futures.is_empty() {
@@ -366,15 +418,33 @@ async fn serve(
     health.set_working(false);
     kafka::drain(acks, ack_task, &consumer, &publisher).await?;
     checker.abort();
-    if let Some(s) = session {
-        // The session stops with `shutdown`; orders stay at IB and are reconciled next start.
-        let _ = s.task.await;
-        if let Ok(client) = Arc::try_unwrap(s.client) {
-            client.disconnect().await;
-        }
-    }
+    stop_session(session, &mut engine, metrics, &mut publisher, &mut intents).await?;
     tracing::info!("Order Plane stopped; offsets committed.");
     result
+}
+
+/// Stops the IBKR session (it first sends what was released to it) and publishes what it
+/// reported meanwhile. Orders stay at IB; the next start reconciles them.
+async fn stop_session(
+    session: Option<VenueSession>,
+    engine: &mut Engine,
+    metrics: &Metrics,
+    publisher: &mut Publisher,
+    intents: &mut HashMap<IntentId, UnixNanos>,
+) -> Result<(), RunError> {
+    let Some(mut s) = session else { return Ok(()) };
+    s.stop.cancel();
+    let _ = s.task.await;
+    let mut out = Vec::new();
+    while let Ok(event) = s.events.try_recv() {
+        on_venue_event(engine, event, metrics, &mut out);
+    }
+    let futures = publish(publisher, &out, metrics, intents).await?;
+    kafka::await_all(futures).await?;
+    if let Ok(client) = Arc::try_unwrap(s.client) {
+        client.disconnect().await;
+    }
+    Ok(())
 }
 
 /// Produces `out` and records its metrics; returns the delivery futures.
@@ -402,7 +472,11 @@ fn observe(metrics: &Metrics, env: &Envelope<ExecEvent>, intents: &mut HashMap<I
             let created = intents.get(&r.intent_id).copied();
             match r.status {
                 ExecStatus::Accepted => {
-                    metrics.orders_placed.inc();
+                    // Counted when the venue names the order (an IBKR order is first reported
+                    // as sent, without an id).
+                    if !r.order_id.is_empty() {
+                        metrics.orders_placed.inc();
+                    }
                     if let Some(c) = created {
                         metrics.intent_to_ack.observe(seconds(c, env.ts_init));
                     }

@@ -56,6 +56,14 @@ pub enum VenueEvent {
         /// and charges the published schedule (the simulated venue).
         exec: Option<Execution>,
     },
+    /// The order is on its way to a venue that acknowledges later (IBKR): published before
+    /// the order leaves, so a crash in between leaves a record that the restart reconciles.
+    Sent {
+        /// Intent.
+        intent_id: IntentId,
+        /// Event time.
+        ts: UnixNanos,
+    },
     /// An order the venue holds that the plane did not send in this run (placed before a
     /// restart): the venue's state wins.
     Found {

@@ -202,11 +202,16 @@ async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
         (100, intent_id(1).to_string(), "BUY", "LMT", "DAY")
     );
     assert_eq!((p.symbol.as_str(), p.quantity.parse::<f64>().unwrap(), p.limit_price), ("AAPL", 100.0, Some(189.52)));
-    h.reports_until(intent_id(1), |r| !r.is_empty()).await;
+    h.reports_until(intent_id(1), |r| r.iter().any(|x| !x.order_id.is_empty())).await;
     gw.fill(100, "0001.01", "40", 189.52, 1.0);
     gw.fill(100, "0001.02", "60", 189.51, 1.25);
     let r1 = h.reports_until(intent_id(1), |r| r.iter().any(|x| x.status == ExecStatus::Filled)).await;
-    assert_eq!(statuses(&r1), [ExecStatus::Accepted, ExecStatus::PartiallyFilled, ExecStatus::Filled]);
+    assert_eq!(
+        statuses(&r1),
+        [ExecStatus::Accepted, ExecStatus::Accepted, ExecStatus::PartiallyFilled, ExecStatus::Filled]
+    );
+    // Reported sent before it left, then with IB's order id.
+    assert_eq!((r1[0].order_id.as_str(), r1[1].order_id.as_str()), ("", "100"));
     assert_eq!(fills(&r1), [("0001.01".into(), dec!(40), dec!(1)), ("0001.02".into(), dec!(60), dec!(1.25))]);
     let last = r1.last().unwrap();
     assert_eq!((last.order_id.as_str(), last.venue.as_str()), ("100", "ibkr"));
@@ -216,16 +221,16 @@ async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
     // 2. A cancel of a working order.
     h.intent(IntentEvent::Intent(intent(2, dec!(10))), T0 + 2_000_000).await;
     assert_eq!(placed(&gw, 1).await.order_id, 101);
-    h.reports_until(intent_id(2), |r| !r.is_empty()).await;
+    h.reports_until(intent_id(2), |r| r.iter().any(|x| !x.order_id.is_empty())).await;
     h.intent(IntentEvent::Cancel(CancelIntent { intent_id: intent_id(2), symbol: aapl() }), T0 + 3_000_000).await;
     assert!(gw.wait_request(0, WAIT, |r| matches!(r, Request::CancelOrder { order_id: 101 })).await.is_some());
     let r2 = h.reports_until(intent_id(2), |r| r.iter().any(|x| x.status.is_terminal())).await;
-    assert_eq!(statuses(&r2), [ExecStatus::Accepted, ExecStatus::Cancelled]);
+    assert_eq!(statuses(&r2), [ExecStatus::Accepted, ExecStatus::Accepted, ExecStatus::Cancelled]);
 
     // 3. The gateway goes down, the working order fills meanwhile: reported once, on reconnect.
     h.intent(IntentEvent::Intent(intent(3, dec!(5))), T0 + 4_000_000).await;
     assert_eq!(placed(&gw, 2).await.order_id, 102);
-    h.reports_until(intent_id(3), |r| !r.is_empty()).await;
+    h.reports_until(intent_id(3), |r| r.iter().any(|x| !x.order_id.is_empty())).await;
     gw.set_accepting(false);
     gw.drop_connection();
     wait_metric(addr, "order_plane_venue_connected", |v| v == 0.0).await;
@@ -240,8 +245,8 @@ async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
     h.intent(IntentEvent::Intent(intent(4, dec!(10))), T0 + 5_000_000).await;
     h.intent(IntentEvent::Intent(intent(5, dec!(10))), T0 + 5_000_001).await;
     assert_eq!(placed(&gw, 4).await.order_id, 104);
-    h.reports_until(intent_id(5), |r| !r.is_empty()).await;
-    h.reports_until(intent_id(4), |r| !r.is_empty()).await;
+    h.reports_until(intent_id(5), |r| r.iter().any(|x| !x.order_id.is_empty())).await;
+    h.reports_until(intent_id(4), |r| r.iter().any(|x| !x.order_id.is_empty())).await;
     stop.cancel();
     plane.await.unwrap();
     gw.fill(103, "0004.01", "4", 189.52, 0.35);
@@ -250,12 +255,16 @@ async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
     let places_before_restart = place_count(&gw);
 
     let (addr, stop, plane) = start(&cfg).await;
-    let r4 = h.reports_until(intent_id(4), |r| r.len() >= 2).await;
-    assert_eq!(statuses(&r4), [ExecStatus::Accepted, ExecStatus::PartiallyFilled], "still working at IB: {r4:#?}");
+    let r4 = h.reports_until(intent_id(4), |r| r.len() >= 3).await;
+    assert_eq!(
+        statuses(&r4),
+        [ExecStatus::Accepted, ExecStatus::Accepted, ExecStatus::PartiallyFilled],
+        "still working at IB: {r4:#?}"
+    );
     assert_eq!(fills(&r4), [("0004.01".into(), dec!(4), dec!(0.35))]);
     let r5 = h.reports_until(intent_id(5), |r| r.iter().any(|x| x.status.is_terminal())).await;
-    assert_eq!(statuses(&r5), [ExecStatus::Accepted, ExecStatus::Cancelled]);
-    let r6 = h.reports_until(intent_id(6), |r| !r.is_empty()).await;
+    assert_eq!(statuses(&r5), [ExecStatus::Accepted, ExecStatus::Accepted, ExecStatus::Cancelled]);
+    let r6 = h.reports_until(intent_id(6), |r| r.iter().any(|x| !x.order_id.is_empty())).await;
     assert_eq!((r6[0].status, r6[0].order_qty, r6[0].order_id.as_str()), (ExecStatus::Accepted, dec!(3), "105"));
     // The reconciliation replayed every execution of the day; the ones reported before were
     // recognised by execution id.

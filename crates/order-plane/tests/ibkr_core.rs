@@ -111,8 +111,11 @@ fn orders_go_out_as_commands_and_reports_follow_the_venue() {
     let (mut e, mut commands) = engine();
     let mut out = Vec::new();
     assert_eq!(e.on_intent(&envelope(SEC, 2, intent(1, dec!(10))), &mut out), IntentOutcome::Placed);
-    // Nothing is reported until IB answers.
-    assert!(out.is_empty());
+    // Reported as sent (the shell publishes this before the order leaves), without an order id.
+    let sent = reports(&out);
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].status, sent[0].order_id.as_str()), (ExecStatus::Accepted, ""));
+    out.clear();
     let Ok(OrderCommand::Place { order_ref, buy, qty, limit, .. }) = commands.try_recv() else { panic!("no order") };
     assert_eq!((order_ref, buy, qty, limit), (id(1).to_string(), true, dec!(10), Some(dec!(100.01))));
 
@@ -145,8 +148,11 @@ fn orders_go_out_as_commands_and_reports_follow_the_venue() {
 fn a_restart_keeps_working_orders_until_the_reconciliation_and_drops_repeated_executions() {
     let (mut e, _commands) = engine();
     let mut ledger = Vec::new();
-    for n in [1, 2, 3] {
+    for n in [1, 2, 3, 4] {
         e.on_intent(&envelope(SEC, 10 + n, intent(n, dec!(10))), &mut ledger);
+    }
+    // Intent 4 was sent but the plane stopped before IB named it (and it never arrived).
+    for n in [1, 2, 3] {
         e.on_venue(vec![accepted(n, &format!("10{n}"))], &mut ledger);
     }
     e.on_venue(vec![fill(1, "e1", dec!(10), dec!(1)), fill(2, "e2", dec!(3), dec!(0.35))], &mut ledger);
@@ -158,6 +164,20 @@ fn a_restart_keeps_working_orders_until_the_reconciliation_and_drops_repeated_ex
     let mut out = Vec::new();
     again.finish_restore(UnixNanos(5 * SEC), &mut out);
     assert!(out.is_empty(), "IB's orders outlive the plane: {:?}", reports(&out));
+    // IB announcing a restored order again reports nothing new.
+    let found = VenueEvent::Found {
+        intent_id: id(2),
+        order_id: "102".into(),
+        symbol: aapl(),
+        side: Side::Buy,
+        qty: dec!(10),
+        ts: UnixNanos(5 * SEC),
+    };
+    again.on_venue(vec![found], &mut out);
+    assert!(out.is_empty(), "{:?}", reports(&out));
+    // Working quantity is restored: 10 of intent 1 filled, 7 + 10 + 10 still work.
+    let exposure = again.risk().exposure(&aapl());
+    assert_eq!((exposure.position, exposure.open_buy), (dec!(13), dec!(27)));
     // The reconciliation: every execution of the day again, one new; intent 3 is gone at IB.
     let applied = again.on_venue(
         vec![fill(1, "e1", dec!(10), dec!(1)), fill(2, "e2", dec!(3), dec!(0.35)), fill(2, "e2b", dec!(2), dec!(0.1))],
@@ -168,12 +188,27 @@ fn a_restart_keeps_working_orders_until_the_reconciliation_and_drops_repeated_ex
     let r = reports(&out);
     assert_eq!(
         r.iter().map(|r| (r.intent_id, r.status, r.cum_qty)).collect::<Vec<_>>(),
-        [(id(2), ExecStatus::PartiallyFilled, dec!(5)), (id(3), ExecStatus::Cancelled, dec!(0))]
+        [
+            (id(2), ExecStatus::PartiallyFilled, dec!(5)),
+            (id(3), ExecStatus::Cancelled, dec!(0)),
+            (id(4), ExecStatus::Cancelled, dec!(0))
+        ]
     );
     assert_eq!(r[0].cum_commission, dec!(0.45));
-    // Intents read again are not sent again; the one still working can be cancelled.
+    let exposure = again.risk().exposure(&aapl());
+    assert_eq!((exposure.position, exposure.open_buy), (dec!(15), dec!(5)));
+    // An execution of a closed order arriving late moves the position, not the working quantity.
     out.clear();
-    for n in [1, 2, 3] {
+    again.on_venue(vec![fill(3, "e3", dec!(1), dec!(0.35))], &mut out);
+    assert_eq!(reports(&out)[0].status, ExecStatus::Cancelled);
+    let exposure = again.risk().exposure(&aapl());
+    assert_eq!((exposure.position, exposure.open_buy), (dec!(16), dec!(5)));
+    // A later reconciliation leaves intent 2 alone while IB works it.
+    out.clear();
+    again.reconciled(&HashSet::from([id(2)]), UnixNanos(6 * SEC), &mut out);
+    assert!(out.is_empty());
+    // Intents read again are not sent again; the one still working can be cancelled.
+    for n in [1, 2, 3, 4] {
         assert_eq!(again.on_intent(&envelope(SEC, 10 + n, intent(n, dec!(10))), &mut out), IntentOutcome::Duplicate);
     }
     assert!(commands.try_recv().is_err());
