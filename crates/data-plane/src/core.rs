@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use common::clock::Clock;
 use common::config::DataPlaneConfig;
-use common::events::{Envelope, MarketEvent, OfiEvent, SCHEMA_VERSION, Source, SymbolStatus};
+use common::events::{DepthUpdate, Envelope, MarketEvent, OfiEvent, SCHEMA_VERSION, Source, SymbolStatus};
 use common::ids;
 use common::types::{EventId, Symbol, UnixNanos};
 
@@ -91,20 +91,7 @@ impl<C: Clock> DataCore<C> {
             self.window = 0;
             self.pass = ev.pass;
         }
-        // The input is in time order, so once time enters a new window every symbol's older
-        // window is complete: publish them now rather than at each symbol's next event, so quiet
-        // symbols do not hold the Strategy Plane's decisions back.
-        let window_ns = self.cfg.ofi.window_ms.saturating_mul(1_000_000).max(1);
-        let window = ev.ts.0 / window_ns;
-        if window > self.window {
-            self.window = window;
-            self.ofi.close_until(UnixNanos(window * window_ns), &mut self.closed);
-            self.flush_windows(out);
-        }
-        if ev.ts.0 >= self.next_sweep {
-            self.next_sweep = ev.ts.0.saturating_add(STALE_SWEEP_NS);
-            self.sweep(ev.ts, None, out);
-        }
+        self.advance(ev.ts, out);
         let checked = self.quality.check(&ev);
         let id = ids::event_id(ev.ts, self.stream, ev.seq);
         for status in checked.status {
@@ -124,6 +111,53 @@ impl<C: Clock> DataCore<C> {
                 out.push(Output::Market(self.envelope(id, ev.ts, None, MarketEvent::Trade(t))));
             }
         }
+    }
+
+    /// Time has reached `ts`: closes the windows before it and sweeps for stale symbols.
+    fn advance(&mut self, ts: UnixNanos, out: &mut Vec<Output>) {
+        // The input is in time order, so once time enters a new window every symbol's older
+        // window is complete: publish them now rather than at each symbol's next event, so quiet
+        // symbols do not hold the Strategy Plane's decisions back.
+        let window_ns = self.cfg.ofi.window_ms.saturating_mul(1_000_000).max(1);
+        let window = ts.0 / window_ns;
+        if window > self.window {
+            self.window = window;
+            self.ofi.close_until(UnixNanos(window * window_ns), &mut self.closed);
+            self.flush_windows(out);
+        }
+        if ts.0 >= self.next_sweep {
+            self.next_sweep = ts.0.saturating_add(STALE_SWEEP_NS);
+            self.sweep(ts, None, out);
+        }
+    }
+
+    /// Processes one snapshot of a symbol's book at input position `seq` (a live source's depth
+    /// feed): published to `market_events` as `depth` and added to the window's multi-level OFI.
+    /// A book that is not strictly ordered best first, or crossed or locked at the top, is
+    /// refused with the matching reason; an empty side carries no levels to compare and is
+    /// skipped.
+    pub fn process_depth(&mut self, seq: u64, ts: UnixNanos, depth: DepthUpdate, out: &mut Vec<Output>) {
+        self.advance(ts, out);
+        let refused = |reason| Output::Rejected { reason, symbol: depth.symbol.clone(), seq };
+        let (Some(bid), Some(ask)) = (depth.bids.first(), depth.asks.first()) else { return };
+        if bid.px > ask.px {
+            out.push(refused(Rejection::CrossedBook));
+            return;
+        }
+        if bid.px == ask.px {
+            out.push(refused(Rejection::LockedBook));
+            return;
+        }
+        let ordered =
+            depth.bids.windows(2).all(|w| w[0].px > w[1].px) && depth.asks.windows(2).all(|w| w[0].px < w[1].px);
+        if !ordered {
+            out.push(refused(Rejection::UnorderedBook));
+            return;
+        }
+        let id = ids::event_id(ts, self.stream, seq);
+        self.ofi.on_depth(ts, &depth, &mut self.closed);
+        self.flush_windows(out);
+        out.push(Output::Market(self.envelope(id, ts, None, MarketEvent::Depth(depth))));
     }
 
     /// The input has ended: closes every open window.

@@ -2,8 +2,9 @@
 //! as the replay, published to `market_events` and `ofi_events` with delivery tracking.
 //!
 //! [`LiveFeed`] is the synchronous part: it stamps event time, turns feed events into the core's
-//! [`RawEvent`]s (exact decimals; a trade's aggressor from the quote before it) and marks the OFI
-//! windows of every symbol the feed lost. [`run`] is the shell around it: connect, subscribe,
+//! [`RawEvent`]s (exact decimals; a trade's aggressor from the quote before it), hands depth
+//! snapshots to the core's multi-level OFI, and marks the OFI windows of every symbol the feed
+//! lost. [`run`] is the shell around it: connect, subscribe,
 //! loop, drain.
 //!
 //! Nothing is cached and re-sent: a quote is published once, when it arrives. The feed sends a
@@ -16,15 +17,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::ibkr::convert::{self, EventClock};
+use ::ibkr::convert::{self, EventClock, Levels};
 use ::ibkr::market::{self, FeedEvent, RetryPolicy};
 use common::clock::{Clock, SystemClock};
 use common::config::AppConfig;
-use common::events::Source;
+use common::events::{DepthUpdate, Level, Source};
 use common::http::{self, Health};
 use common::kafka::{self, AckQueue, BrokerError};
 use common::topics::{MARKET_EVENTS, OFI_EVENTS};
-use common::types::{Symbol, UnixNanos};
+use common::types::{Price, Quantity, Symbol, UnixNanos};
 use rust_decimal::Decimal;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -117,10 +118,19 @@ impl LiveFeed {
                 }
                 false
             }
-            FeedEvent::Depth { symbol, .. } => {
-                // The core takes top of book and trades; depth (multi-level OFI) is not wired yet.
-                tracing::trace!(%symbol, "IBKR depth update ignored.");
-                false
+            FeedEvent::Depth { symbol, received, bids, asks } => {
+                // Depth carries no IB time: the receive time, kept in order with the ticks.
+                let seconds = i64::try_from(received.0 / 1_000_000_000).unwrap_or(i64::MAX);
+                let ts = self.arrived(&symbol, seconds, received, core);
+                let levels = |side: Levels| -> Vec<Level> {
+                    side.into_iter()
+                        .map_while(|(px, sz)| Some(Level { px: Price::new(px).ok()?, sz: Quantity::new(sz).ok()? }))
+                        .collect()
+                };
+                let depth = DepthUpdate { symbol, bids: levels(bids), asks: levels(asks) };
+                core.process_depth(self.seq, ts, depth, out);
+                self.seq += 1;
+                true
             }
             FeedEvent::Subscribed { symbol, stream } => {
                 tracing::info!(%symbol, stream, "IBKR market data flowing.");
@@ -357,5 +367,61 @@ mod tests {
             })
             .collect();
         assert_eq!(windows, [(11, true), (13, true)]);
+    }
+
+    fn depth(at_ms: u64, bids: &[(Decimal, Decimal)], asks: &[(Decimal, Decimal)]) -> FeedEvent {
+        FeedEvent::Depth {
+            symbol: aapl(),
+            received: UnixNanos(at_ms * 1_000_000),
+            bids: bids.to_vec(),
+            asks: asks.to_vec(),
+        }
+    }
+
+    #[test]
+    fn depth_snapshots_are_published_and_feed_multi_level_ofi() {
+        use rust_decimal::dec;
+        let (mut live, mut core, mut out) = (LiveFeed::new(vec![aapl()]), core(), Vec::new());
+        let bids = [(dec!(100.00), dec!(5)), (dec!(99.99), dec!(7))];
+        let asks = [(dec!(100.01), dec!(4)), (dec!(100.02), dec!(6))];
+        // A window is published for a symbol with quotes in it.
+        live.apply(quote(10, 100.0, 100.01), &mut core, &mut out);
+        assert!(live.apply(depth(10_100, &bids, &asks), &mut core, &mut out));
+        // Level 1: bid size 5 → 8 (+3), ask size 4 → 4; level 2: bid 7 → 7, ask 6 → 9 (−3).
+        let bids2 = [(dec!(100.00), dec!(8)), (dec!(99.99), dec!(7))];
+        let asks2 = [(dec!(100.01), dec!(4)), (dec!(100.02), dec!(9))];
+        assert!(live.apply(depth(10_200, &bids2, &asks2), &mut core, &mut out));
+        // Refused: crossed at the top, and levels out of order; a level that is not a valid
+        // price ends its side.
+        live.apply(depth(10_300, &[(dec!(100.02), dec!(1))], &asks), &mut core, &mut out);
+        live.apply(depth(10_400, &[(dec!(99.99), dec!(1)), (dec!(100.00), dec!(1))], &asks), &mut core, &mut out);
+        let rejected: Vec<&str> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Rejected { reason, .. } => Some(reason.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rejected, ["crossed_book", "unordered_book"]);
+        let published =
+            out.iter().filter(|o| matches!(o, Output::Market(e) if matches!(e.payload, MarketEvent::Depth(_)))).count();
+        assert_eq!(published, 2);
+        // The window closes once time passes its end.
+        live.apply(quote(12, 100.0, 100.01), &mut core, &mut out);
+        let mlofi: Vec<Option<Vec<Decimal>>> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Ofi(e) => {
+                    let OfiEvent::Window(w) = &e.payload;
+                    Some(w.mlofi.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        let levels = DataPlaneConfig::default().ofi.depth_levels;
+        let mut expected = vec![Decimal::ZERO; levels];
+        expected[0] = dec!(3);
+        expected[1] = dec!(-3);
+        assert_eq!(mlofi, [Some(expected)]);
     }
 }

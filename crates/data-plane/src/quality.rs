@@ -33,11 +33,13 @@ pub enum Rejection {
     Duplicate,
     /// Far outside recent volatility, and not confirmed by the following quotes.
     PriceJump,
+    /// Depth levels not strictly ordered best first.
+    UnorderedBook,
 }
 
 impl Rejection {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [Rejection; 9] = [
+    pub const ALL: [Rejection; 10] = [
         Self::NonPositivePrice,
         Self::NonPositiveSize,
         Self::NonFinite,
@@ -47,6 +49,7 @@ impl Rejection {
         Self::OutOfOrder,
         Self::Duplicate,
         Self::PriceJump,
+        Self::UnorderedBook,
     ];
 
     /// snake_case label.
@@ -61,6 +64,7 @@ impl Rejection {
             Self::OutOfOrder => "out_of_order",
             Self::Duplicate => "duplicate",
             Self::PriceJump => "price_jump",
+            Self::UnorderedBook => "unordered_book",
         }
     }
 }

@@ -77,6 +77,17 @@ impl Script<'_> {
         wait_metric(self.http, PROCESSED, self.sent).await;
     }
 
+    /// A depth row operation; `snapshot` when the book it leaves has both sides (the feed then
+    /// hands the plane a snapshot).
+    async fn depth(&mut self, req: i32, row: (i32, i32, i32), price: f64, size: &str, snapshot: bool) {
+        let (position, operation, side) = row;
+        self.gw.send_depth(req, position, operation, side, price, size);
+        if snapshot {
+            self.sent += 1.0;
+            wait_metric(self.http, PROCESSED, self.sent).await;
+        }
+    }
+
     async fn trade(&mut self, req: i32, t: i64, price: f64) {
         self.gw.send_last(req, t, price, "100");
         self.sent += 1.0;
@@ -100,7 +111,7 @@ async fn live_ticks_are_published_and_a_gateway_drop_flags_the_next_windows() {
     cfg.ibkr.port = gw.port();
     cfg.ibkr.client_id = 11;
     cfg.ibkr.request_timeout_ms = 3_000;
-    cfg.ibkr.contracts = vec![stock("AAPL"), stock("MSFT")];
+    cfg.ibkr.contracts = vec![IbkrContractConfig { depth_rows: 5, ..stock("AAPL") }, stock("MSFT")];
     cfg.validate().unwrap();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -130,8 +141,40 @@ async fn live_ticks_are_published_and_a_gateway_drop_flags_the_next_windows() {
     s.quote(msft_q, T0 + 3, 410.20, 410.22).await;
     s.quote(aapl_q, T0 + 4, 189.61, 189.62).await;
 
-    wait_metric(http, "data_plane_ofi_windows_total", 6.0).await;
-    wait_metric(http, "data_plane_events_published_total{topic=\"market_events\"}", 9.0).await;
+    // Depth (re-subscribed after the reconnect too): rows build a book; every change that leaves
+    // both sides is a snapshot on market_events and feeds the window's multi-level OFI. Depth
+    // carries no IB time, so from here on event time is the receive time.
+    let depth = match gw
+        .wait_request(1, WAIT, |r| matches!(r, Request::MarketDepth { symbol, .. } if symbol == "AAPL"))
+        .await
+    {
+        Some(Request::MarketDepth { req_id, rows, .. }) => {
+            assert_eq!(rows, 5);
+            req_id
+        }
+        other => panic!("no depth re-subscription: {other:?}"),
+    };
+    // Ticks stamped with the current second, so they stay in order with the depth.
+    let now =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap();
+    const BID: i32 = 1;
+    const ASK: i32 = 0;
+    const INSERT: i32 = 0;
+    const UPDATE: i32 = 1;
+    s.depth(depth, (0, INSERT, BID), 189.61, "5", false).await;
+    s.depth(depth, (0, INSERT, ASK), 189.62, "4", true).await;
+    s.quote(aapl_q, now, 189.61, 189.62).await;
+    s.depth(depth, (1, INSERT, BID), 189.60, "7", true).await;
+    s.depth(depth, (1, INSERT, ASK), 189.63, "6", true).await;
+    // Level 1's bid grows by 3, then level 2's ask by 3: multi-level OFI (+3, −3).
+    s.depth(depth, (0, UPDATE, BID), 189.61, "8", true).await;
+    s.depth(depth, (1, UPDATE, ASK), 189.63, "9", true).await;
+    s.quote(aapl_q, now, 189.61, 189.62).await;
+    // A quote in a later second closes the depth's windows.
+    s.quote(msft_q, now + 5, 410.21, 410.23).await;
+
+    wait_metric(http, "data_plane_ofi_windows_total", 7.0).await;
+    wait_metric(http, "data_plane_events_published_total{topic=\"market_events\"}", 17.0).await;
 
     let kafka = cfg.kafka.clone();
     let (market, ofi) = tokio::task::spawn_blocking(move || {
@@ -145,6 +188,7 @@ async fn live_ticks_are_published_and_a_gateway_drop_flags_the_next_windows() {
     // market_events, in order: exact decimals; after the reconnect, only the new subscription's.
     let mut quotes = Vec::new();
     let mut trades = Vec::new();
+    let mut books = Vec::new();
     for r in &market {
         match codec::decode::<MarketEvent>(&r.payload).unwrap().payload {
             MarketEvent::Quote(q) => quotes.push(format!(
@@ -158,7 +202,15 @@ async fn live_ticks_are_published_and_a_gateway_drop_flags_the_next_windows() {
             MarketEvent::Trade(t) => {
                 trades.push((t.symbol.as_str().to_owned(), t.price.get().to_string(), t.aggressor))
             }
-            other => panic!("unexpected market event {other:?}"),
+            MarketEvent::Depth(d) => {
+                let side = |levels: &[common::events::Level]| {
+                    levels.iter().map(|l| format!("{}x{}", l.px.get(), l.sz.get())).collect::<Vec<_>>().join(" ")
+                };
+                books.push(format!("{} {} | {}", d.symbol.as_str(), side(&d.bids), side(&d.asks)));
+            }
+            // Event time jumps from IB's scripted seconds to the receive time with the depth,
+            // which makes both symbols stale for a moment.
+            MarketEvent::Status(_) => {}
         }
     }
     assert_eq!(
@@ -171,6 +223,19 @@ async fn live_ticks_are_published_and_a_gateway_drop_flags_the_next_windows() {
             "AAPL 189.6x300 189.61x200",
             "MSFT 410.2x300 410.22x200",
             "AAPL 189.61x300 189.62x200",
+            "AAPL 189.61x300 189.62x200",
+            "AAPL 189.61x300 189.62x200",
+            "MSFT 410.21x300 410.23x200",
+        ]
+    );
+    assert_eq!(
+        books,
+        [
+            "AAPL 189.61x5 | 189.62x4",
+            "AAPL 189.61x5 189.6x7 | 189.62x4",
+            "AAPL 189.61x5 189.6x7 | 189.62x4 189.63x6",
+            "AAPL 189.61x8 189.6x7 | 189.62x4 189.63x6",
+            "AAPL 189.61x8 189.6x7 | 189.62x4 189.63x9",
         ]
     );
     assert_eq!(
@@ -208,6 +273,16 @@ async fn live_ticks_are_published_and_a_gateway_drop_flags_the_next_windows() {
         assert_eq!(after.ofi.to_string(), "0", "{symbol}");
     }
     assert_eq!(window("AAPL", T0 + 3).trade_imbalance.to_string(), "-100");
+    // Multi-level OFI over the depth's windows (it may straddle a second boundary).
+    let mut mlofi = [rust_decimal::Decimal::ZERO; 5];
+    for w in windows.iter().filter(|w| w.symbol.as_str() == "AAPL") {
+        for (m, v) in w.mlofi.iter().flatten().enumerate() {
+            mlofi[m] += v;
+        }
+    }
+    let aapl: Vec<_> = windows.iter().filter(|w| w.symbol.as_str() == "AAPL").collect();
+    assert_eq!(mlofi.iter().map(ToString::to_string).collect::<Vec<_>>(), ["3", "-3", "0", "0", "0"], "{aapl:#?}");
+    assert!(windows.iter().all(|w| w.symbol.as_str() == "AAPL" || w.mlofi.is_none()));
 
     shutdown.cancel();
     tokio::time::timeout(WAIT, plane).await.expect("the plane did not stop").unwrap().unwrap();
