@@ -131,6 +131,12 @@ impl<C: Clock> DataCore<C> {
         }
     }
 
+    /// Time has reached `ts` with no event (a live source's clock): closes the windows before
+    /// it and reports the symbols gone stale.
+    pub fn advance_to(&mut self, ts: UnixNanos, out: &mut Vec<Output>) {
+        self.advance(ts, out);
+    }
+
     /// Processes one snapshot of a symbol's book at input position `seq` (a live source's depth
     /// feed): published to `market_events` as `depth` and added to the window's multi-level OFI.
     /// A book that is not strictly ordered best first, or crossed or locked at the top, is

@@ -37,6 +37,11 @@ use crate::source::{Num, RawBody, RawEvent};
 
 /// Feed events waiting for the core at once; the feed tasks wait beyond it.
 const FEED_BUFFER: usize = 8192;
+/// How often the wall clock moves event time forward when no tick does.
+const HEARTBEAT: Duration = Duration::from_millis(100);
+/// How far behind the wall clock the heartbeat keeps event time, so a tick IB stamped a moment
+/// ago still lands in its own window.
+const HEARTBEAT_LAG: u64 = 500_000_000;
 
 /// Feed events in, core inputs out: event time, decimals, aggressors and gaps.
 pub struct LiveFeed {
@@ -143,6 +148,18 @@ impl LiveFeed {
         }
     }
 
+    /// The wall clock says `received`: event time moves to `HEARTBEAT_LAG` behind it, so windows
+    /// of a quiet market close and a feed that went silent is reported stale (a live market has
+    /// no next row to do either).
+    pub fn heartbeat<C: Clock>(&mut self, received: UnixNanos, core: &mut DataCore<C>, out: &mut Vec<Output>) {
+        let behind = UnixNanos(received.0.saturating_sub(HEARTBEAT_LAG));
+        if behind > self.clock.last() {
+            let seconds = i64::try_from(behind.0 / 1_000_000_000).unwrap_or(i64::MAX);
+            let ts = self.clock.stamp(seconds, behind);
+            core.advance_to(ts, out);
+        }
+    }
+
     /// Event time of a tick; the first tick of a symbol after a gap flags its window.
     fn arrived<C: Clock>(
         &mut self,
@@ -232,17 +249,27 @@ pub(crate) async fn run(
     let mut live = LiveFeed::new(symbols);
     let mut out = Vec::new();
     let mut result = Ok(());
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let ev = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            ev = rx.recv() => ev,
+            ev = rx.recv() => {
+                let Some(ev) = ev else {
+                    tracing::error!("IBKR feed tasks ended on their own; stopping.");
+                    break;
+                };
+                Some(ev)
+            }
+            _ = heartbeat.tick() => {
+                live.heartbeat(market::now(), &mut core, &mut out);
+                None
+            }
         };
-        let Some(ev) = ev else {
-            tracing::error!("IBKR feed tasks ended on their own; stopping.");
-            break;
-        };
-        if live.apply(ev, &mut core, &mut out) {
+        if let Some(ev) = ev
+            && live.apply(ev, &mut core, &mut out)
+        {
             metrics.messages_processed.inc();
         }
         if out.is_empty() {
@@ -367,6 +394,37 @@ mod tests {
             })
             .collect();
         assert_eq!(windows, [(11, true), (13, true)]);
+    }
+
+    #[test]
+    fn the_wall_clock_closes_windows_of_a_quiet_market_and_finds_a_silent_feed() {
+        const S: u64 = 1_000_000_000;
+        let (mut live, mut core, mut out) = (LiveFeed::new(vec![aapl()]), core(), Vec::new());
+        live.apply(quote(10, 100.0, 100.02), &mut core, &mut out);
+        out.clear();
+        // Half a second of lag: a tick IB stamped in second 10 may still be on its way at 11.4.
+        live.heartbeat(UnixNanos(10 * S + 200_000_000), &mut core, &mut out);
+        live.heartbeat(UnixNanos(11 * S + 400_000_000), &mut core, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        live.heartbeat(UnixNanos(11 * S + 600_000_000), &mut core, &mut out);
+        let [Output::Ofi(w)] = out.as_slice() else { panic!("{out:?}") };
+        let OfiEvent::Window(w) = &w.payload;
+        assert_eq!(w.window_start, UnixNanos(10 * S));
+        // No tick for longer than the staleness limit: the symbol is reported stale.
+        out.clear();
+        let stale_after = DataPlaneConfig::default().quality.stale_after_ms * 1_000_000;
+        live.heartbeat(UnixNanos(10 * S + stale_after + S), &mut core, &mut out);
+        let stale: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Market(e) => match &e.payload {
+                    MarketEvent::Status(st) => Some((st.symbol.clone(), st.status)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stale, [(aapl(), common::events::FeedStatus::Stale)]);
     }
 
     fn depth(at_ms: u64, bids: &[(Decimal, Decimal)], asks: &[(Decimal, Decimal)]) -> FeedEvent {

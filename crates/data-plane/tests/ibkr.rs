@@ -19,8 +19,13 @@ use test_support::{Broker, http_get, unique, wait_for};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(15);
-/// IB's time of the first ticks (Unix seconds); later ticks are whole seconds after it.
-const T0: i64 = 1_767_364_200;
+/// IB's time of the first ticks (Unix seconds; later ticks are whole seconds after it): a minute
+/// ahead of the wall clock, so the plane's heartbeat (which moves event time with the wall
+/// clock in a quiet market) never overtakes the script.
+fn first_tick_second() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    i64::try_from(now).unwrap() + 60
+}
 
 fn stock(symbol: &str) -> IbkrContractConfig {
     IbkrContractConfig {
@@ -119,15 +124,16 @@ async fn live_ticks_are_published_and_a_gateway_drop_flags_the_next_windows() {
     let shutdown = CancellationToken::new();
     let plane = tokio::spawn(data_plane::run(cfg.clone(), listener, shutdown.clone()));
 
+    let t0 = first_tick_second();
     let mut s = Script { gw: &gw, http, sent: 0.0 };
     let (aapl_q, aapl_t) = (subscription(&gw, 0, "AAPL", "BidAsk").await, subscription(&gw, 0, "AAPL", "Last").await);
     let msft_q = subscription(&gw, 0, "MSFT", "BidAsk").await;
     subscription(&gw, 0, "MSFT", "Last").await;
-    s.quote(aapl_q, T0, 189.51, 189.52).await;
-    s.trade(aapl_t, T0, 189.52).await;
-    s.quote(msft_q, T0, 410.10, 410.12).await;
-    s.quote(aapl_q, T0 + 1, 189.52, 189.53).await;
-    s.quote(msft_q, T0 + 1, 410.11, 410.13).await;
+    s.quote(aapl_q, t0, 189.51, 189.52).await;
+    s.trade(aapl_t, t0, 189.52).await;
+    s.quote(msft_q, t0, 410.10, 410.12).await;
+    s.quote(aapl_q, t0 + 1, 189.52, 189.53).await;
+    s.quote(msft_q, t0 + 1, 410.11, 410.13).await;
 
     // The gateway restarts: the client reconnects and every stream is requested again.
     gw.drop_connection();
@@ -135,15 +141,15 @@ async fn live_ticks_are_published_and_a_gateway_drop_flags_the_next_windows() {
     let (aapl_q, aapl_t) = (subscription(&gw, 1, "AAPL", "BidAsk").await, subscription(&gw, 1, "AAPL", "Last").await);
     let msft_q = subscription(&gw, 1, "MSFT", "BidAsk").await;
     subscription(&gw, 1, "MSFT", "Last").await;
-    s.quote(aapl_q, T0 + 3, 189.60, 189.61).await;
+    s.quote(aapl_q, t0 + 3, 189.60, 189.61).await;
     // Below the new mid: a sell, judged against the quote after the gap, not the one before.
-    s.trade(aapl_t, T0 + 3, 189.60).await;
-    s.quote(msft_q, T0 + 3, 410.20, 410.22).await;
-    s.quote(aapl_q, T0 + 4, 189.61, 189.62).await;
+    s.trade(aapl_t, t0 + 3, 189.60).await;
+    s.quote(msft_q, t0 + 3, 410.20, 410.22).await;
+    s.quote(aapl_q, t0 + 4, 189.61, 189.62).await;
 
     // Depth (re-subscribed after the reconnect too): rows build a book; every change that leaves
     // both sides is a snapshot on market_events and feeds the window's multi-level OFI. Depth
-    // carries no IB time, so from here on event time is the receive time.
+    // carries no IB time: it takes the receive time, kept in order with the ticks before it.
     let depth = match gw
         .wait_request(1, WAIT, |r| matches!(r, Request::MarketDepth { symbol, .. } if symbol == "AAPL"))
         .await
@@ -154,24 +160,21 @@ async fn live_ticks_are_published_and_a_gateway_drop_flags_the_next_windows() {
         }
         other => panic!("no depth re-subscription: {other:?}"),
     };
-    // Ticks stamped with the current second, so they stay in order with the depth.
-    let now =
-        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap();
     const BID: i32 = 1;
     const ASK: i32 = 0;
     const INSERT: i32 = 0;
     const UPDATE: i32 = 1;
     s.depth(depth, (0, INSERT, BID), 189.61, "5", false).await;
     s.depth(depth, (0, INSERT, ASK), 189.62, "4", true).await;
-    s.quote(aapl_q, now, 189.61, 189.62).await;
+    s.quote(aapl_q, t0 + 5, 189.61, 189.62).await;
     s.depth(depth, (1, INSERT, BID), 189.60, "7", true).await;
     s.depth(depth, (1, INSERT, ASK), 189.63, "6", true).await;
     // Level 1's bid grows by 3, then level 2's ask by 3: multi-level OFI (+3, −3).
     s.depth(depth, (0, UPDATE, BID), 189.61, "8", true).await;
     s.depth(depth, (1, UPDATE, ASK), 189.63, "9", true).await;
-    s.quote(aapl_q, now, 189.61, 189.62).await;
+    s.quote(aapl_q, t0 + 6, 189.61, 189.62).await;
     // A quote in a later second closes the depth's windows.
-    s.quote(msft_q, now + 5, 410.21, 410.23).await;
+    s.quote(msft_q, t0 + 10, 410.21, 410.23).await;
 
     wait_metric(http, "data_plane_ofi_windows_total", 7.0).await;
     wait_metric(http, "data_plane_events_published_total{topic=\"market_events\"}", 17.0).await;
@@ -208,9 +211,7 @@ async fn live_ticks_are_published_and_a_gateway_drop_flags_the_next_windows() {
                 };
                 books.push(format!("{} {} | {}", d.symbol.as_str(), side(&d.bids), side(&d.asks)));
             }
-            // Event time jumps from IB's scripted seconds to the receive time with the depth,
-            // which makes both symbols stale for a moment.
-            MarketEvent::Status(_) => {}
+            other => panic!("unexpected market event {other:?}"),
         }
     }
     assert_eq!(
@@ -258,21 +259,21 @@ async fn live_ticks_are_published_and_a_gateway_drop_flags_the_next_windows() {
             .find(|w| w.symbol.as_str() == symbol && w.window_start.0 == start)
             .unwrap_or_else(|| panic!("no {symbol} window at {second}: {windows:?}"))
     };
-    let first = window("AAPL", T0);
+    let first = window("AAPL", t0);
     assert_eq!((first.n_quotes, first.n_trades, first.data_gap), (1, 1, false));
     assert_eq!(first.mid_close.to_string(), "189.515");
     assert_eq!(first.trade_imbalance.to_string(), "100");
-    let before = window("AAPL", T0 + 1);
+    let before = window("AAPL", t0 + 1);
     // CKS: bid up (+300), ask up (+200 of the previous ask).
     assert_eq!(before.ofi.to_string(), "500");
-    assert!(!window("MSFT", T0).data_gap);
+    assert!(!window("MSFT", t0).data_gap);
     for symbol in ["AAPL", "MSFT"] {
-        let after = window(symbol, T0 + 3);
+        let after = window(symbol, t0 + 3);
         assert!(after.data_gap, "{symbol}'s first window after the reconnect must be flagged: {after:?}");
         // The flow restarts at the new subscription's first quote.
         assert_eq!(after.ofi.to_string(), "0", "{symbol}");
     }
-    assert_eq!(window("AAPL", T0 + 3).trade_imbalance.to_string(), "-100");
+    assert_eq!(window("AAPL", t0 + 3).trade_imbalance.to_string(), "-100");
     // Multi-level OFI over the depth's windows (it may straddle a second boundary).
     let mut mlofi = [rust_decimal::Decimal::ZERO; 5];
     for w in windows.iter().filter(|w| w.symbol.as_str() == "AAPL") {
