@@ -269,6 +269,11 @@ impl Publisher {
     }
 }
 
+/// How long [`AckQueue`] lets inputs gather after handling what was there.
+const ACK_GATHER: Duration = Duration::from_millis(1);
+/// Most inputs [`AckQueue`] takes at once.
+const ACK_BATCH: usize = 1024;
+
 /// Awaits delivery reports in the order their inputs were processed and calls `on_ack` with each
 /// input's token once all of that input's outputs are on the broker. This is what makes a
 /// consumer at-least-once without making it wait for the broker on every message: the token is
@@ -287,16 +292,23 @@ impl<T: Send + 'static> AckQueue<T> {
         let (tx, mut rx) = mpsc::channel::<(T, Vec<DeliveryFuture>)>(capacity);
         let task = tokio::spawn(async move {
             let mut acked = 0u64;
-            while let Some((token, futures)) = rx.recv().await {
-                for future in futures {
-                    match future.await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err((e, _))) => return Err(BrokerError::Delivery(e)),
-                        Err(_) => return Err(BrokerError::DeliveryCancelled),
+            let mut batch = Vec::with_capacity(ACK_BATCH);
+            while rx.recv_many(&mut batch, ACK_BATCH).await > 0 {
+                for (token, futures) in batch.drain(..) {
+                    for future in futures {
+                        match future.await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err((e, _))) => return Err(BrokerError::Delivery(e)),
+                            Err(_) => return Err(BrokerError::DeliveryCancelled),
+                        }
                     }
+                    on_ack(token);
+                    acked += 1;
                 }
-                on_ack(token);
-                acked += 1;
+                // Let inputs gather instead of waking this task for each one: at full speed that
+                // wake-up (a thread switch per consumed message) cost a consumer plane about a
+                // third of its CPU. Offsets and checkpoints are stored a millisecond later.
+                tokio::time::sleep(ACK_GATHER).await;
             }
             Ok(acked)
         });
