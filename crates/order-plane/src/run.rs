@@ -275,8 +275,7 @@ async fn serve(
                 return Err(RunError::Venue { venue: "ibkr", message: "the order session ended".into() });
             };
             let reconciled = on_venue_event(&mut engine, event, metrics, &mut out);
-            let futures = publish(&mut publisher, &out, metrics, &mut intents).await?;
-            kafka::await_all(futures).await?;
+            deliver(&mut publisher, &out, metrics, &mut intents, &mut None).await?;
             out.clear();
             if reconciled {
                 break;
@@ -313,14 +312,10 @@ async fn serve(
                     break;
                 };
                 on_venue_event(&mut engine, event, metrics, &mut out);
-                let published = async {
-                    let futures = publish(&mut publisher, &out, metrics, &mut intents).await?;
-                    kafka::await_all(futures).await
-                };
                 tokio::select! {
                     biased;
                     () = shutdown.cancelled() => break,
-                    published = published => published?,
+                    published = deliver(&mut publisher, &out, metrics, &mut intents, &mut outbox) => published?,
                 }
                 out.clear();
                 update_gauges(metrics, &engine);
@@ -329,15 +324,10 @@ async fn serve(
                 let now = SystemClock.now();
                 tracing::warn!(halted = cmd.halted, reason = %cmd.reason, "Kill switch changed.");
                 engine.set_halt(cmd.halted, &cmd.reason, cmd.cancel_open, now, &mut out);
-                let published = async {
-                    let futures = publish(&mut publisher, &out, metrics, &mut intents).await?;
-                    let futures = release(&mut outbox, futures).await?;
-                    kafka::await_all(futures).await
-                };
                 tokio::select! {
                     biased;
                     () = shutdown.cancelled() => break,
-                    published = published => published?,
+                    published = deliver(&mut publisher, &out, metrics, &mut intents, &mut outbox) => published?,
                 }
                 out.clear();
                 update_gauges(metrics, &engine);
@@ -445,6 +435,20 @@ async fn stop_session(
         client.disconnect().await;
     }
     Ok(())
+}
+
+/// Produces `out`, then sends the venue's queued commands on, and waits until all of it is
+/// delivered.
+async fn deliver(
+    publisher: &mut Publisher,
+    out: &[Envelope<ExecEvent>],
+    metrics: &Metrics,
+    intents: &mut HashMap<IntentId, UnixNanos>,
+    outbox: &mut Option<Outbox>,
+) -> Result<(), BrokerError> {
+    let futures = publish(publisher, out, metrics, intents).await?;
+    let futures = release(outbox, futures).await?;
+    kafka::await_all(futures).await
 }
 
 /// Produces `out` and records its metrics; returns the delivery futures.
