@@ -371,6 +371,8 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
     /// cancelled, since the simulated venue's book did not survive the restart.
     pub fn finish_restore(&mut self, now: UnixNanos, out: &mut Vec<Envelope<ExecEvent>>) {
         self.restored = HashSet::new();
+        let (keeps, name) = (self.venue.keeps_orders(), self.venue.name());
+        self.orders.retain(|_, o| !o.status.is_terminal() || (keeps && o.venue == name));
         if self.venue.keeps_orders() {
             // The venue learns which orders it works from the ledger, so a cancel or a halt
             // reaches them even before its reconciliation names them.
@@ -616,8 +618,10 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         fill: Option<(String, Decimal, Decimal, Decimal)>,
         out: &mut Vec<Envelope<ExecEvent>>,
     ) {
+        let (keeps, name) = (self.venue.keeps_orders(), self.venue.name());
         let Some(o) = self.orders.get_mut(&intent_id) else { return };
         o.reports += 1;
+        let retire = o.status.is_terminal() && !(keeps && o.venue == name);
         let identity = format!("exec:{intent_id}:{}", o.reports);
         let id = EventId(ids::derive_uuid(ts, identity.as_bytes()));
         let (reason, reject_detail) = reject.map_or((None, None), |(r, d)| (Some(r), Some(d)));
@@ -657,6 +661,18 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             let id = EventId(ids::derive_uuid(ts, identity.as_bytes()));
             out.push(self.envelope(id, ts, Some(cause), ExecEvent::CostModel(snapshot)));
         }
+        // A finished order stays tracked only at a broker venue, which can still report a late
+        // execution of it. Refused by risk or finished on the simulated venue, it cannot change
+        // again, and its id in `seen` is all a repeat needs: memory does not grow with every
+        // order ever handled.
+        if retire {
+            self.orders.remove(&intent_id);
+        }
+    }
+
+    /// Orders tracked now (working ones, and a broker venue's finished ones).
+    pub fn tracked_orders(&self) -> usize {
+        self.orders.len()
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub venue_connected: IntGauge,
     /// Venue events dropped, by why (`unknown_order`, `repeated_execution`).
     pub venue_events_dropped: IntCounterVec,
+    /// Orders held in memory: working ones (and a broker venue's finished ones).
+    pub tracked_orders: IntGauge,
 }
 
 fn latency(name: &str, help: &str) -> Result<Histogram, prometheus::Error> {
@@ -129,6 +131,10 @@ impl Metrics {
                 "order_plane_venue_connected",
                 "1 while the venue is connected and reconciled (always 1 for the simulated venue).",
             )?,
+            tracked_orders: IntGauge::new(
+                "order_plane_tracked_orders",
+                "Orders held in memory: working ones, and a broker venue's finished ones.",
+            )?,
             venue_events_dropped: IntCounterVec::new(
                 Opts::new(
                     "order_plane_venue_events_dropped_total",
@@ -160,6 +166,7 @@ impl Metrics {
         r.register(Box::new(m.assigned_partitions.clone()))?;
         r.register(Box::new(m.venue_connected.clone()))?;
         r.register(Box::new(m.venue_events_dropped.clone()))?;
+        r.register(Box::new(m.tracked_orders.clone()))?;
         // Series exist from the start, so dashboards show 0 rather than "no data".
         m.duplicates.with_label_values(&[common::topics::MARKET_EVENTS]);
         for why in ["unknown_order", "repeated_execution"] {

@@ -510,3 +510,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn finished_orders_are_not_kept_but_their_repeats_are_still_refused() {
+    let mut e = engine();
+    let mut first = None;
+    for k in 1..=300u64 {
+        quote(&mut e, k * SEC, "X", dec!(99.99), dec!(100.01), dec!(1000));
+        let side = if k % 2 == 0 { Side::Sell } else { Side::Buy };
+        let i = intent("X", side, dec!(0.1), None, TimeInForce::Ioc);
+        let (outcome, r) = send(&mut e, k * SEC, &i);
+        assert_eq!(outcome, IntentOutcome::Placed);
+        assert_eq!(r.last().unwrap().status, ExecStatus::Filled);
+        // A refused one too.
+        let (outcome, _) = send(&mut e, k * SEC, &intent("X", Side::Buy, dec!(-1), None, TimeInForce::Ioc));
+        assert_eq!(outcome, rejected(RejectReason::InvalidQuantity));
+        first.get_or_insert(i);
+    }
+    assert_eq!(e.tracked_orders(), 0, "600 finished orders must not stay in memory");
+    let (outcome, r) = send(&mut e, 301 * SEC, &first.unwrap());
+    assert_eq!((outcome, r.len()), (IntentOutcome::Duplicate, 0));
+    // A resting order is tracked until it ends.
+    let resting = intent("X", Side::Buy, dec!(1), Some(dec!(99.5)), TimeInForce::Gtc);
+    assert_eq!(send(&mut e, 300 * SEC, &resting).0, IntentOutcome::Placed);
+    assert_eq!(e.tracked_orders(), 1);
+}
