@@ -91,16 +91,11 @@ pub fn producer(cfg: &KafkaConfig, client_id: &str) -> Result<FutureProducer, Br
         .map_err(BrokerError::Client)
 }
 
-/// How much a consumer asks for per partition and fetch. Above the largest record the planes'
-/// producers and a default broker take (1 MB), so that an oversized record (which the decoder
-/// then refuses) is fetched and skipped: a broker that returns nothing when the next batch
-/// exceeds this limit (tansu 0.6 does; Apache Kafka returns it anyway) would otherwise stall the
-/// partition behind it for good.
-const MAX_FETCH_BYTES: &str = "4194304";
-/// How much one fetch response may carry over all partitions. librdkafka's queue limit is only
-/// checked before a fetch, so its default (50 MiB) arriving at once into a plane that has fallen
-/// behind would alone exceed the plane's memory budget.
-const MAX_FETCH_RESPONSE_BYTES: &str = "8388608";
+/// How much a consumer asks for per partition and fetch. Well above the largest record a broker
+/// takes, so that an oversized record (which the decoder then refuses) is fetched and skipped: a
+/// broker that returns nothing when the next batch exceeds this limit (tansu 0.6 does; Apache
+/// Kafka returns it anyway) would otherwise stall the partition behind it for good.
+const MAX_FETCH_BYTES: &str = "16777216";
 
 /// An at-least-once consumer in `group_id`: offsets are stored explicitly (see [`AckQueue`]) and
 /// committed in the background; a new group starts at the beginning of each topic.
@@ -120,10 +115,9 @@ pub fn consumer(cfg: &KafkaConfig, group_id: &str, client_id: &str) -> Result<St
         .set("max.poll.interval.ms", cfg.max_poll_interval_ms.to_string())
         .set("fetch.wait.max.ms", cfg.fetch_wait_ms.to_string())
         // librdkafka prefetches up to 64 MiB per consumer by default, which alone would exceed a
-        // plane's memory budget when it lags; 8 MiB still covers many fetches at full speed.
-        .set("queued.max.messages.kbytes", "8192")
+        // plane's memory budget when it lags; 16 MiB still covers many fetches at full speed.
+        .set("queued.max.messages.kbytes", "16384")
         .set("fetch.message.max.bytes", MAX_FETCH_BYTES)
-        .set("fetch.max.bytes", MAX_FETCH_RESPONSE_BYTES)
         .create()
         .map_err(BrokerError::Client)
 }
