@@ -15,7 +15,7 @@ use common::kafka::read_to_end;
 use common::topics::{MARKET_EVENTS, OFI_EVENTS};
 use common::types::Side;
 use fake_ib_gateway::{FakeGateway, Request};
-use test_support::{Broker, http_get, unique, wait_for};
+use test_support::{Broker, http_get, metric, unique, wait_for};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -25,23 +25,6 @@ const WAIT: Duration = Duration::from_secs(15);
 fn first_tick_second() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     i64::try_from(now).unwrap() + 60
-}
-
-fn stock(symbol: &str) -> IbkrContractConfig {
-    IbkrContractConfig {
-        symbol: symbol.into(),
-        sec_type: "STK".into(),
-        exchange: "SMART".into(),
-        primary_exchange: String::new(),
-        currency: "USD".into(),
-        depth_rows: 0,
-    }
-}
-
-fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 /// Waits until the plane's metric `name` reaches `at_least`.
@@ -116,7 +99,10 @@ async fn live_ticks_are_published_and_a_gateway_drop_flags_the_next_windows() {
     cfg.ibkr.port = gw.port();
     cfg.ibkr.client_id = 11;
     cfg.ibkr.request_timeout_ms = 3_000;
-    cfg.ibkr.contracts = vec![IbkrContractConfig { depth_rows: 5, ..stock("AAPL") }, stock("MSFT")];
+    cfg.ibkr.contracts = vec![
+        IbkrContractConfig { depth_rows: 5, ..IbkrContractConfig::stock("AAPL") },
+        IbkrContractConfig::stock("MSFT"),
+    ];
     cfg.validate().unwrap();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

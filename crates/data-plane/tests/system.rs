@@ -16,7 +16,7 @@ use common::topics::{MARKET_EVENTS, OFI_EVENTS};
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 use rust_decimal::Decimal;
-use test_support::{Broker, http_get, unique, wait_for};
+use test_support::{Broker, http_get, metric, unique, wait_for};
 use tokio_util::sync::CancellationToken;
 
 const ROWS: usize = 20_000;
@@ -86,12 +86,6 @@ fn independent_ofi(lines: &[String]) -> BTreeMap<(String, u64), Expected> {
         w.mid_close = ((bp + ap) / Decimal::TWO).normalize();
     }
     windows
-}
-
-fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

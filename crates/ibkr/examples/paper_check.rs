@@ -41,14 +41,12 @@ async fn main() -> anyhow::Result<()> {
         client.next_order_id()
     );
 
-    let contract = cfg.ibkr.contracts.first().cloned().unwrap_or(IbkrContractConfig {
-        symbol: "AAPL".into(),
-        sec_type: "STK".into(),
-        exchange: "SMART".into(),
-        primary_exchange: "NASDAQ".into(),
-        currency: "USD".into(),
-        depth_rows: 0,
-    });
+    let contract = cfg
+        .ibkr
+        .contracts
+        .first()
+        .cloned()
+        .unwrap_or(IbkrContractConfig { primary_exchange: "NASDAQ".into(), ..IbkrContractConfig::stock("AAPL") });
     let stop = CancellationToken::new();
     let (feed_tx, mut feed_rx) = mpsc::channel(4096);
     let feed = market::spawn(

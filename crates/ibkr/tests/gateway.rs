@@ -28,17 +28,6 @@ fn settings(gw: &FakeGateway) -> IbkrConfig {
     }
 }
 
-fn stock(symbol: &str) -> IbkrContractConfig {
-    IbkrContractConfig {
-        symbol: symbol.into(),
-        sec_type: "STK".into(),
-        exchange: "SMART".into(),
-        primary_exchange: String::new(),
-        currency: "USD".into(),
-        depth_rows: 0,
-    }
-}
-
 /// Events received so far and not yet matched, so a wait never loses an event it skipped.
 struct Events<T> {
     rx: mpsc::Receiver<T>,
@@ -109,8 +98,15 @@ async fn ticks_flow_a_refused_subscription_is_retried_and_a_drop_resubscribes() 
     let mut rx = Events::new(rx);
     let stop = CancellationToken::new();
     let retry = RetryPolicy { first: Duration::from_millis(50), max: Duration::from_millis(200) };
-    let feed =
-        market::spawn(Arc::clone(&client), notices, &[stock("AAPL"), stock("MSFT")], 100, retry, tx, stop.clone());
+    let feed = market::spawn(
+        Arc::clone(&client),
+        notices,
+        &[IbkrContractConfig::stock("AAPL"), IbkrContractConfig::stock("MSFT")],
+        100,
+        retry,
+        tx,
+        stop.clone(),
+    );
     assert!(feed.refused.is_empty());
 
     let bid_ask = req_id(gw.wait_request(0, WAIT, is_tbt("AAPL", "BidAsk")).await);
@@ -161,7 +157,7 @@ async fn unknown_contracts_are_given_up_and_lines_are_budgeted() {
     let feed = market::spawn(
         Arc::clone(&client),
         notices,
-        &[stock("NOPE"), stock("AAPL")],
+        &[IbkrContractConfig::stock("NOPE"), IbkrContractConfig::stock("AAPL")],
         2,
         RetryPolicy::default(),
         tx,
@@ -179,7 +175,7 @@ async fn unknown_contracts_are_given_up_and_lines_are_budgeted() {
 fn place(order_ref: &str, qty: rust_decimal::Decimal) -> OrderCommand {
     OrderCommand::Place {
         order_ref: order_ref.into(),
-        contract: Box::new(market::contract(&stock("AAPL"))),
+        contract: Box::new(market::contract(&IbkrContractConfig::stock("AAPL"))),
         buy: true,
         qty,
         limit: Some(dec!(189.52)),

@@ -53,14 +53,7 @@ impl IbkrVenue {
 
     fn contract(&self, symbol: &Symbol) -> Contract {
         let listed = self.contracts.get(symbol.as_str()).cloned();
-        let config = listed.unwrap_or_else(|| IbkrContractConfig {
-            symbol: symbol.as_str().into(),
-            sec_type: "STK".into(),
-            exchange: "SMART".into(),
-            primary_exchange: String::new(),
-            currency: "USD".into(),
-            depth_rows: 0,
-        });
+        let config = listed.unwrap_or_else(|| IbkrContractConfig::stock(symbol.as_str()));
         ibkr::market::contract(&config)
     }
 }

@@ -20,7 +20,7 @@ use common::types::{EventId, Price, Quantity, Side, Symbol, UnixNanos};
 use fake_ib_gateway::{FakeGateway, Request};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rust_decimal::{Decimal, dec};
-use test_support::{Broker, http_get, unique, wait_for};
+use test_support::{Broker, http_get, metric, unique, wait_for};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -28,12 +28,6 @@ use uuid::Uuid;
 const WAIT: Duration = Duration::from_secs(60);
 /// Event time of the test's market (2026-01-02 14:30 UTC).
 const T0: u64 = 1_767_364_200_000_000_000;
-
-fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
 
 async fn wait_metric(addr: SocketAddr, name: &'static str, pick: impl Fn(f64) -> bool + Send + 'static) {
     tokio::task::spawn_blocking(move || {
@@ -309,14 +303,7 @@ async fn place_behind_the_planes_back(cfg: &AppConfig, id: IntentId) {
     let stop = CancellationToken::new();
     let timeout = Duration::from_secs(3);
     let session = tokio::spawn(ibkr::orders::run(Arc::clone(&client), cmd_rx, tx, timeout, stop.clone()));
-    let contract = ibkr::market::contract(&common::config::IbkrContractConfig {
-        symbol: "AAPL".into(),
-        sec_type: "STK".into(),
-        exchange: "SMART".into(),
-        primary_exchange: String::new(),
-        currency: "USD".into(),
-        depth_rows: 0,
-    });
+    let contract = ibkr::market::contract(&common::config::IbkrContractConfig::stock("AAPL"));
     cmd_tx
         .send(ibkr::orders::OrderCommand::Place {
             order_ref: id.to_string(),

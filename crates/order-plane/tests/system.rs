@@ -16,17 +16,11 @@ use common::topics::{EXEC_REPORTS, ORDER_INTENTS};
 use common::types::{EventId, Side, Symbol, UnixNanos};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rust_decimal::dec;
-use test_support::{Broker, http_get, spot_fixture, unique, wait_for};
+use test_support::{Broker, http_get, metric, spot_fixture, unique, wait_for};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const ROWS: usize = 5_000;
-
-fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
 
 async fn wait_metric(addr: SocketAddr, name: &'static str, at_least: f64) {
     tokio::task::spawn_blocking(move || {

@@ -19,16 +19,10 @@ use common::types::UnixNanos;
 use data_plane::core::{DataCore, Output};
 use data_plane::source::Replay;
 use strategy_plane::engine::StrategyEngine;
-use test_support::{Broker, http_get, spot_fixture, unique, wait_for};
+use test_support::{Broker, http_get, metric, spot_fixture, unique, wait_for};
 use tokio_util::sync::CancellationToken;
 
 const ROWS: usize = 30_000;
-
-fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
 
 /// The configuration of a test run: the broker, a fresh topic prefix, the fixture replayed at
 /// full speed, no log files.

@@ -113,6 +113,14 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}_{nanos}", std::process::id())
 }
 
+/// The value of the sample `name` (with its labels, exactly as exposed) in a Prometheus text
+/// body.
+pub fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
 /// A plain HTTP/1.1 GET; returns the status code and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     http_request(addr, "GET", path, &[], "")

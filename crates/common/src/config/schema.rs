@@ -189,6 +189,21 @@ pub struct IbkrContractConfig {
     pub depth_rows: u32,
 }
 
+impl IbkrContractConfig {
+    /// A US stock routed through SMART, without depth: what a symbol trades as when
+    /// `[[ibkr.contracts]]` does not list it.
+    pub fn stock(symbol: &str) -> Self {
+        Self {
+            symbol: symbol.into(),
+            sec_type: default_sec_type(),
+            exchange: default_exchange(),
+            primary_exchange: String::new(),
+            currency: default_currency(),
+            depth_rows: 0,
+        }
+    }
+}
+
 fn default_sec_type() -> String {
     "STK".into()
 }
