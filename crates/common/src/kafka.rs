@@ -8,7 +8,9 @@
 //!   partition.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -193,6 +195,8 @@ pub struct Publisher {
     producer: FutureProducer,
     partitions: HashMap<String, i32>,
     prefix: String,
+    /// Full topic name of each payload family published so far, so a record does not format it.
+    names: Vec<(&'static str, String)>,
     buf: Vec<u8>,
 }
 
@@ -200,7 +204,13 @@ impl Publisher {
     /// A publisher over `producer`; `partitions` holds each topic's partition count (from
     /// [`ensure_topics`]), needed to broadcast unkeyed events.
     pub fn new(producer: FutureProducer, cfg: &KafkaConfig, partitions: HashMap<String, i32>) -> Self {
-        Self { producer, partitions, prefix: cfg.topic_prefix.clone(), buf: Vec::with_capacity(1024) }
+        Self {
+            producer,
+            partitions,
+            prefix: cfg.topic_prefix.clone(),
+            names: Vec::new(),
+            buf: Vec::with_capacity(1024),
+        }
     }
 
     /// The producer, for flushing at shutdown and health checks.
@@ -217,22 +227,32 @@ impl Publisher {
     ) -> Result<(), BrokerError> {
         self.buf.clear();
         codec::encode_into(envelope, &mut self.buf);
-        let topic = format!("{}{}", self.prefix, P::TOPIC);
+        let index = self.name_index(P::TOPIC);
+        let topic = &self.names[index].1;
         let ts = i64::try_from(envelope.ts_event.as_millis()).ok();
         match envelope.payload.key() {
             Some(key) => {
-                let future = self.send(&topic, Some(key), None, ts).await?;
+                let future = self.send(topic, Some(key), None, ts).await?;
                 acks.push(future);
             }
             None => {
-                let n = self.partitions.get(&topic).copied().unwrap_or(1);
+                let n = self.partitions.get(topic).copied().unwrap_or(1);
                 for partition in 0..n {
-                    let future = self.send(&topic, None, Some(partition), ts).await?;
+                    let future = self.send(topic, None, Some(partition), ts).await?;
                     acks.push(future);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Where the full name of topic `base` is in `names`, added at its first use.
+    fn name_index(&mut self, base: &'static str) -> usize {
+        if let Some(i) = self.names.iter().position(|(b, _)| *b == base) {
+            return i;
+        }
+        self.names.push((base, format!("{}{}", self.prefix, base)));
+        self.names.len() - 1
     }
 
     async fn send(
@@ -274,8 +294,28 @@ const ACK_GATHER: Duration = Duration::from_millis(1);
 /// Most inputs [`AckQueue`] takes at once.
 const ACK_BATCH: usize = 1024;
 
-/// Awaits delivery reports in the order their inputs were processed and calls `on_ack` with each
-/// input's token once all of that input's outputs are on the broker. This is what makes a
+/// What [`AckQueue`] does with the inputs whose outputs are all on the broker.
+///
+/// Any `FnMut(T)` is one: it is called with each token and has nothing to do per batch.
+pub trait OnAck<T>: Send + 'static {
+    /// One input's outputs are all acknowledged, and so are those of every input before it.
+    /// Called in the order the inputs were pushed.
+    fn acked(&mut self, token: T);
+
+    /// The inputs gathered at once are handled (also before the task stops on a failed
+    /// delivery): where an effect needs only the newest token, it is cheaper to apply it here
+    /// once than in [`acked`](Self::acked) for every input.
+    fn settled(&mut self) {}
+}
+
+impl<T, F: FnMut(T) + Send + 'static> OnAck<T> for F {
+    fn acked(&mut self, token: T) {
+        self(token);
+    }
+}
+
+/// Awaits delivery reports in the order their inputs were processed and hands each input's token
+/// to its [`OnAck`] once all of that input's outputs are on the broker. This is what makes a
 /// consumer at-least-once without making it wait for the broker on every message: the token is
 /// typically an offset to store, or a replay position to checkpoint.
 pub struct AckQueue<T> {
@@ -285,26 +325,32 @@ pub struct AckQueue<T> {
 impl<T: Send + 'static> AckQueue<T> {
     /// Starts the awaiting task. At most `capacity` inputs wait at once; [`push`](Self::push)
     /// then waits, which is the pipeline's back-pressure.
-    pub fn spawn<F>(capacity: usize, mut on_ack: F) -> (Self, JoinHandle<Result<u64, BrokerError>>)
-    where
-        F: FnMut(T) + Send + 'static,
-    {
+    pub fn spawn<A: OnAck<T>>(capacity: usize, mut on_ack: A) -> (Self, JoinHandle<Result<u64, BrokerError>>) {
         let (tx, mut rx) = mpsc::channel::<(T, Vec<DeliveryFuture>)>(capacity);
         let task = tokio::spawn(async move {
             let mut acked = 0u64;
             let mut batch = Vec::with_capacity(ACK_BATCH);
             while rx.recv_many(&mut batch, ACK_BATCH).await > 0 {
                 for (token, futures) in batch.drain(..) {
-                    for future in futures {
-                        match future.await {
-                            Ok(Ok(_)) => {}
-                            Ok(Err((e, _))) => return Err(BrokerError::Delivery(e)),
-                            Err(_) => return Err(BrokerError::DeliveryCancelled),
+                    for mut future in futures {
+                        // Settle what is acknowledged before waiting: a slow broker must not hold
+                        // back the offsets of the inputs before it.
+                        let report = match poll_now(&mut future) {
+                            Poll::Ready(report) => report,
+                            Poll::Pending => {
+                                on_ack.settled();
+                                future.await
+                            }
+                        };
+                        if let Err(e) = delivered(report) {
+                            on_ack.settled();
+                            return Err(e);
                         }
                     }
-                    on_ack(token);
+                    on_ack.acked(token);
                     acked += 1;
                 }
+                on_ack.settled();
                 // Let inputs gather instead of waking this task for each one: at full speed that
                 // wake-up (a thread switch per consumed message) cost a consumer plane about a
                 // third of its CPU. Offsets and checkpoints are stored a millisecond later.
@@ -325,8 +371,8 @@ impl<T: Send + 'static> AckQueue<T> {
 /// Where one consumed message came from; the token to hand [`AckQueue`] for a consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consumed {
-    /// Topic.
-    pub topic: String,
+    /// Topic. Shared: a consumer names the same few topics millions of times.
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: i32,
     /// Offset of the message.
@@ -336,17 +382,47 @@ pub struct Consumed {
 impl Consumed {
     /// The position of `msg`.
     pub fn of<M: rdkafka::Message>(msg: &M) -> Self {
-        Self { topic: msg.topic().to_owned(), partition: msg.partition(), offset: msg.offset() }
+        Self { topic: Arc::from(msg.topic()), partition: msg.partition(), offset: msg.offset() }
+    }
+
+    /// The position of `msg`, which came from `topic`: no allocation.
+    pub fn on<M: rdkafka::Message>(topic: &Arc<str>, msg: &M) -> Self {
+        Self { topic: Arc::clone(topic), partition: msg.partition(), offset: msg.offset() }
     }
 }
 
-/// The `on_ack` for a consumer's [`AckQueue`]: stores the offset after the message, which the
-/// background auto-commit then commits. Until then a restart re-reads the message.
-pub fn store_offsets(consumer: Arc<StreamConsumer>) -> impl FnMut(Consumed) + Send + 'static {
-    move |c: Consumed| {
-        // rd_kafka_offset_store stores `offset + 1` itself: pass the message's own offset.
-        if let Err(e) = consumer.store_offset(&c.topic, c.partition, c.offset) {
-            tracing::warn!(topic = %c.topic, partition = c.partition, offset = c.offset, error = %e, "Cannot store offset; the message will be re-read after a restart.");
+/// The [`OnAck`] of a consumer's [`AckQueue`]: stores the offset after each acknowledged message,
+/// which the background auto-commit then commits. Until then a restart re-reads the message.
+///
+/// Only the newest acknowledged message of each partition of a batch is stored: the earlier ones
+/// are covered by it (an offset stands for everything before it), and a store costs a lookup of
+/// the topic in librdkafka.
+pub struct StoreOffsets {
+    consumer: Arc<StreamConsumer>,
+    newest: Vec<Consumed>,
+}
+
+/// [`StoreOffsets`] for `consumer`.
+pub fn store_offsets(consumer: Arc<StreamConsumer>) -> StoreOffsets {
+    StoreOffsets { consumer, newest: Vec::new() }
+}
+
+impl OnAck<Consumed> for StoreOffsets {
+    fn acked(&mut self, c: Consumed) {
+        // The later message wins even at a lower offset (re-read after a rebalance), as storing
+        // each in turn would have left it.
+        match self.newest.iter_mut().find(|n| n.partition == c.partition && n.topic == c.topic) {
+            Some(n) => n.offset = c.offset,
+            None => self.newest.push(c),
+        }
+    }
+
+    fn settled(&mut self) {
+        for c in self.newest.drain(..) {
+            // rd_kafka_offset_store stores `offset + 1` itself: pass the message's own offset.
+            if let Err(e) = self.consumer.store_offset(&c.topic, c.partition, c.offset) {
+                tracing::warn!(topic = %c.topic, partition = c.partition, offset = c.offset, error = %e, "Cannot store offset; the message will be re-read after a restart.");
+            }
         }
     }
 }
@@ -485,13 +561,23 @@ pub async fn connect(
 /// Waits for every delivery in `futures`.
 pub async fn await_all(futures: Vec<DeliveryFuture>) -> Result<(), BrokerError> {
     for f in futures {
-        match f.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(BrokerError::Delivery(e)),
-            Err(_) => return Err(BrokerError::DeliveryCancelled),
-        }
+        delivered(f.await)?;
     }
     Ok(())
+}
+
+/// What a delivery future answered, as a result.
+fn delivered(report: <DeliveryFuture as Future>::Output) -> Result<(), BrokerError> {
+    match report {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(BrokerError::Delivery(e)),
+        Err(_) => Err(BrokerError::DeliveryCancelled),
+    }
+}
+
+/// The delivery report of `future` if it is already there, without waiting.
+fn poll_now(future: &mut DeliveryFuture) -> Poll<<DeliveryFuture as Future>::Output> {
+    Pin::new(future).poll(&mut Context::from_waker(Waker::noop()))
 }
 
 /// How long a stopping consumer waits for its in-flight deliveries.

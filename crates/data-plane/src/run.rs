@@ -2,17 +2,18 @@
 //! delivery tracking and graceful shutdown.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::clock::SystemClock;
 use common::config::{AppConfig, DataPlaneConfig, ReplaySpeed};
 use common::events::Source;
 use common::http::{self, Health};
-use common::kafka::{self, AckQueue, BrokerError, Publisher};
+use common::kafka::{self, AckQueue, BrokerError, OnAck, Publisher};
 use common::service::{Endpoint, ExitStatus, ServiceError};
 use common::topics::{MARKET_EVENTS, OFI_EVENTS, REPLAY_CHECKPOINTS};
 use common::types::UnixNanos;
+use prometheus::IntCounter;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -88,6 +89,56 @@ pub(crate) struct Pending {
     pub(crate) ofi: u64,
 }
 
+/// What follows the acknowledged rows of a replay: metrics and the checkpoint. The counters, the
+/// position and the checkpoint are moved once per batch of rows, not per row.
+struct Published {
+    metrics: Metrics,
+    market_published: IntCounter,
+    ofi_published: IntCounter,
+    checkpoints: Arc<Mutex<Checkpointer>>,
+    /// Records acknowledged since the last batch.
+    market: u64,
+    ofi: u64,
+    /// The position after the newest acknowledged row, and whether the input's end is.
+    newest: Option<(u64, bool)>,
+}
+
+impl Published {
+    fn new(metrics: &Metrics, checkpoints: Arc<Mutex<Checkpointer>>) -> Self {
+        Self {
+            market_published: metrics.events_published.with_label_values(&[MARKET_EVENTS]),
+            ofi_published: metrics.events_published.with_label_values(&[OFI_EVENTS]),
+            metrics: metrics.clone(),
+            checkpoints,
+            market: 0,
+            ofi: 0,
+            newest: None,
+        }
+    }
+}
+
+impl OnAck<Pending> for Published {
+    fn acked(&mut self, p: Pending) {
+        self.metrics.publish_latency.observe(p.produced_at.elapsed().as_secs_f64());
+        self.market += p.market;
+        self.ofi += p.ofi;
+        let finished = p.finished || self.newest.is_some_and(|(_, f)| f);
+        self.newest = Some((p.seq + 1, finished));
+    }
+
+    fn settled(&mut self) {
+        let Some((position, finished)) = self.newest.take() else { return };
+        self.market_published.inc_by(std::mem::take(&mut self.market));
+        let ofi = std::mem::take(&mut self.ofi);
+        self.ofi_published.inc_by(ofi);
+        self.metrics.ofi_windows.inc_by(ofi);
+        self.metrics.replay_position.set(i64::try_from(position).unwrap_or(i64::MAX));
+        if let Ok(mut cp) = self.checkpoints.lock() {
+            cp.acked(position, finished);
+        }
+    }
+}
+
 /// Runs the Data Plane until the input is published (with `exit_when_done`) or `shutdown` fires.
 pub async fn run(cfg: AppConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
     if !matches!(cfg.data_plane.source.as_str(), "replay" | "ibkr") {
@@ -153,24 +204,9 @@ async fn replay(
         .map_err(|source| SourceError::Io { path: PathBuf::from("<reader thread>"), source })?;
 
     let interval = Duration::from_millis(replay_cfg.checkpoint_interval_ms);
-    let checkpoints = Arc::new(std::sync::Mutex::new(Checkpointer::new(
-        publisher.producer().clone(),
-        &cfg.kafka,
-        &stream,
-        interval,
-        resume,
-    )));
-    let (m, cp) = (metrics.clone(), Arc::clone(&checkpoints));
-    let (acks, ack_task) = AckQueue::spawn(8192, move |p: Pending| {
-        m.publish_latency.observe(p.produced_at.elapsed().as_secs_f64());
-        m.events_published.with_label_values(&[MARKET_EVENTS]).inc_by(p.market);
-        m.events_published.with_label_values(&[OFI_EVENTS]).inc_by(p.ofi);
-        m.ofi_windows.inc_by(p.ofi);
-        m.replay_position.set(i64::try_from(p.seq + 1).unwrap_or(i64::MAX));
-        if let Ok(mut cp) = cp.lock() {
-            cp.acked(p.seq + 1, p.finished);
-        }
-    });
+    let checkpoints =
+        Arc::new(Mutex::new(Checkpointer::new(publisher.producer().clone(), &cfg.kafka, &stream, interval, resume)));
+    let (acks, ack_task) = AckQueue::spawn(8192, Published::new(metrics, Arc::clone(&checkpoints)));
 
     let source = Arc::new(Source { plane: "data-plane".into(), instance: instance.into() });
     let mut core = DataCore::new(&cfg.data_plane, &stream, source, SystemClock);

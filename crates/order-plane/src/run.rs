@@ -289,8 +289,13 @@ async fn serve(
 
     let group = "order-plane";
     let consumer = Arc::new(kafka::consumer(&cfg.kafka, group, &format!("order-plane-{}", cfg.instance_id()))?);
-    let (intent_topic, market_topic) = (cfg.kafka.topic(ORDER_INTENTS), cfg.kafka.topic(MARKET_EVENTS));
-    consumer.subscribe(&[&intent_topic, &market_topic]).map_err(BrokerError::Client)?;
+    let intent_topic: Arc<str> = Arc::from(cfg.kafka.topic(ORDER_INTENTS));
+    let market_topic: Arc<str> = Arc::from(cfg.kafka.topic(MARKET_EVENTS));
+    consumer.subscribe(&[&*intent_topic, &*market_topic]).map_err(BrokerError::Client)?;
+    // Resolved once: looking a label up costs a hash and a lock, per message.
+    let intents_processed = metrics.messages_processed.with_label_values(&[ORDER_INTENTS]);
+    let market_processed = metrics.messages_processed.with_label_values(&[MARKET_EVENTS]);
+    let market_duplicates = metrics.duplicates.with_label_values(&[MARKET_EVENTS]);
     let (acks, ack_task) = AckQueue::spawn(4096, kafka::store_offsets(Arc::clone(&consumer)));
     health.set_working(true);
     let checker = http::spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
@@ -341,11 +346,12 @@ async fn serve(
                         continue;
                     }
                 };
-                let at = Consumed::of(&msg);
-                let topic = msg.topic().to_owned();
-                metrics.messages_processed.with_label_values(&[if topic == intent_topic { ORDER_INTENTS } else { MARKET_EVENTS }]).inc();
+                let is_intent = msg.topic() == &*intent_topic;
+                let at = Consumed::on(if is_intent { &intent_topic } else { &market_topic }, &msg);
+                let topic = &*at.topic;
                 let payload = msg.payload().unwrap_or_default();
-                if topic == intent_topic {
+                if is_intent {
+                    intents_processed.inc();
                     match codec::decode::<IntentEvent>(payload) {
                         Ok(env) => {
                             let outcome = engine.on_intent(&env, &mut out);
@@ -365,30 +371,35 @@ async fn serve(
                             }
                         }
                         Err(e) => {
-                            decode_error(metrics, &topic, at.partition, at.offset, &e);
+                            decode_error(metrics, topic, at.partition, at.offset, &e);
                             if engine.reject_undecodable(payload, &e.to_string(), SystemClock.now(), &mut out) {
                                 tracing::info!(offset = at.offset, "Malformed intent answered with a rejection.");
                             }
                         }
                     }
                 } else {
+                    market_processed.inc();
                     match codec::decode::<MarketEvent>(payload) {
                         Ok(env) => {
                             if !engine.on_market(&env, &mut out) {
-                                metrics.duplicates.with_label_values(&[MARKET_EVENTS]).inc();
+                                market_duplicates.inc();
                             }
                         }
-                        Err(e) => decode_error(metrics, &topic, at.partition, at.offset, &e),
+                        Err(e) => decode_error(metrics, topic, at.partition, at.offset, &e),
                     }
                 }
-                let published = async {
-                    let futures = publish(&mut publisher, &out, metrics, &mut intents).await?;
-                    release(&mut outbox, futures).await
-                };
-                let futures = tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => break,
-                    futures = published => futures?,
+                let futures = if out.is_empty() && outbox.is_none() {
+                    Vec::new()
+                } else {
+                    let published = async {
+                        let futures = publish(&mut publisher, &out, metrics, &mut intents).await?;
+                        release(&mut outbox, futures).await
+                    };
+                    tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => break,
+                        futures = published => futures?,
+                    }
                 };
                 out.clear();
                 if !futures.is_empty() {

@@ -13,6 +13,7 @@ use common::http::{self, Health};
 use common::kafka::{self, AckQueue, BrokerError, Consumed};
 use common::topics::{EXEC_REPORTS, MARKET_EVENTS, OFI_EVENTS, ORDER_INTENTS};
 use common::types::Symbol;
+use prometheus::IntCounter;
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 use rust_decimal::prelude::ToPrimitive;
@@ -84,7 +85,11 @@ async fn serve(
         match codec::decode::<ExecEvent>(&r.payload) {
             Ok(env) => engine.on_exec(&env, false),
             Err(e) => {
-                let at = Consumed { topic: cfg.kafka.topic(EXEC_REPORTS), partition: r.partition, offset: r.offset };
+                let at = Consumed {
+                    topic: Arc::from(cfg.kafka.topic(EXEC_REPORTS)),
+                    partition: r.partition,
+                    offset: r.offset,
+                };
                 decode_error(metrics, EXEC_REPORTS, &at, &e);
             }
         }
@@ -94,8 +99,12 @@ async fn serve(
     tracing::info!(restored = records.len(), halted = engine.halted(), "Positions rebuilt from exec_reports.");
 
     let consumer = Arc::new(kafka::consumer(&cfg.kafka, "strategy-plane", &client_id)?);
-    let names = [cfg.kafka.topic(OFI_EVENTS), cfg.kafka.topic(MARKET_EVENTS), cfg.kafka.topic(EXEC_REPORTS)];
-    consumer.subscribe(&names.iter().map(String::as_str).collect::<Vec<_>>()).map_err(BrokerError::Client)?;
+    let inputs = [OFI_EVENTS, MARKET_EVENTS, EXEC_REPORTS];
+    let names: [Arc<str>; 3] = inputs.map(|t| Arc::from(cfg.kafka.topic(t)));
+    consumer.subscribe(&names.iter().map(AsRef::as_ref).collect::<Vec<_>>()).map_err(BrokerError::Client)?;
+    // Resolved once: looking a label up costs a hash and a lock, per message.
+    let processed = inputs.map(|t| metrics.messages_processed.with_label_values(&[t]));
+    let hot = HotCounters::new(metrics);
     let (acks, ack_task) = AckQueue::spawn(4096, kafka::store_offsets(Arc::clone(&consumer)));
     health.set_working(true);
     let checker = http::spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
@@ -121,16 +130,10 @@ async fn serve(
                 continue;
             }
         };
-        let at = Consumed::of(&msg);
+        let input = names.iter().position(|n| **n == *msg.topic()).unwrap_or(2);
+        let (base, at) = (inputs[input], Consumed::on(&names[input], &msg));
         let payload = msg.payload().unwrap_or_default();
-        let base = if at.topic == names[0] {
-            OFI_EVENTS
-        } else if at.topic == names[1] {
-            MARKET_EVENTS
-        } else {
-            EXEC_REPORTS
-        };
-        metrics.messages_processed.with_label_values(&[base]).inc();
+        processed[input].inc();
         match base {
             OFI_EVENTS => match codec::decode::<OfiEvent>(payload) {
                 Ok(env) => engine.on_ofi(&env, &mut out),
@@ -146,21 +149,23 @@ async fn serve(
             },
         }
         let mut futures = Vec::with_capacity(out.len());
-        let published = async {
-            for intent in &out {
-                publisher.publish(intent, &mut futures).await?;
-                tracing::info!(event_id = %intent.event_id, "Order intent published.");
+        if !out.is_empty() {
+            let published = async {
+                for intent in &out {
+                    publisher.publish(intent, &mut futures).await?;
+                    tracing::info!(event_id = %intent.event_id, "Order intent published.");
+                }
+                Ok::<_, BrokerError>(())
+            };
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                published = published => published?,
             }
-            Ok::<_, BrokerError>(())
-        };
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            published = published => published?,
+            metrics.intents_published.inc_by(out.len() as u64);
+            out.clear();
         }
-        metrics.intents_published.inc_by(out.len() as u64);
-        out.clear();
-        seen = mirror(metrics, seen, engine.counters());
+        seen = hot.mirror(metrics, seen, engine.counters());
         if base != MARKET_EVENTS {
             update_gauges(metrics, cfg, &engine);
         }
@@ -180,16 +185,35 @@ async fn serve(
     Ok(())
 }
 
-/// Adds what the core counted since `before` to the Prometheus counters.
-fn mirror(metrics: &Metrics, before: Counters, now: Counters) -> Counters {
-    metrics.signals_generated.inc_by(now.signals - before.signals);
-    metrics.decisions.inc_by(now.decisions - before.decisions);
-    metrics.solver_failures.inc_by(now.solver_failures - before.solver_failures);
-    metrics.unknown_symbol.inc_by(now.unknown_symbol - before.unknown_symbol);
-    metrics.unknown_intent.inc_by(now.unknown_intent - before.unknown_intent);
-    metrics.duplicates.with_label_values(&[OFI_EVENTS]).inc_by(now.duplicate_ofi - before.duplicate_ofi);
-    metrics.duplicates.with_label_values(&[MARKET_EVENTS]).inc_by(now.duplicate_market - before.duplicate_market);
-    now
+/// The labelled counters [`HotCounters::mirror`] moves, resolved once.
+struct HotCounters {
+    duplicate_ofi: IntCounter,
+    duplicate_market: IntCounter,
+}
+
+impl HotCounters {
+    fn new(metrics: &Metrics) -> Self {
+        Self {
+            duplicate_ofi: metrics.duplicates.with_label_values(&[OFI_EVENTS]),
+            duplicate_market: metrics.duplicates.with_label_values(&[MARKET_EVENTS]),
+        }
+    }
+
+    /// Adds what the core counted since `before` to the Prometheus counters.
+    fn mirror(&self, metrics: &Metrics, before: Counters, now: Counters) -> Counters {
+        // Most messages change no counter.
+        if now == before {
+            return now;
+        }
+        metrics.signals_generated.inc_by(now.signals - before.signals);
+        metrics.decisions.inc_by(now.decisions - before.decisions);
+        metrics.solver_failures.inc_by(now.solver_failures - before.solver_failures);
+        metrics.unknown_symbol.inc_by(now.unknown_symbol - before.unknown_symbol);
+        metrics.unknown_intent.inc_by(now.unknown_intent - before.unknown_intent);
+        self.duplicate_ofi.inc_by(now.duplicate_ofi - before.duplicate_ofi);
+        self.duplicate_market.inc_by(now.duplicate_market - before.duplicate_market);
+        now
+    }
 }
 
 fn update_gauges(metrics: &Metrics, cfg: &AppConfig, engine: &Engine) {
