@@ -6,7 +6,7 @@
 use common::codec::{decode, encode};
 use common::events::{ExecEvent, IntentEvent, MarketEvent, OfiEvent, Payload};
 
-fn check<P: Payload + std::fmt::Debug>(json: &str) {
+fn check<P: Payload + std::fmt::Debug + 'static>(json: &str) {
     let env = decode::<P>(json.as_bytes()).unwrap_or_else(|e| panic!("{e}: {json}"));
     assert_eq!(String::from_utf8(encode(&env)).unwrap(), json, "examples are in canonical form");
 }
