@@ -364,7 +364,12 @@ impl<T: Send + 'static> AckQueue<T> {
     /// Queues one input's outputs. Returns `false` when the awaiting task has stopped (a
     /// delivery failed); the caller should stop and read the task's error.
     pub async fn push(&self, token: T, futures: Vec<DeliveryFuture>) -> bool {
-        self.tx.send((token, futures)).await.is_ok()
+        // There is nearly always room: take it without the waiting machinery of `send`.
+        match self.tx.try_send((token, futures)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(input)) => self.tx.send(input).await.is_ok(),
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
     }
 }
 

@@ -269,13 +269,19 @@ async fn replay(
                     () = tokio::time::sleep_until(at) => {}
                 }
             }
+            // Asked here, and polled below only when publishing waits: polling a cancellation
+            // future registers a waiter under a lock, which per row is a cost.
+            if shutdown.is_cancelled() {
+                interrupted = true;
+                break 'input;
+            }
             last_seq = ev.seq;
             core.process(ev, &mut out);
             // A broker that is down keeps the producer queue full; shutdown must still get through.
             let published = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => { interrupted = true; break 'input; }
                 published = publish(&mut publisher, &mut out, (last_seq, false), &acks, metrics) => published?,
+                () = shutdown.cancelled() => { interrupted = true; break 'input; }
             };
             if !published {
                 failed = true;

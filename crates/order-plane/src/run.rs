@@ -303,9 +303,13 @@ async fn serve(
     let mut result = Ok(());
 
     loop {
+        // Asked here, and polled in the selects only after the work they wait for: polling a
+        // cancellation future registers a waiter under a lock, which per message is a cost.
+        if shutdown.is_cancelled() {
+            break;
+        }
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => break,
             _ = assignment_check.tick() => {
                 let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
                 metrics.assigned_partitions.set(i64::try_from(assigned).unwrap_or(i64::MAX));
@@ -407,13 +411,14 @@ async fn serve(
                 }
                 let pushed = tokio::select! {
                     biased;
-                    () = shutdown.cancelled() => break,
                     pushed = acks.push(at, futures) => pushed,
+                    () = shutdown.cancelled() => break,
                 };
                 if !pushed {
                     break;
                 }
             }
+            () = shutdown.cancelled() => break,
         }
     }
     health.set_working(false);

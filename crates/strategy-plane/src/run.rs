@@ -112,9 +112,13 @@ async fn serve(
     let mut assignment_check = tokio::time::interval(Duration::from_secs(1));
 
     loop {
+        // Asked here, and polled in the selects only after the work they wait for: polling a
+        // cancellation future registers a waiter under a lock, which per message is a cost.
+        if shutdown.is_cancelled() {
+            break;
+        }
         let msg = tokio::select! {
             biased;
-            () = shutdown.cancelled() => break,
             _ = assignment_check.tick() => {
                 // Which symbols this instance trades follows from its partitions; show it.
                 let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
@@ -122,6 +126,7 @@ async fn serve(
                 continue;
             }
             msg = consumer.recv() => msg,
+            () = shutdown.cancelled() => break,
         };
         let msg = match msg {
             Ok(msg) => msg,
@@ -171,8 +176,8 @@ async fn serve(
         }
         let pushed = tokio::select! {
             biased;
-            () = shutdown.cancelled() => break,
             pushed = acks.push(at, futures) => pushed,
+            () = shutdown.cancelled() => break,
         };
         if !pushed {
             break;
