@@ -100,7 +100,10 @@ fn shared_source(wire: &WireSource<'_>) -> Arc<Source> {
 }
 
 /// Appends the JSON of `envelope` to `out`.
-pub fn encode_into<P: Payload>(envelope: &Envelope<P>, out: &mut Vec<u8>) {
+pub fn encode_into<P: Payload + 'static>(envelope: &Envelope<P>, out: &mut Vec<u8>) {
+    if encode_canonical(envelope, out) {
+        return;
+    }
     // Serializing our own types to a Vec cannot fail: every map key is a string and every number
     // is finite by construction (signal values are checked where they are made).
     if let Err(e) = serde_json::to_writer(&mut *out, envelope) {
@@ -109,10 +112,137 @@ pub fn encode_into<P: Payload>(envelope: &Envelope<P>, out: &mut Vec<u8>) {
 }
 
 /// The JSON of `envelope`.
-pub fn encode<P: Payload>(envelope: &Envelope<P>) -> Vec<u8> {
+pub fn encode<P: Payload + 'static>(envelope: &Envelope<P>) -> Vec<u8> {
     let mut out = Vec::with_capacity(384);
     encode_into(envelope, &mut out);
     out
+}
+
+/// Writes a quote or a trade (most of what the Data Plane publishes) directly, byte for byte as
+/// serde writes it, when none of its strings needs an escape and its decimals are non-negative
+/// and fit in 64 bits; answers `false` with `out` unchanged for anything else, which serde then
+/// writes.
+fn encode_canonical<P: Payload + 'static>(envelope: &Envelope<P>, out: &mut Vec<u8>) -> bool {
+    let Some(market) = (&envelope.payload as &dyn std::any::Any).downcast_ref::<MarketEvent>() else {
+        return false;
+    };
+    let start = out.len();
+    let written = match market {
+        MarketEvent::Quote(q) => write_head(envelope, "quote", out).and_then(|()| {
+            write_str_field(out, b"{\"symbol\":", q.symbol.as_str())?;
+            write_decimal_field(out, b",\"bid_px\":", q.bid_px.get())?;
+            write_decimal_field(out, b",\"bid_sz\":", q.bid_sz.get())?;
+            write_decimal_field(out, b",\"ask_px\":", q.ask_px.get())?;
+            write_decimal_field(out, b",\"ask_sz\":", q.ask_sz.get())
+        }),
+        MarketEvent::Trade(t) => write_head(envelope, "trade", out).and_then(|()| {
+            write_str_field(out, b"{\"symbol\":", t.symbol.as_str())?;
+            write_decimal_field(out, b",\"price\":", t.price.get())?;
+            write_decimal_field(out, b",\"size\":", t.size.get())?;
+            let aggressor = match t.aggressor {
+                Side::Buy => "buy",
+                Side::Sell => "sell",
+            };
+            write_str_field(out, b",\"aggressor\":", aggressor)
+        }),
+        _ => None,
+    };
+    if written.is_none() {
+        out.truncate(start);
+        return false;
+    }
+    out.extend_from_slice(b"}}");
+    true
+}
+
+/// The envelope up to and including `"payload":`.
+fn write_head<P>(envelope: &Envelope<P>, event_type: &str, out: &mut Vec<u8>) -> Option<()> {
+    out.extend_from_slice(b"{\"schema_version\":");
+    write_uint(out, u64::from(envelope.schema_version));
+    out.extend_from_slice(b",\"event_id\":");
+    write_uuid(out, envelope.event_id.0);
+    write_str_field(out, b",\"event_type\":", event_type)?;
+    write_str_field(out, b",\"source\":{\"plane\":", &envelope.source.plane)?;
+    write_str_field(out, b",\"instance\":", &envelope.source.instance)?;
+    out.extend_from_slice(b"},\"ts_event\":");
+    write_uint(out, envelope.ts_event.0);
+    out.extend_from_slice(b",\"ts_init\":");
+    write_uint(out, envelope.ts_init.0);
+    out.extend_from_slice(b",\"causation_id\":");
+    match envelope.causation_id {
+        Some(id) => write_uuid(out, id.0),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"payload\":");
+    Some(())
+}
+
+/// `key` (with its punctuation) and `value` quoted, when `value` needs no escape.
+fn write_str_field(out: &mut Vec<u8>, key: &[u8], value: &str) -> Option<()> {
+    if value.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        return None;
+    }
+    out.extend_from_slice(key);
+    out.push(b'"');
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'"');
+    Some(())
+}
+
+/// `key` and `value` as rust_decimal's serde writes it (all digits of the mantissa, the point
+/// `scale` digits from the right, a `0` before a leading point), for a non-negative value whose
+/// mantissa fits in a `u64`.
+fn write_decimal_field(out: &mut Vec<u8>, key: &[u8], value: Decimal) -> Option<()> {
+    if value.is_sign_negative() {
+        return None;
+    }
+    let mantissa = u64::try_from(value.mantissa()).ok()?;
+    let scale = usize::try_from(value.scale()).ok()?;
+    let mut buf = [0u8; 20];
+    let digits = if mantissa == 0 { &[][..] } else { uint_digits(mantissa, &mut buf) };
+    out.extend_from_slice(key);
+    out.push(b'"');
+    if digits.len() > scale {
+        let whole = digits.len() - scale;
+        out.extend_from_slice(&digits[..whole]);
+        if scale > 0 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[whole..]);
+        }
+    } else if scale > 0 {
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + scale - digits.len(), b'0');
+        out.extend_from_slice(digits);
+    } else {
+        out.push(b'0');
+    }
+    out.push(b'"');
+    Some(())
+}
+
+/// The decimal digits of `n` (at least one), written at the end of `buf`.
+fn uint_digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        // A remainder of 10 is below 10: the cast cannot truncate.
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+fn write_uint(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(uint_digits(n, &mut [0u8; 20]));
+}
+
+/// A quoted hyphenated lower-case UUID, as serde writes it.
+fn write_uuid(out: &mut Vec<u8>, id: uuid::Uuid) {
+    out.push(b'"');
+    out.extend_from_slice(id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).as_bytes());
+    out.push(b'"');
 }
 
 /// Decodes one record of `P`'s topic.
@@ -527,6 +657,78 @@ mod tests {
         for changed in one_byte_changes(&report) {
             canonical_agrees::<ExecEvent>(&changed);
         }
+    }
+
+    /// serde's bytes of `envelope`.
+    fn serde_bytes<P: Payload>(envelope: &Envelope<P>) -> Vec<u8> {
+        serde_json::to_vec(envelope).unwrap()
+    }
+
+    /// Whether the direct writer took `envelope`; when it did, its bytes must be serde's.
+    fn writer_agrees<P: Payload + std::fmt::Debug + 'static>(envelope: &Envelope<P>) -> bool {
+        let mut fast = b"kept".to_vec();
+        if !encode_canonical(envelope, &mut fast) {
+            assert_eq!(fast, b"kept", "a refusal leaves the buffer as it was");
+            return false;
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&fast[4..]),
+            String::from_utf8_lossy(&serde_bytes(envelope)),
+            "direct writer of {envelope:?}"
+        );
+        true
+    }
+
+    #[test]
+    fn the_direct_writer_writes_what_serde_writes_or_nothing() {
+        for record in [QUOTE_JSON, TRADE_JSON] {
+            let envelope: Envelope<MarketEvent> = decode(record.as_bytes()).unwrap();
+            assert!(writer_agrees(&envelope), "quotes and trades are written directly");
+            // Every variation of the record that still decodes: other digits, scales, names.
+            let taken = one_byte_changes(record.as_bytes())
+                .iter()
+                .filter_map(|changed| decode_general::<MarketEvent>(changed).ok())
+                .filter(writer_agrees)
+                .count();
+            assert!(taken > 0);
+        }
+        let mut envelope = quote_envelope();
+        for (plane, direct) in [("data-plane", true), ("a\"b", false), ("a\\b", false), ("a\nb", false), ("é", true)] {
+            envelope.source = Arc::new(Source { plane: plane.into(), instance: "i".into() });
+            assert_eq!(writer_agrees(&envelope), direct, "{plane:?}");
+        }
+        envelope.causation_id = Some(EventId(Uuid::from_u128(u128::MAX)));
+        assert!(writer_agrees(&envelope));
+        let sizes = [
+            (dec!(0), true),
+            (dec!(0.00), true),
+            (dec!(0.005), true),
+            (dec!(1.50), true),
+            (dec!(10), true),
+            (dec!(0.0000000000000000000000000001), true),
+            (dec!(1844674407.3709551615), true),
+            (dec!(1844674407.37095516150), false),
+            (dec!(999999999999.9999999999999999), false),
+        ];
+        for (size, direct) in sizes {
+            let trade = Trade {
+                symbol: Symbol::new("ETHUSDT").unwrap(),
+                price: Price::new(dec!(2610.5)).unwrap(),
+                size: Quantity::new(size).unwrap(),
+                aggressor: Side::Buy,
+            };
+            let envelope = Envelope { payload: MarketEvent::Trade(trade), ..quote_envelope() };
+            assert_eq!(writer_agrees(&envelope), direct, "{size}");
+        }
+        let depth = Envelope {
+            payload: MarketEvent::Depth(DepthUpdate {
+                symbol: Symbol::new("BTCUSDT").unwrap(),
+                bids: vec![],
+                asks: vec![],
+            }),
+            ..quote_envelope()
+        };
+        assert!(!writer_agrees(&depth), "other payloads are serde's");
     }
 
     /// The payload reader's numbers are `Decimal::from_str`'s, value and scale, or left to serde.

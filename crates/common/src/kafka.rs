@@ -220,7 +220,7 @@ impl Publisher {
 
     /// Encodes `envelope` and enqueues it on its topic, keyed by symbol (or to every partition
     /// when it has no symbol). Waits while the producer's queue is full.
-    pub async fn publish<P: Payload>(
+    pub async fn publish<P: Payload + 'static>(
         &mut self,
         envelope: &Envelope<P>,
         acks: &mut Vec<DeliveryFuture>,

@@ -63,7 +63,7 @@ fn intent(n: u64, qty: Decimal) -> OrderIntent {
     }
 }
 
-async fn send<P: Payload>(producer: &FutureProducer, topic: &str, n: u64, ts: u64, payload: P) {
+async fn send<P: Payload + 'static>(producer: &FutureProducer, topic: &str, n: u64, ts: u64, payload: P) {
     let key = payload.key().unwrap().to_owned();
     let env = Envelope {
         schema_version: SCHEMA_VERSION,
