@@ -26,6 +26,11 @@ enum Command {
     Convert { input: PathBuf, output: PathBuf },
 }
 
+/// Returns memory freed after a burst to the system, which glibc's malloc did not; replaces
+/// `malloc` for librdkafka too.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Convert { input, output }) = cli.command {

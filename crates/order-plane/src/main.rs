@@ -18,6 +18,11 @@ struct Cli {
     check_config: bool,
 }
 
+/// Returns memory freed after a burst to the system, which glibc's malloc did not; replaces
+/// `malloc` for librdkafka too.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     common::service::main("order-plane", &cli.config_dir, cli.check_config, order_plane::run::main)
