@@ -6,7 +6,7 @@ use common::codec;
 use common::events::{ExecEvent, IntentEvent, MarketEvent, OfiEvent, Payload};
 use libfuzzer_sys::fuzz_target;
 
-fn round_trip<P: Payload + PartialEq + std::fmt::Debug>(data: &[u8]) {
+fn round_trip<P: Payload + PartialEq + std::fmt::Debug + 'static>(data: &[u8]) {
     if let Ok(env) = codec::decode::<P>(data) {
         let again = codec::decode::<P>(&codec::encode(&env)).expect("an accepted record re-encodes");
         assert_eq!(again, env);
