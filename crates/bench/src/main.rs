@@ -22,6 +22,9 @@ struct Cli {
     /// OFI window and decision interval of the latency phase, ms (more decisions, more samples).
     #[arg(long, default_value_t = 100)]
     latency_window_ms: u64,
+    /// Passes of the input the backlog phase publishes while the consumer planes are frozen.
+    #[arg(long, default_value_t = 3)]
+    backlog_passes: u32,
     /// Broker storage. SQLite (what `start` uses) is not the default: tansu 0.6's SQLite engine
     /// panics under a full-speed idempotent producer (BENCHMARKS.md).
     #[arg(long, value_enum, default_value_t = Storage::Memory)]
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         latency_rate: cli.latency_rate,
         latency_seconds: cli.latency_seconds,
         latency_window_ms: cli.latency_window_ms,
+        backlog_passes: cli.backlog_passes,
         storage: cli.storage,
         run_dir,
     };

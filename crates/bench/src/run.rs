@@ -6,7 +6,10 @@
 //! 4. the bare client again (`raw`, after): the two bracket the pipeline, so drift of a shared
 //!    machine shows up as a difference between them;
 //! 5. the pipeline paced at the latency rate, read back for tick-to-intent and
-//!    intent-to-exec-report.
+//!    intent-to-exec-report;
+//! 6. the bare client's one hop at the latency rate;
+//! 7. a backlog: the consumer planes frozen while the Data Plane publishes, then thawed; their
+//!    memory while they catch up and once they have.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,7 +27,7 @@ use serde_json::{Value, json};
 
 use crate::latency::{self, Distribution, Latencies};
 use crate::raw::{self, RawRate, Record};
-use crate::stack::{Broker, Metrics, Plane, RssTrend, Storage, Usage, clock_ticks, repo_root};
+use crate::stack::{Broker, Metrics, Plane, ProcSample, RssTrend, Storage, Usage, clock_ticks, repo_root};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -39,6 +42,8 @@ pub struct BenchConfig {
     pub latency_seconds: f64,
     /// OFI window and decision interval of the latency phase, ms.
     pub latency_window_ms: u64,
+    /// Passes of the input published during the backlog phase.
+    pub backlog_passes: u32,
     /// Broker storage.
     pub storage: Storage,
     /// Folder for logs/ and state/.
@@ -172,6 +177,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Value> {
         mean_bytes.round() as usize,
     )?);
     println!("    p50 {:.0} µs p99 {:.0} µs", hop.quantile(0.5), hop.quantile(0.99));
+    let backlog = backlog(&ctx, &format!("bench{tag}_backlog_"), cfg.backlog_passes)?;
     drop(broker);
 
     let raw_mean = (raw_before.per_second() + raw_after.per_second()) / 2.0;
@@ -264,6 +270,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Value> {
             "order_plane": paced.outcome,
         },
         "planes": planes,
+        "backlog": backlog,
     }))
 }
 
@@ -328,17 +335,7 @@ fn pipeline(ctx: &Ctx, prefix: &str, phase: &Phase<'_>) -> Result<PhaseResult> {
         env.push(("OFI_WINDOW_MS", ms.to_string()));
         env.push(("DECISION_INTERVAL_MS", ms.to_string()));
     }
-    let mut order = Plane::start("order-plane", &ctx.root, &ctx.logs, &env)?;
-    let mut strategy = Plane::start("strategy-plane", &ctx.root, &ctx.logs, &env)?;
-    wait(Duration::from_secs(90), "the Strategy and Order Planes to be ready and assigned", || {
-        order.check_alive()?;
-        strategy.check_alive()?;
-        Ok(order.ready()
-            && strategy.ready()
-            && strategy.metrics().get("strategy_plane_assigned_partitions", None) > 0.0)
-    })?;
-    // The Order Plane shows no assignment: give its group join the time the Strategy Plane's took.
-    std::thread::sleep(Duration::from_secs(3));
+    let (order, strategy) = start_consumers(ctx, &env)?;
     env.push(("REPLAY_PATH", ctx.input.display().to_string()));
     env.push(("REPLAY_SPEED", phase.speed.clone()));
     env.push(("REPLAY_LOOP", phase.passes.to_string()));
@@ -428,6 +425,110 @@ fn pipeline(ctx: &Ctx, prefix: &str, phase: &Phase<'_>) -> Result<PhaseResult> {
         p.stop();
     }
     Ok(PhaseResult { market, seconds: result_seconds, dp_seconds, usage, latencies, outcome })
+}
+
+/// Starts the Order and the Strategy Plane and waits until both are in their consumer group.
+fn start_consumers(ctx: &Ctx, env: &[(&str, String)]) -> Result<(Plane, Plane)> {
+    let mut order = Plane::start("order-plane", &ctx.root, &ctx.logs, env)?;
+    let mut strategy = Plane::start("strategy-plane", &ctx.root, &ctx.logs, env)?;
+    wait(Duration::from_secs(90), "the Strategy and Order Planes to be ready and assigned", || {
+        order.check_alive()?;
+        strategy.check_alive()?;
+        Ok(order.ready()
+            && strategy.ready()
+            && strategy.metrics().get("strategy_plane_assigned_partitions", None) > 0.0)
+    })?;
+    // The Order Plane shows no assignment: give its group join the time the Strategy Plane's took.
+    std::thread::sleep(Duration::from_secs(3));
+    Ok((order, strategy))
+}
+
+/// How long the backlog phase keeps watching the consumer planes after they caught up.
+const BACKLOG_SETTLE: Duration = Duration::from_secs(10);
+
+/// The consumer planes' memory around a backlog: both are frozen (`SIGSTOP`) while the Data
+/// Plane publishes `passes` at maximum speed, then thawed. A plane that lagged (a pause, a
+/// restart, a slow disk) takes in large fetches at once; what matters is the peak while it catches
+/// up and whether its resident set comes back down afterwards, the steady state it then runs at.
+fn backlog(ctx: &Ctx, prefix: &str, passes: u32) -> Result<Value> {
+    println!("==> backlog: consumer planes frozen while {passes} passes are published at max (topics {prefix}*)");
+    let mut env = vec![("KAFKA_BOOTSTRAP_SERVERS", ctx.bootstrap.clone()), ("KAFKA_TOPIC_PREFIX", prefix.to_owned())];
+    let (mut order, mut strategy) = start_consumers(ctx, &env)?;
+    let before = [ProcSample::read(strategy.pid()), ProcSample::read(order.pid())];
+    for p in [&strategy, &order] {
+        signal(p.pid(), "STOP")?;
+    }
+    env.push(("REPLAY_PATH", ctx.input.display().to_string()));
+    env.push(("REPLAY_SPEED", "max".into()));
+    env.push(("REPLAY_LOOP", passes.to_string()));
+    let mut data = Plane::start("data-plane", &ctx.root, &ctx.logs, &env)?;
+    wait(Duration::from_secs(600), "the Data Plane to publish the backlog", || {
+        data.check_alive()?;
+        Ok(data.metrics().get("data_plane_replay_complete", None) >= 1.0)
+    })?;
+    let market = data.metrics().get("data_plane_events_published_total", Some("market_events"));
+    for p in [&strategy, &order] {
+        signal(p.pid(), "CONT")?;
+    }
+    let start = Instant::now();
+    let mut usage = [Usage::default(), Usage::default()];
+    let mut caught_up = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        strategy.check_alive()?;
+        order.check_alive()?;
+        for (u, p) in usage.iter_mut().zip([&strategy, &order]) {
+            u.sample(p.pid());
+        }
+        let consumed = |p: &Plane, name: &str| p.metrics().get(name, Some("topic=\"market_events\""));
+        if caught_up.is_none()
+            && consumed(&strategy, "strategy_plane_messages_processed_total") >= market
+            && consumed(&order, "order_plane_messages_processed_total") >= market
+        {
+            caught_up = Some(start.elapsed());
+        }
+        if caught_up.is_some_and(|t| start.elapsed() >= t + BACKLOG_SETTLE) {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            bail!("the consumer planes did not catch up on the backlog within 10 minutes");
+        }
+    }
+    let catch_up = caught_up.map_or(0.0, |t| t.as_secs_f64());
+    println!(
+        "    {market:.0} market events caught up in {catch_up:.2} s = {:.0} events/s",
+        market / catch_up.max(f64::EPSILON)
+    );
+    let mut planes = serde_json::Map::new();
+    for (i, name) in ["strategy-plane", "order-plane"].into_iter().enumerate() {
+        let frozen = before[i].map_or(0.0, |s| s.rss_kib as f64 / 1024.0);
+        let (peak, after) = (usage[i].peak_rss_mib(), usage[i].last_rss_mib());
+        println!(
+            "    {name:<15} before {frozen:5.1} MiB, peak while catching up {peak:5.1} MiB, {:.0} s after {after:5.1} MiB",
+            BACKLOG_SETTLE.as_secs_f64()
+        );
+        planes
+            .insert(name.to_owned(), json!({"before_mib": r1(frozen), "peak_mib": r1(peak), "settled_mib": r1(after)}));
+    }
+    for p in [data, strategy, order] {
+        p.stop();
+    }
+    Ok(json!({
+        "market_events": market,
+        "catch_up_seconds": r3(catch_up),
+        "catch_up_events_per_s": r1(market / catch_up.max(f64::EPSILON)),
+        "settle_seconds": BACKLOG_SETTLE.as_secs(),
+        "planes": planes,
+    }))
+}
+
+/// Sends `SIG<name>` to `pid` with kill(1).
+fn signal(pid: u32, name: &str) -> Result<()> {
+    let status = std::process::Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status()?;
+    if !status.success() {
+        bail!("kill -{name} {pid} failed");
+    }
+    Ok(())
 }
 
 fn wait(timeout: Duration, what: &str, mut ok: impl FnMut() -> Result<bool>) -> Result<()> {

@@ -158,6 +158,8 @@ impl Plane {
             return;
         }
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        // A plane the backlog phase froze handles the SIGTERM only once it runs again.
+        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -289,6 +291,11 @@ impl Usage {
     /// Peak resident set over the process's life, MiB.
     pub fn peak_rss_mib(&self) -> f64 {
         self.last.map_or(0.0, |(_, s)| s.hwm_kib as f64 / 1024.0)
+    }
+
+    /// The resident set at the last sample, MiB.
+    pub fn last_rss_mib(&self) -> f64 {
+        self.last.map_or(0.0, |(_, s)| s.rss_kib as f64 / 1024.0)
     }
 
     /// Median resident set over the interval, MiB.
