@@ -248,13 +248,15 @@ async fn replay(
                         tracing::warn!(file = %row.file.display(), line = row.line, reason = %row.reason, malformed, "Malformed row skipped.");
                     }
                     last_seq = row.seq;
-                    if !acks
-                        .push(
-                            Pending { seq: row.seq, finished: false, produced_at: Instant::now(), market: 0, ofi: 0 },
-                            Vec::new(),
-                        )
-                        .await
-                    {
+                    let pending =
+                        Pending { seq: row.seq, finished: false, produced_at: Instant::now(), market: 0, ofi: 0 };
+                    // A full queue behind a broker that is down must not hold up a shutdown.
+                    let pushed = tokio::select! {
+                        biased;
+                        pushed = acks.push(pending, Vec::new()) => pushed,
+                        () = shutdown.cancelled() => { interrupted = true; break 'input; }
+                    };
+                    if !pushed {
                         failed = true;
                         break 'input;
                     }
@@ -296,7 +298,13 @@ async fn replay(
     let reader_ok = interrupted || reader.join().is_ok();
     if !interrupted && !failed && reader_ok && !resume.finished {
         core.finish(&mut out);
-        publish(&mut publisher, &mut out, (last_seq, true), &acks, metrics).await?;
+        // Interrupted here, the last windows stay unpublished and unacknowledged: a restart
+        // publishes them from the checkpoint.
+        tokio::select! {
+            biased;
+            published = publish(&mut publisher, &mut out, (last_seq, true), &acks, metrics) => { published?; }
+            () = shutdown.cancelled() => interrupted = true,
+        }
     }
     drop(acks);
     // Every produced record must be acknowledged before we call the replay published.
