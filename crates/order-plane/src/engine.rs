@@ -3,9 +3,19 @@
 //! `ts_init`.
 //!
 //! Idempotency: an intent id is executed at most once. On start-up the shell feeds every past
-//! `exec_reports` record to [`OrderEngine::restore`], which rebuilds the seen intents, positions,
-//! the cost model and the halt state; [`OrderEngine::finish_restore`] then closes orders that were
-//! working in the simulated venue when the plane stopped (that venue's book lived in memory).
+//! `exec_reports` record to [`OrderEngine::restore`], which rebuilds the remembered intents,
+//! positions, the cost model and the halt state; [`OrderEngine::finish_restore`] then closes
+//! orders that were working in the simulated venue when the plane stopped (that venue's book lived
+//! in memory).
+//!
+//! A repeat is recognised by its tracked order or by its remembered id. Ids are not remembered
+//! forever: risk refuses an intent decided more than `max_intent_lag_ms` before its symbol's latest
+//! mark, and a symbol's mark only moves forward in event time, so once the mark has passed that
+//! horizon for an intent, a repeat of it can never place an order and its id is forgotten (see
+//! `RememberedIntents`). Such a repeat gets a `rejected` (`stale_market_data`) report instead of
+//! being ignored. This holds because a repeat is the same record, carrying the event time its
+//! intent was decided at (the Strategy Plane also derives the intent id from that time); an intent
+//! id sent again with a later event time would be taken as a new intent once the id is forgotten.
 //!
 //! A venue that answers later (IBKR) hands its events to [`OrderEngine::on_venue`]; after each
 //! (re)connect its reconciliation ends in [`OrderEngine::reconciled`], which closes the orders the
@@ -13,7 +23,7 @@
 //! `finish_restore` but by that reconciliation. An execution id already reported is never
 //! counted again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use common::clock::Clock;
@@ -67,8 +77,10 @@ pub struct OrderEngine<V, C> {
     risk: RiskEngine,
     market: MarketState,
     cost: CostModel,
+    /// Working orders, and a broker venue's finished ones.
     orders: HashMap<IntentId, OrderState>,
-    seen: HashSet<IntentId>,
+    /// Ids of intents taken whose repeat risk could still pass.
+    remembered: RememberedIntents,
     monthly: (i32, u8, Decimal),
     cancel_open_on_halt: bool,
     pending: Vec<VenueEvent>,
@@ -98,7 +110,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             market: MarketState::new(cfg.impact_volume_window_s),
             cost: CostModel::new(cfg.cost_forgetting, cfg.cost_huber_k),
             orders: HashMap::new(),
-            seen: HashSet::new(),
+            remembered: RememberedIntents::new(cfg.max_intent_lag_ms.saturating_mul(1_000_000)),
             monthly: (0, 0, Decimal::ZERO),
             cancel_open_on_halt: cfg.cancel_open_on_halt,
             pending: Vec::new(),
@@ -116,6 +128,19 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
     /// Whether trading is halted.
     pub fn halted(&self) -> bool {
         self.risk.halted()
+    }
+
+    /// Whether an intent id was taken before: its order is tracked, or its id remembered. A
+    /// tracked order must be found even when its id was forgotten: a repeat sent on to risk would
+    /// overwrite a working (or a broker venue's finished) order with a rejection.
+    fn known(&self, id: &IntentId) -> bool {
+        self.remembered.contains(id) || self.orders.contains_key(id)
+    }
+
+    /// Remembers `id` of `symbol`, decided no later than `ts`.
+    fn remember(&mut self, symbol: &Symbol, id: IntentId, ts: UnixNanos) {
+        let mark = self.risk.mark(symbol).map(|m| m.ts);
+        self.remembered.insert(symbol, id, ts, mark);
     }
 
     fn envelope(&self, id: EventId, ts: UnixNanos, cause: Option<EventId>, payload: ExecEvent) -> Envelope<ExecEvent> {
@@ -144,10 +169,19 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         intent: &OrderIntent,
         out: &mut Vec<Envelope<ExecEvent>>,
     ) -> IntentOutcome {
-        if !self.seen.insert(intent.intent_id) {
+        // A repeat whose id was forgotten goes on to risk, which refuses it as stale: a second
+        // `rejected` report, never an order. That report is harmless: it carries no execution (the
+        // Strategy Plane books fills only, by execution id, and the intent left its in-flight set
+        // at its first terminal report), and its event id is the intent's first report's (same
+        // time, numbered first as well), so the rebuild, and any consumer that drops event ids it
+        // knows, takes it for a copy.
+        if self.known(&intent.intent_id) {
             return IntentOutcome::Duplicate;
         }
         let now = env.ts_event;
+        // Risk judges the intent at this same time, so the id is forgotten exactly when risk would
+        // refuse a repeat of it.
+        self.remember(&intent.symbol, intent.intent_id, now);
         let mut state = OrderState {
             symbol: intent.symbol.clone(),
             side: intent.side,
@@ -228,10 +262,11 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         ) else {
             return false;
         };
-        if !self.seen.insert(id) {
+        if self.known(&id) {
             return false;
         }
         let ts = value.get("ts_event").and_then(serde_json::Value::as_u64).map_or(now, UnixNanos);
+        self.remember(&symbol, id, ts);
         let cause = value
             .get("event_id")
             .and_then(|v| v.as_str())
@@ -272,7 +307,12 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         match &env.payload {
             MarketEvent::Quote(q) => {
                 self.market.on_quote(env.ts_event, q);
-                self.risk.set_mark(&q.symbol, Mark { mid: q.mid(), ts: env.ts_event });
+                // Forgotten intent ids rely on a symbol's mark never moving back. Live quotes
+                // arrive in event-time order, but after a restart the mark restored from the last
+                // fill can be newer than the first quotes re-delivered from the committed offset.
+                if self.risk.mark(&q.symbol).is_none_or(|m| m.ts <= env.ts_event) {
+                    self.risk.set_mark(&q.symbol, Mark { mid: q.mid(), ts: env.ts_event });
+                }
                 let mut events = std::mem::take(&mut self.pending);
                 self.venue.on_quote(env.ts_event, q, &mut events);
                 self.apply(events, Some(env.event_id), out);
@@ -317,7 +357,9 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         }
         match &env.payload {
             ExecEvent::Report(r) => {
-                self.seen.insert(r.intent_id);
+                // A report is never earlier than its intent's decision (the first one is stamped
+                // with it), so the report's time forgets the id no sooner than risk would refuse.
+                self.remember(&r.symbol, r.intent_id, env.ts_event);
                 if r.last_qty > Decimal::ZERO {
                     self.risk.on_fill(&r.symbol, r.side, r.last_qty);
                     self.add_monthly(env.ts_event, r.last_qty);
@@ -371,6 +413,10 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
     /// cancelled, since the simulated venue's book did not survive the restart.
     pub fn finish_restore(&mut self, now: UnixNanos, out: &mut Vec<Envelope<ExecEvent>>) {
         self.restored = HashSet::new();
+        // Ids are forgotten as their symbol's next id arrives; a symbol that trades no more would
+        // keep what the ledger gave it.
+        let risk = &self.risk;
+        self.remembered.forget_passed(|s| risk.mark(s).map(|m| m.ts));
         let (keeps, name) = (self.venue.keeps_orders(), self.venue.name());
         self.orders.retain(|_, o| !o.status.is_terminal() || (keeps && o.venue == name));
         if self.venue.keeps_orders() {
@@ -452,7 +498,8 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         if self.orders.contains_key(intent_id) {
             return None;
         }
-        self.seen.insert(*intent_id);
+        // Its decision time is unknown, but came before the venue's report of it.
+        self.remember(symbol, *intent_id, *ts);
         self.risk.on_working(symbol, *side, *qty);
         let cause = EventId(ids::derive_uuid(*ts, format!("found:{intent_id}").as_bytes()));
         self.orders.insert(
@@ -663,8 +710,8 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         }
         // A finished order stays tracked only at a broker venue, which can still report a late
         // execution of it. Refused by risk or finished on the simulated venue, it cannot change
-        // again, and its id in `seen` is all a repeat needs: memory does not grow with every
-        // order ever handled.
+        // again: its remembered id refuses a repeat until risk would refuse one anyway, so memory
+        // does not grow with every order ever handled.
         if retire {
             self.orders.remove(&intent_id);
         }
@@ -674,6 +721,84 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
     pub fn tracked_orders(&self) -> usize {
         self.orders.len()
     }
+
+    /// Intent ids remembered now to refuse a repeat (those risk would still pass).
+    pub fn remembered_intents(&self) -> usize {
+        self.remembered.len()
+    }
+}
+
+/// Ids of the intents taken, each kept until a repeat of its intent could no longer pass risk.
+///
+/// Risk refuses an intent decided at `t` once its symbol's mark is more than `max_lag_ns` past
+/// `t`, and marks never move back, so an id stored with a time no earlier than its intent's
+/// decision can go once `ts + max_lag_ns < mark`. Each symbol's ids wait in arrival order;
+/// eviction pops from the front while the front one has passed. An id that arrived out of time
+/// order (a report restored after a later intent's) can only wait behind a newer one, which
+/// delays forgetting it but never brings it forward: each id is dropped on its own condition.
+#[derive(Debug)]
+struct RememberedIntents {
+    ids: HashSet<IntentId>,
+    by_symbol: HashMap<Symbol, VecDeque<(UnixNanos, IntentId)>>,
+    max_lag_ns: u64,
+}
+
+impl RememberedIntents {
+    /// Nothing remembered; ids go `max_lag_ns` after their time (risk's `max_intent_lag_ms`).
+    fn new(max_lag_ns: u64) -> Self {
+        Self { ids: HashSet::new(), by_symbol: HashMap::new(), max_lag_ns }
+    }
+
+    /// Whether `id` is remembered.
+    fn contains(&self, id: &IntentId) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Remembers `id` of `symbol` with `ts` (never earlier than its intent's decision), then forgets
+    /// what of `symbol` has passed `mark`, its latest mark if any. `false` when already remembered.
+    fn insert(&mut self, symbol: &Symbol, id: IntentId, ts: UnixNanos, mark: Option<UnixNanos>) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        let queue = match self.by_symbol.get_mut(symbol) {
+            Some(queue) => queue,
+            None => self.by_symbol.entry(symbol.clone()).or_default(),
+        };
+        queue.push_back((ts, id));
+        forget(&mut self.ids, queue, self.max_lag_ns, mark);
+        true
+    }
+
+    /// Forgets, for every symbol, what has passed its latest mark (`mark_of`), then returns the
+    /// memory that held more (a rebuild may have read a whole ledger).
+    fn forget_passed(&mut self, mark_of: impl Fn(&Symbol) -> Option<UnixNanos>) {
+        for (symbol, queue) in &mut self.by_symbol {
+            forget(&mut self.ids, queue, self.max_lag_ns, mark_of(symbol));
+            queue.shrink_to_fit();
+        }
+        self.ids.shrink_to_fit();
+    }
+
+    /// How many ids are remembered.
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// Pops `queue`'s front while it has passed the risk horizon of `mark`; without a mark, nothing
+/// has (risk refuses for want of a quote, but the first quote may still let a repeat through).
+fn forget(
+    ids: &mut HashSet<IntentId>,
+    queue: &mut VecDeque<(UnixNanos, IntentId)>,
+    max_lag_ns: u64,
+    mark: Option<UnixNanos>,
+) {
+    let Some(mark) = mark else { return };
+    while queue.front().is_some_and(|(ts, _)| ts.0.saturating_add(max_lag_ns) < mark.0) {
+        if let Some((_, id)) = queue.pop_front() {
+            ids.remove(&id);
+        }
+    }
 }
 
 /// Calendar year and month (UTC) of `ts`.
@@ -682,5 +807,52 @@ fn year_month(ts: UnixNanos) -> (i32, u8) {
     match time::OffsetDateTime::from_unix_timestamp(seconds) {
         Ok(t) => (t.year(), u8::from(t.month())),
         Err(_) => (0, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use super::*;
+
+    fn id(n: u64) -> IntentId {
+        IntentId(uuid::Uuid::from_u64_pair(0, n))
+    }
+
+    #[test]
+    fn an_id_goes_only_once_its_symbol_mark_is_strictly_past_its_horizon() {
+        let (x, y) = (Symbol::new("X").unwrap(), Symbol::new("Y").unwrap());
+        let mut r = RememberedIntents::new(10);
+        assert!(r.insert(&x, id(1), UnixNanos(50), None));
+        assert!(!r.insert(&x, id(1), UnixNanos(50), None), "already remembered");
+        // Without a mark nothing goes; at the horizon (lag = max) risk still passes a repeat.
+        r.insert(&x, id(2), UnixNanos(55), None);
+        r.insert(&x, id(3), UnixNanos(60), Some(UnixNanos(60)));
+        assert_eq!(r.len(), 3);
+        r.insert(&y, id(4), UnixNanos(0), Some(UnixNanos(1_000)));
+        assert!(!r.contains(&id(4)), "past its own horizon at once");
+        r.forget_passed(|s| (s == &x).then_some(UnixNanos(60)));
+        assert!(r.contains(&id(1)), "50 + 10 is not before 60");
+        r.forget_passed(|s| (s == &x).then_some(UnixNanos(61)));
+        assert!(!r.contains(&id(1)) && r.contains(&id(2)) && r.contains(&id(3)));
+        // Another symbol's mark forgets nothing of X.
+        r.insert(&y, id(5), UnixNanos(1_000), Some(UnixNanos(1_000)));
+        assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn an_id_out_of_time_order_waits_behind_a_newer_one_and_is_never_forgotten_early() {
+        let x = Symbol::new("X").unwrap();
+        let mut r = RememberedIntents::new(10);
+        r.insert(&x, id(1), UnixNanos(50), None);
+        // 20 + 10 < 40: it could go, but 50 is in front of it.
+        r.insert(&x, id(2), UnixNanos(20), Some(UnixNanos(40)));
+        assert!(r.contains(&id(1)) && r.contains(&id(2)));
+        r.forget_passed(|_| Some(UnixNanos(61)));
+        assert_eq!(r.len(), 0);
+        // A time near the end of time never passes (no overflow).
+        r.insert(&x, id(3), UnixNanos(u64::MAX - 5), Some(UnixNanos(u64::MAX)));
+        assert!(r.contains(&id(3)));
     }
 }

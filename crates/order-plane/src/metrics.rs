@@ -56,6 +56,8 @@ pub struct Metrics {
     pub venue_events_dropped: IntCounterVec,
     /// Orders held in memory: working ones (and a broker venue's finished ones).
     pub tracked_orders: IntGauge,
+    /// Intent ids held in memory to refuse a repeat (until risk would refuse it anyway).
+    pub remembered_intents: IntGauge,
 }
 
 fn latency(name: &str, help: &str) -> Result<Histogram, prometheus::Error> {
@@ -135,6 +137,10 @@ impl Metrics {
                 "order_plane_tracked_orders",
                 "Orders held in memory: working ones, and a broker venue's finished ones.",
             )?,
+            remembered_intents: IntGauge::new(
+                "order_plane_remembered_intents",
+                "Intent ids held in memory to refuse a repeat, until risk would refuse one anyway.",
+            )?,
             venue_events_dropped: IntCounterVec::new(
                 Opts::new(
                     "order_plane_venue_events_dropped_total",
@@ -167,6 +173,7 @@ impl Metrics {
         r.register(Box::new(m.venue_connected.clone()))?;
         r.register(Box::new(m.venue_events_dropped.clone()))?;
         r.register(Box::new(m.tracked_orders.clone()))?;
+        r.register(Box::new(m.remembered_intents.clone()))?;
         // Series exist from the start, so dashboards show 0 rather than "no data".
         m.duplicates.with_label_values(&[common::topics::MARKET_EVENTS]);
         for why in ["unknown_order", "repeated_execution"] {

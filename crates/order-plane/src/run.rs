@@ -547,4 +547,5 @@ fn update_gauges(metrics: &Metrics, engine: &Engine) {
     metrics.net_exposure.set(net.to_f64().unwrap_or(0.0));
     metrics.kill_switch.set(i64::from(engine.halted()));
     metrics.tracked_orders.set(i64::try_from(engine.tracked_orders()).unwrap_or(i64::MAX));
+    metrics.remembered_intents.set(i64::try_from(engine.remembered_intents()).unwrap_or(i64::MAX));
 }

@@ -528,10 +528,147 @@ fn finished_orders_are_not_kept_but_their_repeats_are_still_refused() {
         first.get_or_insert(i);
     }
     assert_eq!(e.tracked_orders(), 0, "600 finished orders must not stay in memory");
-    let (outcome, r) = send(&mut e, 301 * SEC, &first.unwrap());
-    assert_eq!((outcome, r.len()), (IntentOutcome::Duplicate, 0));
+    // A repeat is the same record, decided when it was: the first one's id is forgotten by now,
+    // and risk refuses it (300 s after it was decided) instead.
+    let first = first.unwrap();
+    let (outcome, r) = send(&mut e, SEC, &first);
+    assert_eq!(outcome, rejected(RejectReason::StaleMarketData));
+    assert!(r.iter().all(|r| r.status == ExecStatus::Rejected && r.last_qty.is_zero()));
     // A resting order is tracked until it ends.
     let resting = intent("X", Side::Buy, dec!(1), Some(dec!(99.5)), TimeInForce::Gtc);
     assert_eq!(send(&mut e, 300 * SEC, &resting).0, IntentOutcome::Placed);
     assert_eq!(e.tracked_orders(), 1);
+}
+
+/// Sends one intent of 0.1 on `s` decided at `ts`, quoting `s` at `ts` first.
+fn quoted_intent(e: &mut Engine, ts: u64, s: &str, side: Side) -> (OrderIntent, IntentOutcome) {
+    quote(e, ts, s, dec!(99.99), dec!(100.01), dec!(1000));
+    let i = intent(s, side, dec!(0.1), None, TimeInForce::Ioc);
+    let outcome = send(e, ts, &i).0;
+    (i, outcome)
+}
+
+#[test]
+fn remembered_intent_ids_stay_within_one_lag_window_as_quotes_advance() {
+    let mut e = engine();
+    let (mut taken, mut most) = (0, 0);
+    for k in 1..=600u64 {
+        let side = if k % 2 == 0 { Side::Sell } else { Side::Buy };
+        for s in ["X", "Y"] {
+            assert_eq!(quoted_intent(&mut e, k * SEC, s, side).1, IntentOutcome::Placed);
+        }
+        let refused = intent("X", Side::Buy, dec!(-1), None, TimeInForce::Ioc);
+        assert_eq!(send(&mut e, k * SEC, &refused).0, rejected(RejectReason::InvalidQuantity));
+        taken += 3;
+        most = most.max(e.remembered_intents());
+    }
+    // max_intent_lag_ms is 60 s: the ids of the last 61 seconds (both ends included) stay.
+    assert_eq!(taken, 1800);
+    assert_eq!(most, 3 * 61, "not one per intent ever taken");
+    assert_eq!(e.remembered_intents(), 3 * 61);
+}
+
+#[test]
+fn a_repeat_at_the_risk_horizon_is_a_duplicate_and_one_past_it_is_refused_by_risk() {
+    let mut e = engine();
+    let (first, _) = quoted_intent(&mut e, 10 * SEC, "X", Side::Buy);
+    // The next id of X forgets what is past the horizon of X's mark: at it, 60 s, nothing.
+    quoted_intent(&mut e, 70 * SEC, "X", Side::Sell);
+    let (again, r) = send(&mut e, 10 * SEC, &first);
+    assert_eq!((again, r.len()), (IntentOutcome::Duplicate, 0));
+    quoted_intent(&mut e, 70 * SEC + 1, "X", Side::Buy);
+    assert_eq!(e.remembered_intents(), 2, "one nanosecond past it, the first id is forgotten");
+    let (again, r) = send(&mut e, 10 * SEC, &first);
+    assert_eq!(again, rejected(RejectReason::StaleMarketData));
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0].intent_id, r[0].status, r[0].exec_id.as_ref()), (first.intent_id, ExecStatus::Rejected, None));
+}
+
+#[test]
+fn a_repeat_of_a_forgotten_intent_is_refused_by_risk_and_changes_nothing() {
+    let mut e = engine();
+    quote(&mut e, 10 * SEC, "X", dec!(99.99), dec!(100.01), dec!(1000));
+    let first = intent("X", Side::Buy, dec!(0.1), None, TimeInForce::Ioc);
+    let record = envelope(10 * SEC, IntentEvent::Intent(first.clone()));
+    let mut taken = Vec::new();
+    assert_eq!(e.on_intent(&record, &mut taken), IntentOutcome::Placed);
+    quoted_intent(&mut e, 100 * SEC, "X", Side::Buy);
+    let before = (e.risk().exposure(&sym("X")), e.risk().exposure_now(), e.tracked_orders());
+    assert_eq!(before.0.position, dec!(0.2));
+    let mut out = Vec::new();
+    assert_eq!(e.on_intent(&record, &mut out), rejected(RejectReason::StaleMarketData));
+    let r = reports(&out);
+    assert!(r.iter().all(|r| r.status == ExecStatus::Rejected && r.exec_id.is_none() && r.last_qty.is_zero()));
+    // Its event id is that of the intent's first report: consumers dropping known ids skip it.
+    assert_eq!((out.len(), out[0].event_id), (1, taken[0].event_id));
+    assert_eq!((e.risk().exposure(&sym("X")), e.risk().exposure_now(), e.tracked_orders()), before);
+    // The market moving through its price fills no second order either.
+    quote(&mut e, 101 * SEC, "X", dec!(99.00), dec!(99.02), dec!(1000));
+    assert_eq!(e.risk().exposure(&sym("X")).position, dec!(0.2));
+}
+
+#[test]
+fn a_working_order_whose_id_was_forgotten_is_still_found_by_a_repeat() {
+    let mut e = engine();
+    quote(&mut e, 10 * SEC, "X", dec!(99.99), dec!(100.01), dec!(1000));
+    let resting = intent("X", Side::Buy, dec!(1), Some(dec!(99.5)), TimeInForce::Gtc);
+    assert_eq!(send(&mut e, 10 * SEC, &resting).0, IntentOutcome::Placed);
+    quoted_intent(&mut e, 100 * SEC, "X", Side::Sell);
+    assert_eq!(e.remembered_intents(), 1, "the resting order's id is past the horizon");
+    let (again, r) = send(&mut e, 10 * SEC, &resting);
+    assert_eq!((again, r.len()), (IntentOutcome::Duplicate, 0), "found as a tracked order");
+    assert_eq!(e.tracked_orders(), 1);
+    assert_eq!(e.risk().exposure(&sym("X")).open_buy, dec!(1));
+    // Still working, not overwritten by a rejection: the market comes and fills it.
+    let out = quote(&mut e, 101 * SEC, "X", dec!(99.48), dec!(99.5), dec!(1000));
+    let r = reports(&out);
+    assert_eq!((r.len(), r[0].intent_id, r[0].status), (1, resting.intent_id, ExecStatus::Filled));
+}
+
+/// A plane that took `old` at 1 s and `recent` at 190 s (each bought 1 X, filled at 1 s and 200 s)
+/// stops; a new one rebuilds from its `exec_reports` (no quotes yet) and finishes the rebuild at
+/// 201 s.
+fn restarted() -> (Engine, OrderIntent, OrderIntent) {
+    let mut a = engine();
+    let mut log = Vec::new();
+    quote(&mut a, SEC, "X", dec!(99.99), dec!(100.01), dec!(1000));
+    let old = intent("X", Side::Buy, dec!(1), None, TimeInForce::Ioc);
+    a.on_intent(&envelope(SEC, IntentEvent::Intent(old.clone())), &mut log);
+    let recent = intent("X", Side::Buy, dec!(1), Some(dec!(100.05)), TimeInForce::Gtc);
+    log.extend(quote(&mut a, 189 * SEC, "X", dec!(100.09), dec!(100.11), dec!(1000)));
+    a.on_intent(&envelope(190 * SEC, IntentEvent::Intent(recent.clone())), &mut log);
+    log.extend(quote(&mut a, 200 * SEC, "X", dec!(99.99), dec!(100.01), dec!(1000)));
+    assert_eq!(reports(&log).iter().filter(|r| r.status == ExecStatus::Filled).count(), 2);
+    let mut b = engine();
+    for env in &log {
+        b.restore(env);
+    }
+    // Each id is forgotten as its symbol's next one arrives: `recent` came while the mark was
+    // still `old`'s fill.
+    assert_eq!(b.remembered_intents(), 2);
+    b.finish_restore(UnixNanos(201 * SEC), &mut Vec::new());
+    (b, old, recent)
+}
+
+#[test]
+fn restored_ids_past_the_horizon_are_forgotten_when_the_rebuild_ends() {
+    let (mut b, old, recent) = restarted();
+    assert_eq!(b.remembered_intents(), 1, "the last fill marks X at 200 s: `old` is past it");
+    let (again, r) = send(&mut b, 190 * SEC, &recent);
+    assert_eq!((again, r.len()), (IntentOutcome::Duplicate, 0), "within the horizon");
+    let before = b.risk().exposure(&sym("X"));
+    assert_eq!(before.position, dec!(2));
+    let (again, r) = send(&mut b, SEC, &old);
+    assert_eq!(again, rejected(RejectReason::StaleMarketData));
+    assert!(r.iter().all(|r| r.status == ExecStatus::Rejected && r.exec_id.is_none()));
+    assert_eq!(b.risk().exposure(&sym("X")), before);
+}
+
+#[test]
+fn a_quote_older_than_the_restored_mark_does_not_let_a_forgotten_intent_through() {
+    let (mut b, old, _) = restarted();
+    // Market data resumes from the last committed offset, before the restored fill.
+    quote(&mut b, 30 * SEC, "X", dec!(99.99), dec!(100.01), dec!(1000));
+    assert_eq!(send(&mut b, SEC, &old).0, rejected(RejectReason::StaleMarketData));
+    assert_eq!(b.risk().exposure(&sym("X")).position, dec!(2));
 }
