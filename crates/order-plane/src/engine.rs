@@ -23,7 +23,7 @@
 //! `finish_restore` but by that reconciliation. An execution id already reported is never
 //! counted again.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use common::clock::Clock;
@@ -732,14 +732,13 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
 ///
 /// Risk refuses an intent decided at `t` once its symbol's mark is more than `max_lag_ns` past
 /// `t`, and marks never move back, so an id stored with a time no earlier than its intent's
-/// decision can go once `ts + max_lag_ns < mark`. Each symbol's ids wait in arrival order;
-/// eviction pops from the front while the front one has passed. An id that arrived out of time
-/// order (a report restored after a later intent's) can only wait behind a newer one, which
-/// delays forgetting it but never brings it forward: each id is dropped on its own condition.
+/// decision can go once `ts + max_lag_ns < mark`. Each symbol's ids are ordered by that time and
+/// the oldest go while they have passed: an id with an odd time (far in the future, or a wall
+/// clock among replayed exchange times) stays on its own, without holding back the others.
 #[derive(Debug)]
 struct RememberedIntents {
     ids: HashSet<IntentId>,
-    by_symbol: HashMap<Symbol, VecDeque<(UnixNanos, IntentId)>>,
+    by_symbol: HashMap<Symbol, BTreeSet<(UnixNanos, IntentId)>>,
     max_lag_ns: u64,
 }
 
@@ -760,22 +759,26 @@ impl RememberedIntents {
         if !self.ids.insert(id) {
             return false;
         }
-        let queue = match self.by_symbol.get_mut(symbol) {
-            Some(queue) => queue,
+        let times = match self.by_symbol.get_mut(symbol) {
+            Some(times) => times,
             None => self.by_symbol.entry(symbol.clone()).or_default(),
         };
-        queue.push_back((ts, id));
-        forget(&mut self.ids, queue, self.max_lag_ns, mark);
+        times.insert((ts, id));
+        forget(&mut self.ids, times, self.max_lag_ns, mark);
+        if times.is_empty() {
+            self.by_symbol.remove(symbol);
+        }
         true
     }
 
     /// Forgets, for every symbol, what has passed its latest mark (`mark_of`), then returns the
     /// memory that held more (a rebuild may have read a whole ledger).
     fn forget_passed(&mut self, mark_of: impl Fn(&Symbol) -> Option<UnixNanos>) {
-        for (symbol, queue) in &mut self.by_symbol {
-            forget(&mut self.ids, queue, self.max_lag_ns, mark_of(symbol));
-            queue.shrink_to_fit();
+        for (symbol, times) in &mut self.by_symbol {
+            forget(&mut self.ids, times, self.max_lag_ns, mark_of(symbol));
         }
+        self.by_symbol.retain(|_, times| !times.is_empty());
+        self.by_symbol.shrink_to_fit();
         self.ids.shrink_to_fit();
     }
 
@@ -785,17 +788,18 @@ impl RememberedIntents {
     }
 }
 
-/// Pops `queue`'s front while it has passed the risk horizon of `mark`; without a mark, nothing
-/// has (risk refuses for want of a quote, but the first quote may still let a repeat through).
+/// Drops the oldest of `times` while they have passed the risk horizon of `mark`; without a
+/// mark, nothing has (risk refuses for want of a quote, but the first quote may still let a
+/// repeat through).
 fn forget(
     ids: &mut HashSet<IntentId>,
-    queue: &mut VecDeque<(UnixNanos, IntentId)>,
+    times: &mut BTreeSet<(UnixNanos, IntentId)>,
     max_lag_ns: u64,
     mark: Option<UnixNanos>,
 ) {
     let Some(mark) = mark else { return };
-    while queue.front().is_some_and(|(ts, _)| ts.0.saturating_add(max_lag_ns) < mark.0) {
-        if let Some((_, id)) = queue.pop_front() {
+    while times.first().is_some_and(|(ts, _)| ts.0.saturating_add(max_lag_ns) < mark.0) {
+        if let Some((_, id)) = times.pop_first() {
             ids.remove(&id);
         }
     }
@@ -842,15 +846,21 @@ mod tests {
     }
 
     #[test]
-    fn an_id_out_of_time_order_waits_behind_a_newer_one_and_is_never_forgotten_early() {
+    fn ids_go_in_time_order_whatever_order_they_came_in() {
         let x = Symbol::new("X").unwrap();
         let mut r = RememberedIntents::new(10);
         r.insert(&x, id(1), UnixNanos(50), None);
-        // 20 + 10 < 40: it could go, but 50 is in front of it.
+        // 20 + 10 < 40: it goes, though it came after an id that stays.
         r.insert(&x, id(2), UnixNanos(20), Some(UnixNanos(40)));
-        assert!(r.contains(&id(1)) && r.contains(&id(2)));
-        r.forget_passed(|_| Some(UnixNanos(61)));
-        assert_eq!(r.len(), 0);
+        assert!(r.contains(&id(1)) && !r.contains(&id(2)));
+        // A far-future time does not hold back the ids after it.
+        r.insert(&x, id(4), UnixNanos(1_000_000), None);
+        r.insert(&x, id(5), UnixNanos(70), None);
+        r.forget_passed(|_| Some(UnixNanos(81)));
+        assert!(!r.contains(&id(1)) && !r.contains(&id(5)) && r.contains(&id(4)));
+        assert_eq!(r.len(), 1);
+        r.forget_passed(|_| Some(UnixNanos(2_000_000)));
+        assert_eq!((r.len(), r.by_symbol.len()), (0, 0), "a symbol with nothing left is dropped");
         // A time near the end of time never passes (no overflow).
         r.insert(&x, id(3), UnixNanos(u64::MAX - 5), Some(UnixNanos(u64::MAX)));
         assert!(r.contains(&id(3)));

@@ -359,7 +359,9 @@ async fn serve(
                     match codec::decode::<IntentEvent>(payload) {
                         Ok(env) => {
                             let outcome = engine.on_intent(&env, &mut out);
-                            // Latency is measured from the intent's creation; repeats are not timed.
+                            // Latency is measured from the intent's creation; a repeat recognised as
+                            // one is not timed. A repeat of an intent past the risk horizon (its id
+                            // forgotten) is refused as stale and timed from its first creation.
                             if let IntentEvent::Intent(i) = &env.payload
                                 && outcome != IntentOutcome::Duplicate
                             {
