@@ -75,14 +75,14 @@ pub async fn serve_router(listener: TcpListener, app: Router, shutdown: Cancella
 
 /// Checks every 5 s that the broker answers, and records it in `health`.
 pub fn spawn_broker_check(
-    producer: rdkafka::producer::FutureProducer,
+    producer: Arc<crate::kafka::TrackedProducer>,
     health: Arc<Health>,
 ) -> tokio::task::JoinHandle<()> {
     use rdkafka::producer::Producer;
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            let p = producer.clone();
+            let p = Arc::clone(&producer);
             let ok = tokio::task::spawn_blocking(move || {
                 crate::kafka::broker_reachable(p.client(), std::time::Duration::from_secs(3))
             })

@@ -1,27 +1,26 @@
 //! Kafka plumbing every plane uses the same way.
 //!
-//! - [`producer`]: idempotent, `acks=all`, compressed, bounded linger.
+//! - [`tracked_producer`] (under [`Publisher`]) and [`producer`] (tools and tests): idempotent,
+//!   `acks=all`, compressed, bounded linger.
 //! - [`consumer`]: at-least-once. Offsets are *stored* only by [`AckQueue`] once every output of
 //!   a message is acknowledged by the broker, and auto-commit only ever commits stored offsets.
 //! - [`ensure_topics`]: creates missing topics at start-up.
 //! - [`Publisher`]: encodes envelopes, keys them by symbol, and broadcasts unkeyed ones to every
-//!   partition.
+//!   partition; [`Deliveries`] says what of it the broker has acknowledged.
 
-use std::collections::HashMap;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, FutureProducer, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode as Code;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::codec;
@@ -79,18 +78,163 @@ fn base(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
     c
 }
 
-/// An idempotent producer: `acks=all`, ordered retries, compression and linger from config.
-pub fn producer(cfg: &KafkaConfig, client_id: &str) -> Result<FutureProducer, BrokerError> {
-    base(cfg, client_id)
-        .set("enable.idempotence", "true")
+/// The planes' producer settings: idempotent, `acks=all`, ordered retries, compression and
+/// linger from config.
+fn producer_config(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut c = base(cfg, client_id);
+    c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", &cfg.compression)
         .set("linger.ms", cfg.linger_ms.to_string())
         .set("batch.size", cfg.batch_size.to_string())
         .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .map_err(BrokerError::Client)
+        .set("queue.buffering.max.messages", "1000000");
+    c
+}
+
+/// A producer with the planes' settings whose sends are awaited one by one: for tools and tests.
+/// The planes publish through [`Publisher`], which tracks deliveries without a future per record.
+pub fn producer(cfg: &KafkaConfig, client_id: &str) -> Result<FutureProducer, BrokerError> {
+    producer_config(cfg, client_id).create().map_err(BrokerError::Client)
+}
+
+/// The producer under a [`Publisher`]: its delivery reports move a [`Deliveries`] watermark.
+pub type TrackedProducer = ThreadedProducer<Tracking>;
+
+/// A [`TrackedProducer`] with the planes' settings, and the deliveries its reports advance.
+pub fn tracked_producer(cfg: &KafkaConfig, client_id: &str) -> Result<(Arc<TrackedProducer>, Deliveries), BrokerError> {
+    let deliveries = Deliveries::default();
+    let producer = producer_config(cfg, client_id)
+        .create_with_context(Tracking { deliveries: deliveries.clone() })
+        .map_err(BrokerError::Client)?;
+    Ok((Arc::new(producer), deliveries))
+}
+
+/// The opaque of a record nobody waits for (see [`send_untracked`]).
+const UNTRACKED: usize = usize::MAX;
+
+/// A position in the sequence of records a [`Publisher`] has sent: "every record sent before".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Sent(u64);
+
+/// What the broker has acknowledged of one producer's tracked records, as a watermark over their
+/// send order (records are numbered as they are sent; reports come back in any order across
+/// partitions). Cheap to clone: all clones share one state.
+///
+/// One record's report is a few integer operations under an uncontended lock, where a
+/// `FutureProducer` allocates a channel per record, sends the report through it and wakes a task.
+#[derive(Clone, Default)]
+pub struct Deliveries(Arc<Shared>);
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<Watermark>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct Watermark {
+    /// Every record numbered below this is delivered.
+    below: u64,
+    /// Which of the records from `below` on are delivered (`done[i]`: record `below + i`).
+    done: VecDeque<bool>,
+    /// The lowest-numbered record that failed for good (after librdkafka's own retries).
+    failed: Option<(u64, KafkaError)>,
+}
+
+impl Watermark {
+    /// Records `ticket` as delivered; `true` when that moved the watermark.
+    fn delivered(&mut self, ticket: u64) -> bool {
+        let Some(Ok(i)) = ticket.checked_sub(self.below).map(usize::try_from) else { return false };
+        // At most the producer's queue (queue.buffering.max.messages) is outstanding.
+        if i >= self.done.len() {
+            self.done.resize(i + 1, false);
+        }
+        self.done[i] = true;
+        let before = self.below;
+        while self.done.front() == Some(&true) {
+            self.done.pop_front();
+            self.below += 1;
+        }
+        self.below != before
+    }
+}
+
+impl Deliveries {
+    /// Takes the broker's answer for record `ticket`.
+    fn report(&self, ticket: u64, result: Result<(), &KafkaError>) {
+        let shared = &self.0;
+        let moved = {
+            let mut w = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+            match result {
+                Ok(()) => w.delivered(ticket),
+                Err(e) => {
+                    if w.failed.as_ref().is_none_or(|(first, _)| ticket < *first) {
+                        w.failed = Some((ticket, e.clone()));
+                    }
+                    true
+                }
+            }
+        };
+        if moved {
+            shared.changed.notify_waiters();
+        }
+    }
+
+    /// `true` when every record sent before `upto` is delivered; an error when one of them failed.
+    fn reached(&self, upto: Sent) -> Result<bool, BrokerError> {
+        let w = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if w.below >= upto.0 {
+            return Ok(true);
+        }
+        match &w.failed {
+            Some((ticket, e)) if *ticket < upto.0 => Err(BrokerError::Delivery(e.clone())),
+            _ => Ok(false),
+        }
+    }
+
+    /// Waits until every record sent before `upto` is delivered; the first that failed is the
+    /// error.
+    pub async fn wait(&self, upto: Sent) -> Result<(), BrokerError> {
+        loop {
+            // Registered before looking, so that a report in between still wakes this wait.
+            let changed = self.0.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.reached(upto)? {
+                return Ok(());
+            }
+            changed.await;
+        }
+    }
+}
+
+/// The producer context of a [`TrackedProducer`]: its delivery reports (on the producer's polling
+/// thread) move the [`Deliveries`] watermark.
+pub struct Tracking {
+    deliveries: Deliveries,
+}
+
+impl ClientContext for Tracking {}
+
+impl ProducerContext for Tracking {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, ticket: usize) {
+        if ticket == UNTRACKED {
+            if let Err((e, _)) = result {
+                tracing::debug!(error = %e, "A record nobody waits for was not delivered.");
+            }
+            return;
+        }
+        self.deliveries.report(ticket as u64, result.as_ref().map(|_| ()).map_err(|(e, _)| e));
+    }
+}
+
+/// Enqueues a record whose delivery nobody waits for (a replay checkpoint: the next one supersedes
+/// it); a failure is only logged.
+pub fn send_untracked(producer: &TrackedProducer, topic: &str, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
+    producer.send(BaseRecord::with_opaque_to(topic, UNTRACKED).key(key).payload(payload)).map_err(|(e, _)| e)
 }
 
 /// How much a consumer asks for per partition and fetch. Well above the largest record a broker
@@ -190,9 +334,12 @@ pub fn broker_reachable<C: rdkafka::client::ClientContext>(
     client.fetch_metadata(None, timeout).is_ok()
 }
 
-/// Encodes envelopes and hands them to the producer; returns the delivery futures to await.
+/// Encodes envelopes and hands them to the producer, numbering them for [`Deliveries`].
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: Arc<TrackedProducer>,
+    deliveries: Deliveries,
+    /// The number the next record gets.
+    next: u64,
     partitions: HashMap<String, i32>,
     prefix: String,
     /// Full topic name of each payload family published so far, so a record does not format it.
@@ -201,11 +348,18 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// A publisher over `producer`; `partitions` holds each topic's partition count (from
-    /// [`ensure_topics`]), needed to broadcast unkeyed events.
-    pub fn new(producer: FutureProducer, cfg: &KafkaConfig, partitions: HashMap<String, i32>) -> Self {
+    /// A publisher over `producer` and its `deliveries` (from [`tracked_producer`]); `partitions`
+    /// holds each topic's partition count (from [`ensure_topics`]), needed to broadcast unkeyed
+    /// events.
+    pub fn new(
+        (producer, deliveries): (Arc<TrackedProducer>, Deliveries),
+        cfg: &KafkaConfig,
+        partitions: HashMap<String, i32>,
+    ) -> Self {
         Self {
             producer,
+            deliveries,
+            next: 0,
             partitions,
             prefix: cfg.topic_prefix.clone(),
             names: Vec::new(),
@@ -213,37 +367,43 @@ impl Publisher {
         }
     }
 
-    /// The producer, for flushing at shutdown and health checks.
-    pub fn producer(&self) -> &FutureProducer {
+    /// The producer, for health checks and records nobody waits for.
+    pub fn producer(&self) -> &Arc<TrackedProducer> {
         &self.producer
+    }
+
+    /// The delivery reports of what this publisher sends.
+    pub fn deliveries(&self) -> &Deliveries {
+        &self.deliveries
+    }
+
+    /// Everything published so far: [`Deliveries::wait`] on it, or hand it to [`AckQueue::push`].
+    pub fn sent(&self) -> Sent {
+        Sent(self.next)
+    }
+
+    /// Waits until everything published so far is delivered.
+    pub async fn delivered(&self) -> Result<(), BrokerError> {
+        self.deliveries.wait(self.sent()).await
     }
 
     /// Encodes `envelope` and enqueues it on its topic, keyed by symbol (or to every partition
     /// when it has no symbol). Waits while the producer's queue is full.
-    pub async fn publish<P: Payload + 'static>(
-        &mut self,
-        envelope: &Envelope<P>,
-        acks: &mut Vec<DeliveryFuture>,
-    ) -> Result<(), BrokerError> {
+    pub async fn publish<P: Payload + 'static>(&mut self, envelope: &Envelope<P>) -> Result<(), BrokerError> {
         self.buf.clear();
         codec::encode_into(envelope, &mut self.buf);
         let index = self.name_index(P::TOPIC);
-        let topic = &self.names[index].1;
         let ts = i64::try_from(envelope.ts_event.as_millis()).ok();
         match envelope.payload.key() {
-            Some(key) => {
-                let future = self.send(topic, Some(key), None, ts).await?;
-                acks.push(future);
-            }
+            Some(key) => self.send(index, Some(key), None, ts).await,
             None => {
-                let n = self.partitions.get(topic).copied().unwrap_or(1);
+                let n = self.partitions.get(&self.names[index].1).copied().unwrap_or(1);
                 for partition in 0..n {
-                    let future = self.send(topic, None, Some(partition), ts).await?;
-                    acks.push(future);
+                    self.send(index, None, Some(partition), ts).await?;
                 }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// Where the full name of topic `base` is in `names`, added at its first use.
@@ -255,15 +415,18 @@ impl Publisher {
         self.names.len() - 1
     }
 
+    /// Enqueues `buf` on topic `names[index]` as the next numbered record.
     async fn send(
-        &self,
-        topic: &str,
+        &mut self,
+        index: usize,
         key: Option<&str>,
         partition: Option<i32>,
         ts: Option<i64>,
-    ) -> Result<DeliveryFuture, BrokerError> {
+    ) -> Result<(), BrokerError> {
+        let ticket = usize::try_from(self.next).unwrap_or(UNTRACKED - 1);
         loop {
-            let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).payload(&self.buf);
+            let mut record: BaseRecord<'_, str, [u8], usize> =
+                BaseRecord::with_opaque_to(&self.names[index].1, ticket).payload(&self.buf);
             if let Some(key) = key {
                 record = record.key(key);
             }
@@ -273,8 +436,11 @@ impl Publisher {
             if let Some(ts) = ts {
                 record = record.timestamp(ts);
             }
-            match self.producer.send_result(record) {
-                Ok(future) => return Ok(future),
+            match self.producer.send(record) {
+                Ok(()) => {
+                    self.next += 1;
+                    return Ok(());
+                }
                 Err((KafkaError::MessageProduction(Code::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
@@ -314,38 +480,42 @@ impl<T, F: FnMut(T) + Send + 'static> OnAck<T> for F {
     }
 }
 
-/// Awaits delivery reports in the order their inputs were processed and hands each input's token
-/// to its [`OnAck`] once all of that input's outputs are on the broker. This is what makes a
-/// consumer at-least-once without making it wait for the broker on every message: the token is
-/// typically an offset to store, or a replay position to checkpoint.
+/// Hands each input's token to its [`OnAck`], in the order the inputs were processed, once all of
+/// that input's outputs are on the broker. This is what makes a consumer at-least-once without
+/// making it wait for the broker on every message: the token is typically an offset to store, or
+/// a replay position to checkpoint.
 pub struct AckQueue<T> {
-    tx: mpsc::Sender<(T, Vec<DeliveryFuture>)>,
+    tx: mpsc::Sender<(T, Sent)>,
 }
 
 impl<T: Send + 'static> AckQueue<T> {
-    /// Starts the awaiting task. At most `capacity` inputs wait at once; [`push`](Self::push)
-    /// then waits, which is the pipeline's back-pressure.
-    pub fn spawn<A: OnAck<T>>(capacity: usize, mut on_ack: A) -> (Self, JoinHandle<Result<u64, BrokerError>>) {
-        let (tx, mut rx) = mpsc::channel::<(T, Vec<DeliveryFuture>)>(capacity);
+    /// Starts the awaiting task over the `deliveries` of the publisher the outputs go through. At
+    /// most `capacity` inputs wait at once; [`push`](Self::push) then waits, which is the
+    /// pipeline's back-pressure.
+    pub fn spawn<A: OnAck<T>>(
+        capacity: usize,
+        deliveries: Deliveries,
+        mut on_ack: A,
+    ) -> (Self, JoinHandle<Result<u64, BrokerError>>) {
+        let (tx, mut rx) = mpsc::channel::<(T, Sent)>(capacity);
         let task = tokio::spawn(async move {
             let mut acked = 0u64;
             let mut batch = Vec::with_capacity(ACK_BATCH);
             while rx.recv_many(&mut batch, ACK_BATCH).await > 0 {
-                for (token, futures) in batch.drain(..) {
-                    for mut future in futures {
+                for (token, upto) in batch.drain(..) {
+                    let reached = match deliveries.reached(upto) {
+                        Ok(true) => Ok(()),
                         // Settle what is acknowledged before waiting: a slow broker must not hold
                         // back the offsets of the inputs before it.
-                        let report = match poll_now(&mut future) {
-                            Poll::Ready(report) => report,
-                            Poll::Pending => {
-                                on_ack.settled();
-                                future.await
-                            }
-                        };
-                        if let Err(e) = delivered(report) {
+                        Ok(false) => {
                             on_ack.settled();
-                            return Err(e);
+                            deliveries.wait(upto).await
                         }
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = reached {
+                        on_ack.settled();
+                        return Err(e);
                     }
                     on_ack.acked(token);
                     acked += 1;
@@ -361,11 +531,12 @@ impl<T: Send + 'static> AckQueue<T> {
         (Self { tx }, task)
     }
 
-    /// Queues one input's outputs. Returns `false` when the awaiting task has stopped (a
-    /// delivery failed); the caller should stop and read the task's error.
-    pub async fn push(&self, token: T, futures: Vec<DeliveryFuture>) -> bool {
+    /// Queues one input, whose outputs are everything its publisher had sent at `upto`
+    /// ([`Publisher::sent`] right after publishing them). Returns `false` when the awaiting task
+    /// has stopped (a delivery failed); the caller should stop and read the task's error.
+    pub async fn push(&self, token: T, upto: Sent) -> bool {
         // There is nearly always room: take it without the waiting machinery of `send`.
-        match self.tx.try_send((token, futures)) {
+        match self.tx.try_send((token, upto)) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(input)) => self.tx.send(input).await.is_ok(),
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -542,7 +713,7 @@ pub async fn connect(
     topics: &[&str],
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<Option<Publisher>, BrokerError> {
-    let producer = producer(cfg, client_id)?;
+    let producer = tracked_producer(cfg, client_id)?;
     let names: Vec<String> = topics.iter().map(|t| cfg.topic(t)).collect();
     let mut attempt = 0u32;
     loop {
@@ -561,28 +732,6 @@ pub async fn connect(
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
-}
-
-/// Waits for every delivery in `futures`.
-pub async fn await_all(futures: Vec<DeliveryFuture>) -> Result<(), BrokerError> {
-    for f in futures {
-        delivered(f.await)?;
-    }
-    Ok(())
-}
-
-/// What a delivery future answered, as a result.
-fn delivered(report: <DeliveryFuture as Future>::Output) -> Result<(), BrokerError> {
-    match report {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => Err(BrokerError::Delivery(e)),
-        Err(_) => Err(BrokerError::DeliveryCancelled),
-    }
-}
-
-/// The delivery report of `future` if it is already there, without waiting.
-fn poll_now(future: &mut DeliveryFuture) -> Poll<<DeliveryFuture as Future>::Output> {
-    Pin::new(future).poll(&mut Context::from_waker(Waker::noop()))
 }
 
 /// How long a stopping consumer waits for its in-flight deliveries.
@@ -606,4 +755,56 @@ pub async fn drain(
     }
     commit_stored(consumer);
     publisher.flush(Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use super::*;
+
+    fn failure() -> KafkaError {
+        KafkaError::MessageProduction(Code::MessageSizeTooLarge)
+    }
+
+    #[test]
+    fn the_watermark_waits_for_every_earlier_record_and_stops_at_a_failure() {
+        let d = Deliveries::default();
+        // Reports come back out of order across partitions.
+        d.report(1, Ok(()));
+        assert!(!d.reached(Sent(1)).unwrap() && !d.reached(Sent(2)).unwrap());
+        d.report(0, Ok(()));
+        assert!(d.reached(Sent(2)).unwrap());
+        d.report(3, Err(&failure()));
+        d.report(4, Ok(()));
+        assert!(!d.reached(Sent(3)).unwrap(), "record 2 is still out, and it is before the failure");
+        d.report(2, Ok(()));
+        assert!(d.reached(Sent(3)).unwrap(), "everything before the failed record is delivered");
+        assert!(d.reached(Sent(4)).is_err(), "record 3 failed");
+        assert!(d.reached(Sent(5)).is_err(), "a later success does not hide it");
+    }
+
+    #[tokio::test]
+    async fn the_queue_acknowledges_in_order_up_to_a_failed_delivery_and_then_stops() {
+        let d = Deliveries::default();
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&acked);
+        let (acks, task) = AckQueue::spawn(16, d.clone(), move |token: u32| seen.lock().unwrap().push(token));
+        // Input 10 has records 0 and 1, input 11 none, input 12 record 2, input 13 record 3.
+        for (token, upto) in [(10, 2), (11, 2), (12, 3), (13, 4)] {
+            assert!(acks.push(token, Sent(upto)).await);
+        }
+        d.report(1, Ok(()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(acked.lock().unwrap().is_empty(), "input 10 waits for record 0");
+        d.report(0, Ok(()));
+        d.report(3, Ok(()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(*acked.lock().unwrap(), [10, 11], "input 12 waits for record 2");
+        d.report(2, Err(&failure()));
+        let stopped = tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+        assert!(matches!(stopped, Err(BrokerError::Delivery(_))));
+        assert_eq!(*acked.lock().unwrap(), [10, 11], "nothing at or after the failure is acknowledged");
+        assert!(!acks.push(14, Sent(4)).await, "the queue has stopped");
+    }
 }

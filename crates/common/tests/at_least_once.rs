@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::KafkaConfig;
-use common::kafka::{self, AckQueue, Consumed};
+use common::events::{CancelIntent, Envelope, IntentEvent, IntentId, SCHEMA_VERSION, Source};
+use common::kafka::{self, AckQueue, Consumed, Publisher};
+use common::topics::ORDER_INTENTS;
+use common::types::{EventId, Symbol, UnixNanos};
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::FutureRecord;
@@ -21,12 +24,28 @@ async fn next(consumer: &StreamConsumer) -> rdkafka::message::OwnedMessage {
         .detach()
 }
 
+/// An output record: a cancel intent, the smallest payload a plane publishes.
+fn cancel(n: i64) -> Envelope<IntentEvent> {
+    Envelope {
+        schema_version: SCHEMA_VERSION,
+        event_id: EventId(uuid::Uuid::from_u64_pair(1, n.unsigned_abs())),
+        source: Arc::new(Source { plane: "test".into(), instance: "test".into() }),
+        ts_event: UnixNanos(1),
+        ts_init: UnixNanos(1),
+        causation_id: None,
+        payload: IntentEvent::Cancel(CancelIntent {
+            intent_id: IntentId(uuid::Uuid::from_u64_pair(2, n.unsigned_abs())),
+            symbol: Symbol::new("BTCUSDT").unwrap(),
+        }),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_consumer_resumes_after_the_last_acknowledged_message() {
     let broker = Broker::start();
     let cfg = KafkaConfig { bootstrap_servers: broker.bootstrap(), partitions: 1, ..KafkaConfig::default() };
-    let (input, output) = (unique("in_"), unique("out_"));
-    kafka::ensure_topics(&cfg, &[input.clone(), output.clone()]).await.unwrap();
+    let input = unique("in_");
+    kafka::ensure_topics(&cfg, std::slice::from_ref(&input)).await.unwrap();
     let producer = kafka::producer(&cfg, "test").unwrap();
     for i in 0..100 {
         let payload = i.to_string();
@@ -36,18 +55,22 @@ async fn a_restarted_consumer_resumes_after_the_last_acknowledged_message() {
             .unwrap();
     }
 
+    // The outputs go through a plane's publisher (order_intents under their own prefix).
+    let out_cfg = KafkaConfig { topic_prefix: unique("out_"), ..cfg.clone() };
+    let output = out_cfg.topic(ORDER_INTENTS);
+    let partitions = kafka::ensure_topics(&out_cfg, std::slice::from_ref(&output)).await.unwrap();
+    let mut publisher = Publisher::new(kafka::tracked_producer(&out_cfg, "test").unwrap(), &out_cfg, partitions);
+
     let group = unique("group_");
     let consumer = Arc::new(kafka::consumer(&cfg, &group, "first").unwrap());
     consumer.subscribe(&[&input]).unwrap();
-    let (acks, task) = AckQueue::spawn(16, kafka::store_offsets(Arc::clone(&consumer)));
+    let (acks, task) = AckQueue::spawn(16, publisher.deliveries().clone(), kafka::store_offsets(Arc::clone(&consumer)));
     for expected in 0..60 {
         let msg = next(&consumer).await;
         assert_eq!(msg.offset(), expected);
         // "Process": one output per input, acknowledged by the broker before the offset moves.
-        let out = producer
-            .send_result(FutureRecord::<str, [u8]>::to(&output).key("k").payload(msg.payload().unwrap()))
-            .unwrap();
-        assert!(acks.push(Consumed::of(&msg), vec![out]).await);
+        publisher.publish(&cancel(expected)).await.unwrap();
+        assert!(acks.push(Consumed::of(&msg), publisher.sent()).await);
     }
     // A message taken but never processed (the plane crashed mid-way) must come back.
     let _taken = next(&consumer).await;

@@ -9,12 +9,12 @@
 //! before a crash are published again with the same event ids; consumers drop them
 //! ([`common::dedup`]).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::config::KafkaConfig;
-use common::kafka::{self, BrokerError};
+use common::kafka::{self, BrokerError, TrackedProducer};
 use common::topics::REPLAY_CHECKPOINTS;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 
 /// One checkpoint record.
@@ -60,7 +60,7 @@ pub fn load(cfg: &KafkaConfig, stream: &str) -> Result<Resume, BrokerError> {
 
 /// Writes a checkpoint at most once per interval as acknowledged positions come in.
 pub struct Checkpointer {
-    producer: FutureProducer,
+    producer: Arc<TrackedProducer>,
     topic: String,
     stream: String,
     interval: Duration,
@@ -71,7 +71,13 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     /// A writer for `stream`, starting from the resumed position `from`.
-    pub fn new(producer: FutureProducer, cfg: &KafkaConfig, stream: &str, interval: Duration, from: Resume) -> Self {
+    pub fn new(
+        producer: Arc<TrackedProducer>,
+        cfg: &KafkaConfig,
+        stream: &str,
+        interval: Duration,
+        from: Resume,
+    ) -> Self {
         Self {
             producer,
             topic: cfg.topic(REPLAY_CHECKPOINTS),
@@ -103,12 +109,12 @@ impl Checkpointer {
         let key = format!("{:016x}", common::ids::stream_hash(&self.stream));
         // The delivery report is not awaited: a lost checkpoint only means resuming a little
         // earlier, and the next one supersedes it.
-        match self.producer.send_result(FutureRecord::to(&self.topic).key(&key).payload(&payload)) {
-            Ok(_) => {
+        match kafka::send_untracked(&self.producer, &self.topic, &key, &payload) {
+            Ok(()) => {
                 self.written = self.acked;
                 self.last_write = Some(Instant::now());
             }
-            Err((e, _)) => tracing::debug!(error = %e, "Checkpoint not queued; the next one will be."),
+            Err(e) => tracing::debug!(error = %e, "Checkpoint not queued; the next one will be."),
         }
     }
 }

@@ -211,7 +211,7 @@ pub(crate) async fn run(
     let client = Arc::new(client);
     health.set_broker_reachable(true);
     health.set_working(true);
-    let checker = http::spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
+    let checker = http::spawn_broker_check(Arc::clone(publisher.producer()), Arc::clone(health));
 
     let (tx, mut rx) = mpsc::channel(FEED_BUFFER);
     let feed_stop = shutdown.child_token();
@@ -234,7 +234,7 @@ pub(crate) async fn run(
     tracing::info!(symbols = ?symbols, refused = ?feed.refused, "IBKR market data starting.");
 
     let m = metrics.clone();
-    let (acks, ack_task) = AckQueue::spawn(8192, move |p: Pending| {
+    let (acks, ack_task) = AckQueue::spawn(8192, publisher.deliveries().clone(), move |p: Pending| {
         m.publish_latency.observe(p.produced_at.elapsed().as_secs_f64());
         m.events_published.with_label_values(&[MARKET_EVENTS]).inc_by(p.market);
         m.events_published.with_label_values(&[OFI_EVENTS]).inc_by(p.ofi);

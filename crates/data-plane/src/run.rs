@@ -201,7 +201,7 @@ async fn replay(
     metrics.replay_position.set(i64::try_from(resume.position).unwrap_or(i64::MAX));
     health.set_broker_reachable(true);
     health.set_working(true);
-    let checker = http::spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
+    let checker = http::spawn_broker_check(Arc::clone(publisher.producer()), Arc::clone(health));
 
     let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Item>>(16);
     let reader = std::thread::Builder::new()
@@ -210,9 +210,15 @@ async fn replay(
         .map_err(|source| SourceError::Io { path: PathBuf::from("<reader thread>"), source })?;
 
     let interval = Duration::from_millis(replay_cfg.checkpoint_interval_ms);
-    let checkpoints =
-        Arc::new(Mutex::new(Checkpointer::new(publisher.producer().clone(), &cfg.kafka, &stream, interval, resume)));
-    let (acks, ack_task) = AckQueue::spawn(8192, Published::new(metrics, Arc::clone(&checkpoints)));
+    let checkpoints = Arc::new(Mutex::new(Checkpointer::new(
+        Arc::clone(publisher.producer()),
+        &cfg.kafka,
+        &stream,
+        interval,
+        resume,
+    )));
+    let (acks, ack_task) =
+        AckQueue::spawn(8192, publisher.deliveries().clone(), Published::new(metrics, Arc::clone(&checkpoints)));
 
     let source = Arc::new(Source { plane: "data-plane".into(), instance: instance.into() });
     let mut core = DataCore::new(&cfg.data_plane, &stream, source, SystemClock);
@@ -259,7 +265,7 @@ async fn replay(
                     // A full queue behind a broker that is down must not hold up a shutdown.
                     let pushed = tokio::select! {
                         biased;
-                        pushed = acks.push(pending, Vec::new()) => pushed,
+                        pushed = acks.push(pending, publisher.sent()) => pushed,
                         () = shutdown.cancelled() => { interrupted = true; break 'input; }
                     };
                     if !pushed {
@@ -378,16 +384,15 @@ pub(crate) async fn publish(
     acks: &AckQueue<Pending>,
     metrics: &Metrics,
 ) -> Result<bool, RunError> {
-    let mut futures = Vec::with_capacity(out.len());
     let (mut market, mut ofi) = (0, 0);
     for output in out.drain(..) {
         match output {
             Output::Market(env) => {
-                publisher.publish(&env, &mut futures).await?;
+                publisher.publish(&env).await?;
                 market += 1;
             }
             Output::Ofi(env) => {
-                publisher.publish(&env, &mut futures).await?;
+                publisher.publish(&env).await?;
                 ofi += 1;
             }
             Output::Rejected { reason, symbol, seq } => {
@@ -396,7 +401,7 @@ pub(crate) async fn publish(
             }
         }
     }
-    Ok(acks.push(Pending { seq, finished, produced_at: Instant::now(), market, ofi }, futures).await)
+    Ok(acks.push(Pending { seq, finished, produced_at: Instant::now(), market, ofi }, publisher.sent()).await)
 }
 
 fn read_batches(replay: Replay, tx: &mpsc::Sender<Vec<Item>>) {

@@ -16,7 +16,6 @@ use common::topics::{EXEC_REPORTS, MARKET_EVENTS, ORDER_INTENTS};
 use common::types::{Symbol, UnixNanos};
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::DeliveryFuture;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use tokio::net::TcpListener;
@@ -101,32 +100,29 @@ struct Outbox {
 }
 
 impl Outbox {
-    /// Forwards what is queued once `futures` are delivered; returns what is left to await.
-    async fn release(&mut self, futures: Vec<DeliveryFuture>) -> Result<Vec<DeliveryFuture>, BrokerError> {
+    /// Forwards what is queued once everything `publisher` has sent is delivered.
+    async fn release(&mut self, publisher: &Publisher) -> Result<(), BrokerError> {
         let mut commands = Vec::new();
         while let Ok(c) = self.queued.try_recv() {
             commands.push(c);
         }
         if commands.is_empty() {
-            return Ok(futures);
+            return Ok(());
         }
-        kafka::await_all(futures).await?;
+        publisher.delivered().await?;
         for c in commands {
             // A session that ended stops the plane at the next event; the restart reconciles.
             let _ = self.session.send(c);
         }
-        Ok(Vec::new())
+        Ok(())
     }
 }
 
 /// Releases the outbox, when there is one.
-async fn release(
-    outbox: &mut Option<Outbox>,
-    futures: Vec<DeliveryFuture>,
-) -> Result<Vec<DeliveryFuture>, BrokerError> {
+async fn release(outbox: &mut Option<Outbox>, publisher: &Publisher) -> Result<(), BrokerError> {
     match outbox {
-        Some(o) => o.release(futures).await,
-        None => Ok(futures),
+        Some(o) => o.release(publisher).await,
+        None => Ok(()),
     }
 }
 
@@ -241,8 +237,8 @@ async fn serve(
         engine.set_halt(true, "config: KILL_SWITCH", None, now, &mut out);
     }
     let mut intents: HashMap<IntentId, UnixNanos> = HashMap::new();
-    let startup = publish(&mut publisher, &out, metrics, &mut intents).await?;
-    kafka::await_all(startup).await?;
+    publish(&mut publisher, &out, metrics, &mut intents).await?;
+    publisher.delivered().await?;
     out.clear();
     update_gauges(metrics, &engine);
     tracing::info!(restored, halted = engine.halted(), "State rebuilt from exec_reports.");
@@ -282,7 +278,7 @@ async fn serve(
             }
         }
         // Cancels the kill switch queued at start-up (its halt is already published).
-        release(&mut outbox, Vec::new()).await?;
+        release(&mut outbox, &publisher).await?;
         update_gauges(metrics, &engine);
         tracing::info!("IBKR orders reconciled; taking intents.");
     }
@@ -296,9 +292,10 @@ async fn serve(
     let intents_processed = metrics.messages_processed.with_label_values(&[ORDER_INTENTS]);
     let market_processed = metrics.messages_processed.with_label_values(&[MARKET_EVENTS]);
     let market_duplicates = metrics.duplicates.with_label_values(&[MARKET_EVENTS]);
-    let (acks, ack_task) = AckQueue::spawn(4096, kafka::store_offsets(Arc::clone(&consumer)));
+    let (acks, ack_task) =
+        AckQueue::spawn(4096, publisher.deliveries().clone(), kafka::store_offsets(Arc::clone(&consumer)));
     health.set_working(true);
-    let checker = http::spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
+    let checker = http::spawn_broker_check(Arc::clone(publisher.producer()), Arc::clone(health));
     let mut assignment_check = tokio::time::interval(Duration::from_secs(1));
     let mut result = Ok(());
 
@@ -394,26 +391,25 @@ async fn serve(
                         Err(e) => decode_error(metrics, topic, at.partition, at.offset, &e),
                     }
                 }
-                let futures = if out.is_empty() && outbox.is_none() {
-                    Vec::new()
-                } else {
+                let had_outputs = !out.is_empty();
+                if had_outputs || outbox.is_some() {
                     let published = async {
-                        let futures = publish(&mut publisher, &out, metrics, &mut intents).await?;
-                        release(&mut outbox, futures).await
+                        publish(&mut publisher, &out, metrics, &mut intents).await?;
+                        release(&mut outbox, &publisher).await
                     };
                     tokio::select! {
                         biased;
                         () = shutdown.cancelled() => break,
-                        futures = published => futures?,
+                        published = published => published?,
                     }
-                };
+                }
                 out.clear();
-                if !futures.is_empty() {
+                if had_outputs {
                     update_gauges(metrics, &engine);
                 }
                 let pushed = tokio::select! {
                     biased;
-                    pushed = acks.push(at, futures) => pushed,
+                    pushed = acks.push(at, publisher.sent()) => pushed,
                     () = shutdown.cancelled() => break,
                 };
                 if !pushed {
@@ -447,8 +443,8 @@ async fn stop_session(
     while let Ok(event) = s.events.try_recv() {
         on_venue_event(engine, event, metrics, &mut out);
     }
-    let futures = publish(publisher, &out, metrics, intents).await?;
-    kafka::await_all(futures).await?;
+    publish(publisher, &out, metrics, intents).await?;
+    publisher.delivered().await?;
     if let Ok(client) = Arc::try_unwrap(s.client) {
         client.disconnect().await;
     }
@@ -464,24 +460,23 @@ async fn deliver(
     intents: &mut HashMap<IntentId, UnixNanos>,
     outbox: &mut Option<Outbox>,
 ) -> Result<(), BrokerError> {
-    let futures = publish(publisher, out, metrics, intents).await?;
-    let futures = release(outbox, futures).await?;
-    kafka::await_all(futures).await
+    publish(publisher, out, metrics, intents).await?;
+    release(outbox, publisher).await?;
+    publisher.delivered().await
 }
 
-/// Produces `out` and records its metrics; returns the delivery futures.
+/// Produces `out` and records its metrics.
 async fn publish(
     publisher: &mut Publisher,
     out: &[Envelope<ExecEvent>],
     metrics: &Metrics,
     intents: &mut HashMap<IntentId, UnixNanos>,
-) -> Result<Vec<DeliveryFuture>, BrokerError> {
-    let mut futures = Vec::with_capacity(out.len());
+) -> Result<(), BrokerError> {
     for env in out {
-        publisher.publish(env, &mut futures).await?;
+        publisher.publish(env).await?;
         observe(metrics, env, intents);
     }
-    Ok(futures)
+    Ok(())
 }
 
 fn seconds(from: UnixNanos, to: UnixNanos) -> f64 {

@@ -105,9 +105,10 @@ async fn serve(
     // Resolved once: looking a label up costs a hash and a lock, per message.
     let processed = inputs.map(|t| metrics.messages_processed.with_label_values(&[t]));
     let hot = HotCounters::new(metrics);
-    let (acks, ack_task) = AckQueue::spawn(4096, kafka::store_offsets(Arc::clone(&consumer)));
+    let (acks, ack_task) =
+        AckQueue::spawn(4096, publisher.deliveries().clone(), kafka::store_offsets(Arc::clone(&consumer)));
     health.set_working(true);
-    let checker = http::spawn_broker_check(publisher.producer().clone(), Arc::clone(health));
+    let checker = http::spawn_broker_check(Arc::clone(publisher.producer()), Arc::clone(health));
     let mut out = Vec::new();
     let mut assignment_check = tokio::time::interval(Duration::from_secs(1));
 
@@ -153,11 +154,10 @@ async fn serve(
                 Err(e) => decode_error(metrics, base, &at, &e),
             },
         }
-        let mut futures = Vec::with_capacity(out.len());
         if !out.is_empty() {
             let published = async {
                 for intent in &out {
-                    publisher.publish(intent, &mut futures).await?;
+                    publisher.publish(intent).await?;
                     tracing::info!(event_id = %intent.event_id, "Order intent published.");
                 }
                 Ok::<_, BrokerError>(())
@@ -176,7 +176,7 @@ async fn serve(
         }
         let pushed = tokio::select! {
             biased;
-            pushed = acks.push(at, futures) => pushed,
+            pushed = acks.push(at, publisher.sent()) => pushed,
             () = shutdown.cancelled() => break,
         };
         if !pushed {
