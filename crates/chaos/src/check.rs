@@ -13,7 +13,7 @@ use common::codec;
 use common::config::AppConfig;
 use common::events::{Envelope, ExecEvent, ExecStatus, IntentEvent, IntentId, MarketEvent, OfiEvent, Source};
 use common::kafka::{self, Record};
-use common::topics::{EXEC_REPORTS, MARKET_EVENTS, OFI_EVENTS, ORDER_INTENTS};
+use common::topics::{EXEC_REPORTS, MARKET_EVENTS, OFI_EVENTS, ORDER_INTENTS, ORDER_PLANE_GROUP, STRATEGY_PLANE_GROUP};
 use common::types::EventId;
 use data_plane::core::{DataCore, Output};
 use data_plane::source::Replay;
@@ -273,15 +273,15 @@ fn orders(
 /// Every consumer group has committed everything on its input topics (the suite waits for this).
 fn offsets(cfg: &AppConfig, topics: &BTreeMap<&str, Vec<Record>>, report: &mut Report) -> anyhow::Result<()> {
     let groups = [
-        ("strategy-plane", &[OFI_EVENTS, MARKET_EVENTS, EXEC_REPORTS][..]),
-        ("order-plane", &[ORDER_INTENTS, MARKET_EVENTS][..]),
+        (STRATEGY_PLANE_GROUP, &[OFI_EVENTS, MARKET_EVENTS, EXEC_REPORTS][..]),
+        (ORDER_PLANE_GROUP, &[ORDER_INTENTS, MARKET_EVENTS][..]),
     ];
     let mut failures = Vec::new();
     let mut checked = 0;
     for (group, inputs) in groups {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &cfg.kafka.bootstrap_servers)
-            .set("group.id", group)
+            .set("group.id", cfg.kafka.group(group))
             .set("enable.auto.commit", "false")
             .create()
             .context("creating the offset reader")?;

@@ -16,3 +16,10 @@ pub const REPLAY_CHECKPOINTS: &str = "replay_checkpoints";
 
 /// Every topic of the event pipeline, in pipeline order.
 pub const ALL: [&str; 4] = [MARKET_EVENTS, OFI_EVENTS, ORDER_INTENTS, EXEC_REPORTS];
+
+/// The Strategy Plane's consumer group (before the prefix: [`KafkaConfig::group`]).
+///
+/// [`KafkaConfig::group`]: crate::config::KafkaConfig::group
+pub const STRATEGY_PLANE_GROUP: &str = "strategy-plane";
+/// The Order Plane's consumer group (before the prefix).
+pub const ORDER_PLANE_GROUP: &str = "order-plane";

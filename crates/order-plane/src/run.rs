@@ -12,7 +12,7 @@ use common::config::AppConfig;
 use common::events::{Envelope, ExecEvent, ExecStatus, IntentEvent, IntentId, MarketEvent, Source};
 use common::http::{self, Health};
 use common::kafka::{self, AckQueue, BrokerError, Consumed, Publisher};
-use common::topics::{EXEC_REPORTS, MARKET_EVENTS, ORDER_INTENTS};
+use common::topics::{EXEC_REPORTS, MARKET_EVENTS, ORDER_INTENTS, ORDER_PLANE_GROUP};
 use common::types::{Symbol, UnixNanos};
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
@@ -283,8 +283,8 @@ async fn serve(
         tracing::info!("IBKR orders reconciled; taking intents.");
     }
 
-    let group = "order-plane";
-    let consumer = Arc::new(kafka::consumer(&cfg.kafka, group, &format!("order-plane-{}", cfg.instance_id()))?);
+    let group = cfg.kafka.group(ORDER_PLANE_GROUP);
+    let consumer = Arc::new(kafka::consumer(&cfg.kafka, &group, &format!("order-plane-{}", cfg.instance_id()))?);
     let intent_topic: Arc<str> = Arc::from(cfg.kafka.topic(ORDER_INTENTS));
     let market_topic: Arc<str> = Arc::from(cfg.kafka.topic(MARKET_EVENTS));
     consumer.subscribe(&[&*intent_topic, &*market_topic]).map_err(BrokerError::Client)?;

@@ -222,6 +222,15 @@ mod tests {
     }
 
     #[test]
+    fn the_topic_prefix_namespaces_topics_and_consumer_groups_alike() {
+        let plain = load_from(&shipped_dir(), &[]).unwrap();
+        assert_eq!(plain.kafka.group(crate::topics::STRATEGY_PLANE_GROUP), "strategy-plane");
+        let paper = load_from(&shipped_dir(), &env(&[("KAFKA_TOPIC_PREFIX", "paper.")])).unwrap();
+        assert_eq!(paper.kafka.topic(crate::topics::ORDER_INTENTS), "paper.order_intents");
+        assert_eq!(paper.kafka.group(crate::topics::ORDER_PLANE_GROUP), "paper.order-plane");
+    }
+
+    #[test]
     fn the_shipped_env_example_is_valid() {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.env.example");
         let vars: Vec<(String, String)> = dotenvy::from_path_iter(example).unwrap().map(Result::unwrap).collect();

@@ -118,6 +118,13 @@ impl KafkaConfig {
     pub fn topic(&self, topic: &str) -> String {
         format!("{}{}", self.topic_prefix, topic)
     }
+
+    /// The full name of consumer group `group`: a prefix namespaces a deployment's groups as it
+    /// does its topics. Two deployments on one broker sharing a group would rebalance each
+    /// other's partitions, and tansu 0.6 then left a static member with none at all.
+    pub fn group(&self, group: &str) -> String {
+        format!("{}{}", self.topic_prefix, group)
+    }
 }
 
 /// `[ibkr]`
