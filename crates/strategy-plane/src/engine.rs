@@ -441,17 +441,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_working_quantity_of_a_symbol_follows_its_intents_reports() {
+    /// An engine with the shipped defaults.
+    fn engine() -> StrategyEngine<ManualClock> {
         let cfg = AppConfig::default();
         let source = Arc::new(Source { plane: "strategy-plane".into(), instance: "test".into() });
-        let mut engine = StrategyEngine::new(
-            &cfg.strategy_plane,
-            &cfg.risk,
-            &cfg.instruments,
-            source,
-            ManualClock::new(UnixNanos(1)),
-        );
+        StrategyEngine::new(&cfg.strategy_plane, &cfg.risk, &cfg.instruments, source, ManualClock::new(UnixNanos(1)))
+    }
+
+    #[test]
+    fn the_working_quantity_of_a_symbol_follows_its_intents_reports() {
+        let mut engine = engine();
         let (btc, eth) = (Symbol::new("BTCUSDT").unwrap(), Symbol::new("ETHUSDT").unwrap());
         let summed = |e: &StrategyEngine<ManualClock>, s: &Symbol| -> Decimal {
             e.inflight.values().filter(|(x, _)| x == s).map(|(_, q)| *q).sum()
@@ -486,15 +485,7 @@ mod tests {
 
     #[test]
     fn the_intents_remembered_stay_bounded_over_a_long_ledger() {
-        let cfg = AppConfig::default();
-        let source = Arc::new(Source { plane: "strategy-plane".into(), instance: "test".into() });
-        let mut engine = StrategyEngine::new(
-            &cfg.strategy_plane,
-            &cfg.risk,
-            &cfg.instruments,
-            source,
-            ManualClock::new(UnixNanos(1)),
-        );
+        let mut engine = engine();
         let intents = 3 * ISSUED_REMEMBERED as u128;
         for intent in 0..intents {
             engine.on_exec(&report(intent), false);
