@@ -139,6 +139,11 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
 
     /// Remembers `id` of `symbol`, decided no later than `ts`.
     fn remember(&mut self, symbol: &Symbol, id: IntentId, ts: UnixNanos) {
+        // Risk refuses every intent of a symbol it does not trade, a repeat as much as the first:
+        // nothing to remember, and no mark would ever let the id go.
+        if !self.risk.tradable(symbol) {
+            return;
+        }
         let mark = self.risk.mark(symbol).map(|m| m.ts);
         self.remembered.insert(symbol, id, ts, mark);
     }

@@ -123,6 +123,11 @@ impl RiskEngine {
         self.marks.insert(symbol.clone(), mark);
     }
 
+    /// Whether `symbol` is a configured instrument: risk refuses every intent of any other.
+    pub fn tradable(&self, symbol: &Symbol) -> bool {
+        self.instruments.contains_key(symbol)
+    }
+
     /// The latest mark of `symbol`.
     pub fn mark(&self, symbol: &Symbol) -> Option<Mark> {
         self.marks.get(symbol).copied()

@@ -569,6 +569,17 @@ fn remembered_intent_ids_stay_within_one_lag_window_as_quotes_advance() {
 }
 
 #[test]
+fn intents_of_a_symbol_risk_does_not_trade_leave_no_id_behind_and_never_reach_the_venue() {
+    let mut e = engine();
+    let unknown = intent("NOPE", Side::Buy, dec!(0.1), None, TimeInForce::Ioc);
+    for _ in 0..3 {
+        let (outcome, r) = send(&mut e, 10 * SEC, &unknown);
+        assert_eq!((outcome, r.len()), (rejected(RejectReason::UnknownSymbol), 1), "refused again, never placed");
+    }
+    assert_eq!((e.remembered_intents(), e.tracked_orders()), (0, 0));
+}
+
+#[test]
 fn a_repeat_at_the_risk_horizon_is_a_duplicate_and_one_past_it_is_refused_by_risk() {
     let mut e = engine();
     let (first, _) = quoted_intent(&mut e, 10 * SEC, "X", Side::Buy);
