@@ -20,6 +20,7 @@ pub mod ibkr_venue;
 pub mod market;
 pub mod metrics;
 pub mod order;
+mod remembered;
 pub mod risk;
 pub mod run;
 pub mod venue;
