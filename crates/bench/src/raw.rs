@@ -62,23 +62,10 @@ pub fn measure(cfg: &KafkaConfig, topic: &str, records: &Arc<Vec<Record>>, consu
     Ok(RawRate { records: n, seconds: (last - start).as_secs_f64() })
 }
 
-/// The planes' producer settings (`common::kafka::producer`).
-fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.bootstrap_servers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", &cfg.compression)
-        .set("linger.ms", cfg.linger_ms.to_string())
-        .set("batch.size", cfg.batch_size.to_string())
-        .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
-        .set("queue.buffering.max.messages", "1000000");
-    c
-}
-
 /// Produces every record on a plain threaded producer with the planes' settings.
 fn produce(cfg: &KafkaConfig, topic: &str, records: &[Record]) -> Result<()> {
-    let producer: ThreadedProducer<DefaultProducerContext> = producer_config(cfg).create()?;
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        common::kafka::producer_config(cfg, "bench-raw").create()?;
     for (key, payload) in records {
         loop {
             match producer.send(BaseRecord::to(topic).key(key.as_str()).payload(payload.as_slice())) {
@@ -179,7 +166,8 @@ pub fn hop_latency(cfg: &KafkaConfig, topic: &str, rate: f64, count: usize, size
             Ok(samples)
         })
     };
-    let producer: ThreadedProducer<DefaultProducerContext> = producer_config(cfg).create()?;
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        common::kafka::producer_config(cfg, "bench-raw").create()?;
     let mut payload = vec![b'x'; size.max(8)];
     // The idempotent producer's first record waits for its producer id; keep that out of the
     // samples (a zero send time marks it) and wait for it to arrive.

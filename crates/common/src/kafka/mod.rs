@@ -82,8 +82,8 @@ fn base(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
 }
 
 /// The planes' producer settings: idempotent, `acks=all`, ordered retries, compression and
-/// linger from config.
-fn producer_config(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
+/// linger from config. Public so that a benchmark's bare client produces exactly as the planes do.
+pub fn producer_config(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
     let mut c = base(cfg, client_id);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
