@@ -35,7 +35,7 @@ const UNTRACKED: usize = usize::MAX;
 
 /// A position in the sequence of records a [`Publisher`] has sent: "every record sent before".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Sent(u64);
+pub struct Sent(usize);
 
 /// What the broker has acknowledged of one producer's tracked records, as a watermark over their
 /// send order (records are numbered as they are sent; reports come back in any order across
@@ -55,17 +55,17 @@ struct Shared {
 #[derive(Default)]
 struct Watermark {
     /// Every record numbered below this is delivered.
-    below: u64,
+    below: usize,
     /// Which of the records from `below` on are delivered (`done[i]`: record `below + i`).
     done: VecDeque<bool>,
     /// The lowest-numbered record that failed for good (after librdkafka's own retries).
-    failed: Option<(u64, KafkaError)>,
+    failed: Option<(usize, KafkaError)>,
 }
 
 impl Watermark {
     /// Records `ticket` as delivered; `true` when that moved the watermark.
-    fn delivered(&mut self, ticket: u64) -> bool {
-        let Some(Ok(i)) = ticket.checked_sub(self.below).map(usize::try_from) else { return false };
+    fn delivered(&mut self, ticket: usize) -> bool {
+        let Some(i) = ticket.checked_sub(self.below) else { return false };
         // At most the producer's queue (queue.buffering.max.messages) is outstanding.
         if i >= self.done.len() {
             self.done.resize(i + 1, false);
@@ -82,7 +82,7 @@ impl Watermark {
 
 impl Deliveries {
     /// Takes the broker's answer for record `ticket`.
-    fn report(&self, ticket: u64, result: Result<(), &KafkaError>) {
+    fn report(&self, ticket: usize, result: Result<(), &KafkaError>) {
         let shared = &self.0;
         let moved = {
             let mut w = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -147,7 +147,7 @@ impl ProducerContext for Tracking {
             }
             return;
         }
-        self.deliveries.report(ticket as u64, result.as_ref().map(|_| ()).map_err(|(e, _)| e));
+        self.deliveries.report(ticket, result.as_ref().map(|_| ()).map_err(|(e, _)| e));
     }
 }
 
@@ -162,7 +162,7 @@ pub struct Publisher {
     producer: Arc<TrackedProducer>,
     deliveries: Deliveries,
     /// The number the next record gets.
-    next: u64,
+    next: usize,
     partitions: HashMap<String, i32>,
     prefix: String,
     /// Full topic name of each payload family published so far, so a record does not format it.
@@ -246,7 +246,7 @@ impl Publisher {
         partition: Option<i32>,
         ts: Option<i64>,
     ) -> Result<(), BrokerError> {
-        let ticket = usize::try_from(self.next).unwrap_or(UNTRACKED - 1);
+        let ticket = self.next;
         loop {
             let mut record: BaseRecord<'_, str, [u8], usize> =
                 BaseRecord::with_opaque_to(&self.names[index].1, ticket).payload(&self.buf);
