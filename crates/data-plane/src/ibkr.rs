@@ -302,7 +302,7 @@ pub(crate) async fn run(
     drop(acks);
     match tokio::time::timeout(kafka::DRAIN_GRACE, ack_task).await {
         Ok(Ok(Err(e))) if result.is_ok() => result = Err(e.into()),
-        Ok(Err(_)) if result.is_ok() => result = Err(BrokerError::DeliveryCancelled.into()),
+        Ok(Err(_)) if result.is_ok() => result = Err(BrokerError::TaskLost.into()),
         Err(_) => tracing::warn!(grace = ?kafka::DRAIN_GRACE, "In-flight records not acknowledged in time."),
         _ => {}
     }

@@ -187,7 +187,7 @@ async fn replay(
         let (kafka_cfg, name) = (cfg.kafka.clone(), stream.clone());
         tokio::task::spawn_blocking(move || checkpoint::load(&kafka_cfg, &name))
             .await
-            .map_err(|_| BrokerError::DeliveryCancelled)??
+            .map_err(|_| BrokerError::TaskLost)??
     } else {
         Resume::default()
     };
@@ -322,7 +322,7 @@ async fn replay(
     // Every produced record must be acknowledged before we call the replay published.
     match tokio::time::timeout(kafka::DRAIN_GRACE, ack_task).await {
         Ok(joined) => {
-            joined.map_err(|_| BrokerError::DeliveryCancelled)??;
+            joined.map_err(|_| BrokerError::TaskLost)??;
         }
         Err(_) => {
             tracing::warn!(grace = ?kafka::DRAIN_GRACE, "In-flight records not acknowledged in time; they will be re-sent after a restart.");

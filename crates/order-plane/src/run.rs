@@ -197,7 +197,7 @@ async fn rebuild(cfg: &AppConfig, engine: &mut Engine, metrics: &Metrics) -> Res
     let t = topic.clone();
     let records = tokio::task::spawn_blocking(move || kafka::read_to_end(&kafka_cfg, &t, Duration::from_secs(60)))
         .await
-        .map_err(|_| BrokerError::DeliveryCancelled)??;
+        .map_err(|_| BrokerError::TaskLost)??;
     for record in &records {
         match codec::decode::<ExecEvent>(&record.payload) {
             Ok(env) => engine.restore(&env),

@@ -79,7 +79,7 @@ async fn serve(
     let read = tokio::task::spawn_blocking(move || kafka::read_to_end(&kafka_cfg, &ledger, Duration::from_secs(60)));
     let records = tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
-        records = read => records.map_err(|_| BrokerError::DeliveryCancelled)??,
+        records = read => records.map_err(|_| BrokerError::TaskLost)??,
     };
     for r in &records {
         match codec::decode::<ExecEvent>(&r.payload) {

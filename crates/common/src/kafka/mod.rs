@@ -56,9 +56,10 @@ pub enum BrokerError {
     /// A record was not delivered (after librdkafka's own retries).
     #[error("delivery to Kafka failed: {0}")]
     Delivery(#[source] KafkaError),
-    /// The producer dropped a delivery report (it was shut down).
-    #[error("delivery report lost: producer closed")]
-    DeliveryCancelled,
+    /// A task waiting for deliveries or reading the broker ended without an answer (it panicked
+    /// or was cancelled).
+    #[error("a Kafka task ended without an answer (panicked or cancelled)")]
+    TaskLost,
     /// The client hit an error it cannot recover from.
     #[error("Kafka client failed for good ({code:?}): {reason}{hint}")]
     Fatal {
@@ -403,7 +404,7 @@ pub async fn drain(
     drop(acks);
     match tokio::time::timeout(DRAIN_GRACE, ack_task).await {
         Ok(joined) => {
-            joined.map_err(|_| BrokerError::DeliveryCancelled)??;
+            joined.map_err(|_| BrokerError::TaskLost)??;
         }
         Err(_) => tracing::warn!("In-flight outputs not acknowledged in time; their inputs will be re-read."),
     }
