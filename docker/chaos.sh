@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Fault-injection suite: runs an isolated native stack (its own broker with SQLite storage, the
-# three planes, free ports, a temporary RUN_DIR) on the sample data and, during the replay,
+# Fault-injection suite: runs an isolated native stack (its own Kafka, the three planes, free
+# ports, a temporary RUN_DIR) on the sample data and, during the replay,
 #   - kill -9s each plane at random moments and restarts it (as a supervisor would),
-#   - restarts the broker,
+#   - kill -9s the broker and restarts it (single node), or, on a three-node cluster
+#     (--cluster: replication factor 3, min.insync.replicas 2, acks=all), kill -9s the node that
+#     leads a partition of order_intents or exec_reports, several times, and restarts it,
 #   - writes poison records to every topic,
 # then checks, with its own consumer (crates/chaos), that nothing was lost or done twice; and
 # that bad configuration exits 78 naming the field, and no secret leaks into logs, metrics or
 # records. Prints a table of faults and invariants; exits 1 on any violation.
 #
-# Usage: docker/chaos.sh [--short]      (--short: a few faults, for CI; full: 20 kills per plane)
+# Usage: docker/chaos.sh [--short] [--cluster]
+#   --short    a few faults, for CI (full: 20 kills per plane)
+#   --cluster  the three-node cluster run only; the full suite (no --short) runs both
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,22 +20,52 @@ cd "$ROOT"
 HELPER="$ROOT/docker/docker-helper.sh"
 PLANES=(data-plane strategy-plane order-plane)
 
-if [ "${1:-}" = --short ]; then
-    KILLS_PER_PLANE=2 POISON_PER_TOPIC=300 SPEED=10x
+SHORT=0 CLUSTER=0
+for arg in "$@"; do
+    case "$arg" in
+        --short) SHORT=1 ;;
+        --cluster) CLUSTER=1 ;;
+        # The full suite's single-node half.
+        --single) SHORT=2 ;;
+        *)
+            echo "usage: docker/chaos.sh [--short] [--cluster]" >&2
+            exit 2
+            ;;
+    esac
+done
+if [ "$SHORT" = 0 ] && [ "$CLUSTER" = 0 ]; then
+    # The full suite: the single-node run, then the cluster run; each prints its own table.
+    status=0
+    "$0" --single || status=1
+    "$0" --cluster || status=1
+    exit "$status"
+fi
+if [ "$SHORT" = 1 ]; then
+    KILLS_PER_PLANE=2 POISON_PER_TOPIC=300 SPEED=10x LEADER_KILLS=3
 else
-    KILLS_PER_PLANE=20 POISON_PER_TOPIC=2000 SPEED=2x
+    KILLS_PER_PLANE=20 POISON_PER_TOPIC=2000 SPEED=2x LEADER_KILLS=8
 fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 RUN_DIR="$(mktemp -d /tmp/algotrader-chaos.XXXXXX)"
 BROKER_PORT="$(free_port)"
+KAFKA_CONTROLLER_PORT="$(free_port)"
 DATA_PLANE_PORT="$(free_port)"
 STRATEGY_PLANE_PORT="$(free_port)"
 ORDER_PLANE_PORT="$(free_port)"
 PROMETHEUS_PORT="$(free_port)"
-KAFKA_BOOTSTRAP_SERVERS="localhost:$BROKER_PORT"
-export RUN_DIR BROKER_PORT DATA_PLANE_PORT STRATEGY_PLANE_PORT ORDER_PLANE_PORT PROMETHEUS_PORT KAFKA_BOOTSTRAP_SERVERS
+KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$BROKER_PORT"
+BROKERS=(broker)
+if [ "$CLUSTER" = 1 ]; then
+    KAFKA_PORTS="$BROKER_PORT,$(free_port),$(free_port)"
+    KAFKA_CONTROLLER_PORTS="$KAFKA_CONTROLLER_PORT,$(free_port),$(free_port)"
+    KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${KAFKA_PORTS//,/,127.0.0.1:}"
+    BROKERS=(broker-1 broker-2 broker-3)
+    export KAFKA_NODES=3 KAFKA_PORTS KAFKA_CONTROLLER_PORTS KAFKA_REPLICATION_FACTOR=3 KAFKA_MIN_INSYNC_REPLICAS=2
+fi
+export RUN_DIR BROKER_PORT KAFKA_CONTROLLER_PORT DATA_PLANE_PORT STRATEGY_PLANE_PORT ORDER_PLANE_PORT PROMETHEUS_PORT
+export KAFKA_BOOTSTRAP_SERVERS
 export REPLAY_SPEED="$SPEED" REPLAY_LOOP=1 LOG_LEVEL=info
 # Secrets the system holds; none may appear in a log, a metric or a record.
 export IBKR_ACCOUNT="DU$RANDOM$RANDOM" ADMIN_ENABLED=true ADMIN_TOKEN="chaos-token-$RANDOM$RANDOM"
@@ -88,49 +122,52 @@ wait_for() { # seconds description command...
 say "building (release)"
 cargo build --release --locked -p data-plane -p strategy-plane -p order-plane -p chaos >/dev/null 2>&1 ||
     cargo build --release --locked -p data-plane -p strategy-plane -p order-plane -p chaos
-BAD_CONFIG=(
-    "KAFKA_TOPIC_PARTITIONS=0|kafka.partitions"
-    "KAFKA_BOOTSTRAP_SERVERS=|kafka.bootstrap_servers"
-    "REPLAY_SPEED=fast|data_plane.replay.speed"
-    "REPLAY_LOOP=-1|data_plane.replay.loop_count"
-    "REPLAY_PATH=|data_plane.replay.path"
-    "REPLAY_RESUME=perhaps|data_plane.replay.resume"
-    "DATA_SOURCE=carrier-pigeon|data_plane.source"
-    "DATA_PLANE_PORT=notaport|data_plane.http_port"
-    "STRATEGY_PLANE_PORT=70000|strategy_plane.http_port"
-    "ORDER_PLANE_PORT=0|order_plane.http_port"
-    "OFI_WINDOW_MS=-5|data_plane.ofi.window_ms"
-    "DECISION_INTERVAL_MS=0|strategy_plane.decision_interval_ms"
-    "RISK_AVERSION=-1|strategy_plane.risk_aversion"
-    "LIMIT_SHARE=2|strategy_plane.limit_share"
-    "MAX_GROSS_EXPOSURE=abc|risk.max_gross_exposure"
-    "MAX_NET_EXPOSURE=-1|risk.max_net_exposure"
-    "MAX_POSITION_SIZE=-3|risk.max_position_size"
-    "SIM_LATENCY_MS=x|order_plane.latency_ms"
-    "KILL_SWITCH=maybe|order_plane.kill_switch"
-    "IBKR_CLIENT_ID=abc|ibkr.client_id"
-    "IBKR_ORDER_CLIENT_ID=1|ibkr.order_client_id"
-    "ORDER_VENUE=ib|order_plane.venue"
-    "IBKR_PORT=7496|ibkr.port"
-    "ENABLE_LIVE_TRADING=true|trading.enable_live_trading"
-    "ADMIN_TOKEN=|order_plane.admin_token"
-    "ALGOTRADER__DATA_PLANE__NO_SUCH_KEY=1|data_plane.no_such_key"
-)
-bad_failures=()
-i=0
-for case in "${BAD_CONFIG[@]}"; do
-    setting="${case%%|*}" field="${case#*|}"
-    plane="${PLANES[$((i % 3))]}"
-    i=$((i + 1))
-    set +e
-    out="$(env "$setting" timeout 20 "$ROOT/target/release/$plane" 2>&1)"
-    code=$?
-    set -e
-    if [ "$code" -ne 78 ] || ! grep -qF -- "- $field:" <<<"$out"; then
-        bad_failures+=("$plane with $setting: exit $code")
-    fi
-done
-row "bad configuration exits 78 naming the field" "${#BAD_CONFIG[@]}" "${#bad_failures[@]}" "${bad_failures[*]:0:3}"
+# The planes read configuration the same way whatever the broker: checked in the single-node run.
+if [ "$CLUSTER" = 0 ]; then
+    BAD_CONFIG=(
+        "KAFKA_TOPIC_PARTITIONS=0|kafka.partitions"
+        "KAFKA_BOOTSTRAP_SERVERS=|kafka.bootstrap_servers"
+        "REPLAY_SPEED=fast|data_plane.replay.speed"
+        "REPLAY_LOOP=-1|data_plane.replay.loop_count"
+        "REPLAY_PATH=|data_plane.replay.path"
+        "REPLAY_RESUME=perhaps|data_plane.replay.resume"
+        "DATA_SOURCE=carrier-pigeon|data_plane.source"
+        "DATA_PLANE_PORT=notaport|data_plane.http_port"
+        "STRATEGY_PLANE_PORT=70000|strategy_plane.http_port"
+        "ORDER_PLANE_PORT=0|order_plane.http_port"
+        "OFI_WINDOW_MS=-5|data_plane.ofi.window_ms"
+        "DECISION_INTERVAL_MS=0|strategy_plane.decision_interval_ms"
+        "RISK_AVERSION=-1|strategy_plane.risk_aversion"
+        "LIMIT_SHARE=2|strategy_plane.limit_share"
+        "MAX_GROSS_EXPOSURE=abc|risk.max_gross_exposure"
+        "MAX_NET_EXPOSURE=-1|risk.max_net_exposure"
+        "MAX_POSITION_SIZE=-3|risk.max_position_size"
+        "SIM_LATENCY_MS=x|order_plane.latency_ms"
+        "KILL_SWITCH=maybe|order_plane.kill_switch"
+        "IBKR_CLIENT_ID=abc|ibkr.client_id"
+        "IBKR_ORDER_CLIENT_ID=1|ibkr.order_client_id"
+        "ORDER_VENUE=ib|order_plane.venue"
+        "IBKR_PORT=7496|ibkr.port"
+        "ENABLE_LIVE_TRADING=true|trading.enable_live_trading"
+        "ADMIN_TOKEN=|order_plane.admin_token"
+        "ALGOTRADER__DATA_PLANE__NO_SUCH_KEY=1|data_plane.no_such_key"
+    )
+    bad_failures=()
+    i=0
+    for case in "${BAD_CONFIG[@]}"; do
+        setting="${case%%|*}" field="${case#*|}"
+        plane="${PLANES[$((i % 3))]}"
+        i=$((i + 1))
+        set +e
+        out="$(env "$setting" timeout 20 "$ROOT/target/release/$plane" 2>&1)"
+        code=$?
+        set -e
+        if [ "$code" -ne 78 ] || ! grep -qF -- "- $field:" <<<"$out"; then
+            bad_failures+=("$plane with $setting: exit $code")
+        fi
+    done
+    row "bad configuration exits 78 naming the field" "${#BAD_CONFIG[@]}" "${#bad_failures[@]}" "${bad_failures[*]:0:3}"
+fi
 
 # ---- 2. the run ---------------------------------------------------------------------------------
 say "starting an isolated stack in $RUN_DIR (broker :$BROKER_PORT, planes :$DATA_PLANE_PORT-:$ORDER_PLANE_PORT, replay $SPEED)"
@@ -139,39 +176,59 @@ say "starting an isolated stack in $RUN_DIR (broker :$BROKER_PORT, planes :$DATA
     exit 1
 }
 
-# Graceful shutdown loses nothing and re-reads nothing: a plane stopped with SIGTERM commits every
-# offset it processed, so once restarted it meets no record it has already handled (a kill -9
-# restart does, and drops them as duplicates).
-sleep 4
-for plane in strategy-plane order-plane; do
-    pid="$(pid_of "$plane")"
-    kill -TERM "$pid"
-    if ! wait_for 30 "$plane to stop on SIGTERM" stopped "$pid"; then
-        row "$plane stops within 30 s of SIGTERM" 1 1
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    supervise
-done
-for plane in strategy-plane order-plane; do
-    prefix="${plane//-/_}"
-    # It takes its partitions back, then must be working through new records.
-    wait_for 90 "$plane to consume again" counted_at_least "$plane" "${prefix}_messages_processed_total" 1 || true
-    sleep 3
-    again=$(($(metric_sum "$plane" "${prefix}_duplicates_total") + $(metric_sum "$plane" "${prefix}_duplicate_intents_total")))
-    processed="$(metric_sum "$plane" "${prefix}_messages_processed_total")"
-    if [ "$again" -eq 0 ] && [ "$processed" -gt 0 ]; then
-        row "$plane re-reads nothing after a SIGTERM restart" "$processed" 0
-    else
-        row "$plane re-reads nothing after a SIGTERM restart" "$processed" 1 "$again records seen before"
-    fi
-done
+if [ "$CLUSTER" = 0 ]; then
+    # Graceful shutdown loses nothing and re-reads nothing: a plane stopped with SIGTERM commits every
+    # offset it processed, so once restarted it meets no record it has already handled (a kill -9
+    # restart does, and drops them as duplicates).
+    sleep 4
+    for plane in strategy-plane order-plane; do
+        pid="$(pid_of "$plane")"
+        kill -TERM "$pid"
+        if ! wait_for 30 "$plane to stop on SIGTERM" stopped "$pid"; then
+            row "$plane stops within 30 s of SIGTERM" 1 1
+            kill -9 "$pid" 2>/dev/null || true
+        fi
+        supervise
+    done
+    for plane in strategy-plane order-plane; do
+        prefix="${plane//-/_}"
+        # It takes its partitions back, then must be working through new records.
+        wait_for 90 "$plane to consume again" counted_at_least "$plane" "${prefix}_messages_processed_total" 1 || true
+        sleep 3
+        again=$(($(metric_sum "$plane" "${prefix}_duplicates_total") + $(metric_sum "$plane" "${prefix}_duplicate_intents_total")))
+        processed="$(metric_sum "$plane" "${prefix}_messages_processed_total")"
+        if [ "$again" -eq 0 ] && [ "$processed" -gt 0 ]; then
+            row "$plane re-reads nothing after a SIGTERM restart" "$processed" 0
+        else
+            row "$plane re-reads nothing after a SIGTERM restart" "$processed" 1 "$again records seen before"
+        fi
+    done
+fi
 
 TOTAL_KILLS=$((KILLS_PER_PLANE * 3))
 BROKER_RESTART_AT=$((TOTAL_KILLS / 2))
+LEADER_EVERY=$((TOTAL_KILLS / LEADER_KILLS))
+LEADER_TOPICS=(order_intents exec_reports)
+# Every partition of every topic has all its replicas in sync: only then is the next node killed,
+# as an operator restarts one broker at a time (two down would leave fewer in sync than
+# min.insync.replicas, and acks=all producers waiting).
+all_in_sync() { "$CHAOS" leaders market_events ofi_events order_intents exec_reports 2>/dev/null | awk '$3 < 0 || $4 < $5 { bad++ } END { exit bad > 0 || NR == 0 }'; }
+kill_broker() { # name
+    local pid
+    pid="$(pid_of "$1")"
+    [ -n "$pid" ] || return 0
+    kill -9 "$pid" 2>/dev/null || true
+    wait_for 30 "$1 to die" stopped "$pid"
+    # The system runs without it for a while: the cluster on two nodes, the planes on no broker.
+    sleep 3
+    supervise
+    broker_kills=$((broker_kills + 1))
+}
 # Late enough that every topic has real records to build the poison from.
 POISON_AT=$((TOTAL_KILLS * 2 / 3))
 poisoned=0
-broker_restarts=0
+broker_kills=0
+leader_kills=()
 for k in $(seq 0 $((TOTAL_KILLS - 1))); do
     sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", 0.5 + (r % 250) / 100 }')"
     if [ "$k" -eq "$POISON_AT" ]; then
@@ -196,13 +253,19 @@ for k in $(seq 0 $((TOTAL_KILLS - 1))); do
             if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then row "$plane survives the poison" 1 0; else row "$plane survives the poison" 1 1; fi
         done
     fi
-    if [ "$k" -eq "$BROKER_RESTART_AT" ]; then
-        say "restarting the broker"
-        kill -TERM "$(pid_of broker)" 2>/dev/null || true
-        wait_for 30 "the broker to stop" stopped "$(pid_of broker)"
-        sleep 2
-        supervise
-        broker_restarts=$((broker_restarts + 1))
+    if [ "$CLUSTER" = 0 ] && [ "$k" -eq "$BROKER_RESTART_AT" ]; then
+        say "kill -9 of the broker"
+        kill_broker broker
+    elif [ "$CLUSTER" = 1 ] && [ $(((k + 1) % LEADER_EVERY)) -eq 0 ] && [ "${#leader_kills[@]}" -lt "$LEADER_KILLS" ]; then
+        wait_for 120 "every replica to be in sync" all_in_sync || true
+        topic="${LEADER_TOPICS[$((${#leader_kills[@]} % 2))]}"
+        partition=$(((${#leader_kills[@]} / 2) % 3))
+        leader="$("$CHAOS" leaders "$topic" | awk -v p="$partition" '$2 == p { print $3 }')"
+        if [ -n "$leader" ] && [ "$leader" -ge 1 ]; then
+            say "kill -9 of broker-$leader, the leader of $topic partition $partition"
+            kill_broker "broker-$leader"
+            leader_kills+=("$topic/$partition:broker-$leader")
+        fi
     fi
     plane="${PLANES[$((k % 3))]}"
     pid="$(pid_of "$plane")"
@@ -260,7 +323,11 @@ row "no secret in any log or /metrics output" "${#files[@]}" "$leaks"
 echo
 printf '%-58s %9s\n' "FAULT INJECTED" "COUNT"
 for plane in "${PLANES[@]}"; do printf '%-58s %9s\n' "kill -9 $plane (restarted each time)" "${KILLS[$plane]}"; done
-printf '%-58s %9s\n' "broker restart" "$broker_restarts"
+if [ "$CLUSTER" = 1 ]; then
+    printf '%-58s %9s  %s\n' "kill -9 of a partition's leader (3-node cluster)" "$broker_kills" "${leader_kills[*]}"
+else
+    printf '%-58s %9s\n' "kill -9 of the broker" "$broker_kills"
+fi
 printf '%-58s %9s\n' "poison records (every topic)" "$poisoned"
 printf '%-58s %9s\n' "bad configurations" "${#BAD_CONFIG[@]}"
 echo

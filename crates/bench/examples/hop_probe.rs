@@ -1,11 +1,11 @@
 //! The broker's own one-hop latency for several producer linger / consumer fetch-wait settings,
-//! measured with the bench's bare client (`raw::hop_latency`) on a fresh in-memory tansu: how
+//! measured with the bench's bare client (`raw::hop_latency`) on a fresh Kafka: how
 //! low any latency that crosses this broker once can go, whatever the planes do.
 //!
 //! `cargo run --release -p bench --example hop_probe` (about 30 s per setting).
 
 use bench::raw;
-use bench::stack::{Broker, Storage};
+use bench::stack::Broker;
 use common::config::KafkaConfig;
 
 /// (linger.ms, fetch.wait.max.ms) pairs; the first is the planes' default.
@@ -18,7 +18,7 @@ const RECORD_BYTES: usize = 325;
 fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("hop-probe-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("logs"))?;
-    let broker = Broker::start(&dir, Storage::Memory)?;
+    let broker = Broker::start(&dir)?;
     for (i, (linger_ms, fetch_wait_ms)) in SETTINGS.into_iter().enumerate() {
         let cfg =
             KafkaConfig { bootstrap_servers: broker.bootstrap(), linger_ms, fetch_wait_ms, ..KafkaConfig::default() };

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bench::run::{BenchConfig, run};
-use bench::stack::{Storage, repo_root};
+use bench::stack::repo_root;
 use clap::Parser;
 
 /// Broker + three planes versus a bare client on the same broker; latency; memory and CPU.
@@ -25,10 +25,6 @@ struct Cli {
     /// Passes of the input the backlog phase publishes while the consumer planes are frozen.
     #[arg(long, default_value_t = 3)]
     backlog_passes: u32,
-    /// Broker storage. SQLite (what `start` uses) is not the default: tansu 0.6's SQLite engine
-    /// panics under a full-speed idempotent producer (BENCHMARKS.md).
-    #[arg(long, value_enum, default_value_t = Storage::Memory)]
-    storage: Storage,
     /// Replay input.
     #[arg(long, default_value = "data/binance-spot-btcusdt-ethusdt-2024-08-09.csv")]
     input: PathBuf,
@@ -51,7 +47,6 @@ fn main() -> ExitCode {
         latency_seconds: cli.latency_seconds,
         latency_window_ms: cli.latency_window_ms,
         backlog_passes: cli.backlog_passes,
-        storage: cli.storage,
         run_dir,
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");

@@ -33,7 +33,8 @@ pub fn environment(command: &str) -> Value {
         "memory_gib": mem_total_gib(),
         "kernel": command_output("uname", &["-sr"]),
         "rustc": command_output("rustc", &["--version"]),
-        "broker": command_output("tansu", &["--version"]),
+        "broker": command_output("bash", &[&test_support::kafka_script().to_string_lossy(), "version"])
+            .map(|v| format!("Apache Kafka {v}")),
         "load_average_at_start": std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.trim().to_owned()),
     })
 }

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use crate::latency::{self, Distribution, Latencies};
 use crate::raw::{self, RawRate, Record};
-use crate::stack::{Broker, Metrics, Plane, ProcSample, RssTrend, Storage, Usage, clock_ticks, repo_root};
+use crate::stack::{Broker, Metrics, Plane, ProcSample, RssTrend, Usage, clock_ticks, repo_root};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -44,8 +44,6 @@ pub struct BenchConfig {
     pub latency_window_ms: u64,
     /// Passes of the input published during the backlog phase.
     pub backlog_passes: u32,
-    /// Broker storage.
-    pub storage: Storage,
     /// Folder for logs/ and state/.
     pub run_dir: PathBuf,
 }
@@ -126,8 +124,8 @@ pub fn run(cfg: &BenchConfig) -> Result<Value> {
         input.rows, input.span_s
     );
 
-    println!("==> starting tansu ({:?} storage) in {}", cfg.storage, cfg.run_dir.display());
-    let broker = Broker::start(&cfg.run_dir, cfg.storage)?;
+    println!("==> starting Kafka in {}", cfg.run_dir.display());
+    let broker = Broker::start(&cfg.run_dir)?;
     let app = common::config::load(&root.join("config")).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let kafka = KafkaConfig { bootstrap_servers: broker.bootstrap(), ..app.kafka };
     let ctx = Ctx {
@@ -137,7 +135,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Value> {
         kafka,
         input: cfg.input.clone(),
         ticks: clock_ticks(),
-        broker_pid: broker.pid(),
+        broker_pid: broker.pid()?,
     };
     let tag = std::process::id();
 
@@ -158,7 +156,8 @@ pub fn run(cfg: &BenchConfig) -> Result<Value> {
     let factor = cfg.latency_rate / base_rate;
     let lat_passes = ((cfg.latency_rate * cfg.latency_seconds) / input.rows as f64).ceil().max(1.0) as u32;
     // Right before the paced phase, so that the broker holds the same history when both are
-    // measured: on a fresh tansu this hop had a p99 of 17 ms, after the phases above 667 ms.
+    // measured (tansu, whose latency grew with its history: a p99 of 17 ms fresh, 667 ms after the
+    // phases above).
     println!("==> bare client, one hop: {} records at {} per s", HOP_SAMPLES, cfg.latency_rate);
     let hop = Distribution::new(raw::hop_latency(
         &ctx.kafka,
@@ -239,7 +238,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Value> {
             "market_events_per_pass": per_pass,
             "mean_record_bytes": r1(mean_bytes),
         },
-        "broker": {"storage": format!("{:?}", cfg.storage).to_lowercase(), "usage": broker_usage},
+        "broker": {"usage": broker_usage},
         "kafka": {
             "partitions": ctx.kafka.partitions,
             "compression": ctx.kafka.compression,

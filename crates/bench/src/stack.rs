@@ -1,4 +1,4 @@
-//! The processes under test: a tansu broker and the three plane binaries, each started with its
+//! The processes under test: an Apache Kafka broker and the three plane binaries, each started with its
 //! own log file under the run folder, free ports and a topic prefix per phase; their metrics are
 //! scraped over HTTP and their memory and CPU read from `/proc`.
 
@@ -10,71 +10,33 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// Where the broker keeps its data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Storage {
-    /// `sqlite://state/tansu.db` under the run folder: what `docker-helper.sh start` runs.
-    Sqlite,
-    /// `memory://`: the broker the system tests use.
-    Memory,
-}
-
-/// A running tansu broker, stopped when dropped.
+/// The benchmark's Apache Kafka: one KRaft node with its log under `run_dir/state/kafka`, as
+/// `docker-helper.sh start` runs it; stopped when dropped.
 pub struct Broker {
-    child: Child,
-    port: u16,
+    node: test_support::KafkaNode,
 }
 
 impl Broker {
-    /// Starts tansu on a free port with its state and log under `run_dir`.
-    pub fn start(run_dir: &Path, storage: Storage) -> Result<Self> {
-        let bin = test_support::tansu_binary().context("tansu is not installed (./docker/docker-helper.sh deps)")?;
-        std::fs::create_dir_all(run_dir.join("state"))?;
-        let port = test_support::free_port();
-        let log = std::fs::File::create(run_dir.join("logs/broker.out"))?;
-        let engine = match storage {
-            Storage::Sqlite => "sqlite://state/tansu.db",
-            Storage::Memory => "memory://tansu/",
+    /// Starts Kafka on free ports with its state under `run_dir/state` and its output in
+    /// `run_dir/logs/broker.out`.
+    pub fn start(run_dir: &Path) -> Result<Self> {
+        let spec = test_support::NodeSpec {
+            log: Some(run_dir.join("logs/broker.out")),
+            ..test_support::NodeSpec::single(&run_dir.join("state/kafka"))
         };
-        let child = Command::new(&bin)
-            .current_dir(run_dir)
-            .arg("broker")
-            .args(["--listener-url", &format!("tcp://127.0.0.1:{port}")])
-            .args(["--advertised-listener-url", &format!("tcp://localhost:{port}")])
-            .args(["--storage-engine", engine])
-            .env_remove("STORAGE_ENGINE")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let broker = Self { child, port };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if Instant::now() > deadline {
-                bail!("tansu did not listen on {port} within 30 s; see {}", run_dir.join("logs/broker.out").display());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(broker)
+        std::fs::create_dir_all(run_dir.join("logs"))?;
+        let node = test_support::KafkaNode::start(&spec).map_err(anyhow::Error::msg)?;
+        Ok(Self { node })
     }
 
     /// `host:port` for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.node.bootstrap()
     }
 
-    /// The broker's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// The broker's process id (the JVM's).
+    pub fn pid(&self) -> Result<u32> {
+        self.node.pid().context("Kafka wrote no pid file")
     }
 }
 

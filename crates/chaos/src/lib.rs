@@ -40,6 +40,13 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         from: i64,
     },
+    /// Prints each partition of each topic (base names) as `topic partition leader in-sync
+    /// replicas`, one a line: the cluster run kills the node that leads, once all are in sync.
+    Leaders {
+        /// Topics, without the prefix.
+        #[arg(required = true)]
+        topics: Vec<String>,
+    },
     /// Reads every topic and checks the invariants; prints one row each, then `violations <n>`,
     /// and exits 1 on any violation.
     Check {
@@ -77,6 +84,24 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
                         r.payload.len(),
                         text.chars().take(160).collect::<String>()
                     );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Leaders { topics } => {
+            let consumer: rdkafka::consumer::BaseConsumer =
+                rdkafka::ClientConfig::new().set("bootstrap.servers", &cfg.kafka.bootstrap_servers).create()?;
+            for topic in topics {
+                let name = cfg.kafka.topic(&topic);
+                let md = rdkafka::consumer::Consumer::fetch_metadata(
+                    &consumer,
+                    Some(&name),
+                    std::time::Duration::from_secs(10),
+                )?;
+                for t in md.topics() {
+                    for p in t.partitions() {
+                        println!("{topic} {} {} {} {}", p.id(), p.leader(), p.isr().len(), p.replicas().len());
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)

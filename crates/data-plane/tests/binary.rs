@@ -72,7 +72,7 @@ fn a_missing_replay_file_is_a_clear_error() {
 
 #[test]
 fn sigterm_drains_and_exits_zero() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = data_plane(dir.path())

@@ -85,7 +85,7 @@ impl Script<'_> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_ticks_are_published_and_a_gateway_drop_flags_the_next_windows() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let gw = FakeGateway::start().await.unwrap();
 
     let mut cfg = AppConfig::default();

@@ -51,7 +51,7 @@ async fn replay(cfg: &AppConfig) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_replay_resumes_at_its_checkpoint_with_the_same_events() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let dir = tempfile::tempdir().unwrap();
     let (path, lines) = spot_fixture(dir.path(), ROWS);
 

@@ -90,7 +90,7 @@ fn independent_ofi(lines: &[String]) -> BTreeMap<(String, u64), Expected> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_through_the_broker_and_reads_back_exact_ofi() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let dir = tempfile::tempdir().unwrap();
     let (path, lines) = fixture(dir.path());
 

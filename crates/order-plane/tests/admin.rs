@@ -39,7 +39,7 @@ fn post(addr: std::net::SocketAddr, token: Option<&str>, body: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_switch_needs_the_token_and_publishes_the_halt() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let mut cfg = AppConfig::default();
     cfg.log.dir = "".into();
     cfg.kafka.bootstrap_servers = broker.bootstrap();

@@ -162,7 +162,7 @@ fn fills(reports: &[ExecReport]) -> Vec<(String, Decimal, Decimal)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let gw = FakeGateway::start_with("DU1234567", 100).await.unwrap();
     let mut cfg = AppConfig::default();
     cfg.log.dir = "".into();

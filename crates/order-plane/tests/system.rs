@@ -104,7 +104,7 @@ async fn reports(cfg: &AppConfig) -> HashMap<IntentId, Vec<ExecReport>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_intent_gets_one_terminal_report_and_repeats_place_nothing() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let dir = tempfile::tempdir().unwrap();
     let (fixture, lines) = spot_fixture(dir.path(), ROWS);
     let last_ts: u64 = lines.last().unwrap().split(',').next().unwrap().parse().unwrap();

@@ -66,11 +66,11 @@ fn payload(bytes: &[u8]) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intents_through_the_broker_match_the_core_exactly() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let dir = tempfile::tempdir().unwrap();
     let (fixture, _) = spot_fixture(dir.path(), ROWS);
 
-    let mut cfg = config(&broker, &fixture, "stp_", "system-test");
+    let mut cfg = config(broker, &fixture, "stp_", "system-test");
     // One partition: the order the Data Plane published in is the order consumed. With several,
     // one partition's stream can run further ahead than the staleness bound at replay speed
     // `max` (see docs/architecture.md, "Strategy Plane").
@@ -176,10 +176,10 @@ async fn start_strategy(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_strategy_plane_rebuilds_the_ledger_positions() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let dir = tempfile::tempdir().unwrap();
     let (fixture, _) = spot_fixture(dir.path(), ROWS);
-    let mut cfg = config(&broker, &fixture, "rst_", "restart-test");
+    let mut cfg = config(broker, &fixture, "rst_", "restart-test");
     cfg.data_plane.replay.speed = "20x".into();
     cfg.data_plane.replay.exit_when_done = true;
     let symbols: Vec<String> = cfg.instruments.iter().map(|i| i.symbol.clone()).collect();
@@ -239,10 +239,10 @@ async fn a_restarted_strategy_plane_rebuilds_the_ledger_positions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_split_the_symbols_and_never_trade_the_same_one() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let dir = tempfile::tempdir().unwrap();
     let (fixture, _) = spot_fixture(dir.path(), ROWS);
-    let mut cfg = config(&broker, &fixture, "two_", "unused");
+    let mut cfg = config(broker, &fixture, "two_", "unused");
     cfg.kafka.partitions = 4;
     cfg.strategy_plane.limit_share = 0.5;
     cfg.data_plane.replay.exit_when_done = true;

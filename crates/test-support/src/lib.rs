@@ -1,35 +1,24 @@
 //! Test harness shared by the planes' system tests.
 //!
-//! [`Broker::start`] runs a real Kafka-protocol broker — tansu with in-memory storage — on a free
-//! loopback port and stops it when dropped. There is no fallback and no skipping: when tansu is
-//! not installed the test fails and says how to install it.
+//! [`Broker::shared`] is a real Apache Kafka (one KRaft node, started by `docker/kafka/kafka.sh`)
+//! on free loopback ports, shared by the tests of one test binary: they keep apart by topic
+//! prefix and group name ([`unique`]). [`KafkaNode`] runs one node of any shape (a cluster
+//! member, a node with its state in a given folder) for tools such as the benchmark. There is no
+//! fallback and no skipping: when Kafka cannot start the test fails with the broker's log and
+//! the command that installs it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// A tansu broker owned by one test.
-pub struct Broker {
-    child: Child,
-    addr: SocketAddr,
-    log: tempfile::NamedTempFile,
-}
-
-/// Where the tansu binary is: `$TANSU_BIN`, then `tansu` on `PATH`, then `~/.cargo/bin/tansu`.
-pub fn tansu_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("TANSU_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let on_path = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("tansu")).find(|p| p.is_file()));
-    on_path.or_else(|| {
-        let home = PathBuf::from(std::env::var_os("HOME")?);
-        Some(home.join(".cargo/bin/tansu")).filter(|p| p.is_file())
-    })
+/// The script that installs Kafka and runs a node: the one place that knows how.
+pub fn kafka_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docker/kafka/kafka.sh")
 }
 
 /// A loopback port nobody listens on right now.
@@ -37,59 +26,184 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-impl Broker {
-    /// Starts tansu with in-memory storage and waits until it accepts connections.
+/// What [`KafkaNode::start`] runs: `kafka.sh run`'s options.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// The node's folder (properties, log segments, pid file).
+    pub dir: PathBuf,
+    /// Where the node's output goes; `None`: `dir/kafka.log`.
+    pub log: Option<PathBuf>,
+    /// Client listener port.
+    pub port: u16,
+    /// KRaft controller listener port.
+    pub controller_port: u16,
+    /// `node.id`.
+    pub node_id: u32,
+    /// The controller quorum (`1@127.0.0.1:p,...`); `None`: this node alone.
+    pub voters: Option<String>,
+    /// The cluster id every member shares; `None`: the one stored in `dir`, made on first start.
+    pub cluster_id: Option<String>,
+    /// Replication factor of topics and internal topics.
+    pub replication: u32,
+    /// `min.insync.replicas`.
+    pub min_isr: u32,
+    /// Stop the node and delete `dir` when the process that started it ends, however it ends.
+    pub ephemeral: bool,
+}
+
+impl NodeSpec {
+    /// A single node on free ports with its state in `dir`.
+    pub fn single(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            log: None,
+            port: free_port(),
+            controller_port: free_port(),
+            node_id: 1,
+            voters: None,
+            cluster_id: None,
+            replication: 1,
+            min_isr: 1,
+            ephemeral: false,
+        }
+    }
+}
+
+/// One running Kafka node, stopped (`kill -9`, as a crash would) when dropped.
+pub struct KafkaNode {
+    child: Child,
+    // Held open for an ephemeral node: its closing tells kafka.sh to stop the node.
+    stdin: Option<ChildStdin>,
+    spec: NodeSpec,
+}
+
+impl KafkaNode {
+    /// Starts a node and waits until it accepts connections.
     ///
-    /// # Panics
-    /// When tansu is not installed or does not come up within 30 s.
-    pub fn start() -> Self {
-        let bin = tansu_binary().unwrap_or_else(|| {
-            panic!(
-                "tansu (the Kafka-protocol broker the system tests run against) is not installed. \
-                 Install it with ./docker/docker-helper.sh deps (or: cargo install --locked tansu \
-                 --features dynostore,libsql), or point TANSU_BIN at it."
-            )
-        });
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = tempfile::Builder::new().prefix("tansu-").suffix(".log").tempfile().unwrap();
-        let child = Command::new(&bin)
-            .arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
-            .env_remove("STORAGE_ENGINE")
-            .stdin(Stdio::null())
-            .stdout(log.reopen().unwrap())
-            .stderr(log.reopen().unwrap())
+    /// # Errors
+    /// When Kafka is not installed, a port is taken, the storage belongs to another cluster, or
+    /// the node does not listen within 90 s; the message holds the node's log.
+    pub fn start(spec: &NodeSpec) -> Result<Self, String> {
+        std::fs::create_dir_all(&spec.dir).map_err(|e| format!("{}: {e}", spec.dir.display()))?;
+        let log_path = spec.log.clone().unwrap_or_else(|| spec.dir.join("kafka.log"));
+        let log = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let mut cmd = Command::new("bash");
+        cmd.arg(kafka_script()).arg("run").arg("--dir").arg(&spec.dir);
+        cmd.args(["--port", &spec.port.to_string(), "--controller-port", &spec.controller_port.to_string()]);
+        cmd.args(["--node-id", &spec.node_id.to_string()]);
+        cmd.args(["--replication", &spec.replication.to_string(), "--min-isr", &spec.min_isr.to_string()]);
+        if let Some(voters) = &spec.voters {
+            cmd.args(["--voters", voters]);
+        }
+        if let Some(id) = &spec.cluster_id {
+            cmd.args(["--cluster-id", id]);
+        }
+        if spec.ephemeral {
+            cmd.arg("--ephemeral");
+        }
+        let stdin = if spec.ephemeral { Stdio::piped() } else { Stdio::null() };
+        let stderr = log.try_clone().map_err(|e| e.to_string())?;
+        let mut child = cmd
+            .stdin(stdin)
+            .stdout(log)
+            .stderr(stderr)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut broker = Self { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&broker.addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = broker.child.try_wait() {
-                panic!("tansu exited with {status} before listening; its log:\n{}", broker.log_text());
+            .map_err(|e| format!("cannot run {}: {e}", kafka_script().display()))?;
+        let stdin = child.stdin.take();
+        let node = Self { child, stdin, spec: NodeSpec { log: Some(log_path), ..spec.clone() } };
+        node.wait_listening(Duration::from_secs(90))
+    }
+
+    fn wait_listening(mut self, timeout: Duration) -> Result<Self, String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.spec.port));
+        let deadline = Instant::now() + timeout;
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(self.failure(&format!("Kafka exited with {status} before listening")));
             }
-            assert!(Instant::now() < deadline, "tansu did not listen within 30 s; its log:\n{}", broker.log_text());
+            if Instant::now() > deadline {
+                return Err(self.failure(&format!("Kafka did not listen on {addr} within {timeout:?}")));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        broker
+        Ok(self)
+    }
+
+    fn failure(&self, what: &str) -> String {
+        format!(
+            "{what}. Install Kafka with ./docker/docker-helper.sh deps (or {} install). Its log:\n{}",
+            kafka_script().display(),
+            self.log_text()
+        )
     }
 
     /// `host:port` for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
-        self.addr.to_string()
+        format!("127.0.0.1:{}", self.spec.port)
+    }
+
+    /// How the node was started.
+    pub fn spec(&self) -> &NodeSpec {
+        &self.spec
+    }
+
+    /// The Kafka JVM's process id (not the launcher's).
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.spec.dir.join("kafka.pid")).ok()?.trim().parse().ok()
+    }
+
+    /// What the node printed so far.
+    pub fn log_text(&self) -> String {
+        self.spec.log.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default()
+    }
+
+    /// Kills the node with SIGKILL (a crash: nothing flushed, no controlled shutdown) and waits
+    /// for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stdin = None;
+    }
+}
+
+impl Drop for KafkaNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The Kafka broker of one test binary.
+pub struct Broker {
+    node: KafkaNode,
+}
+
+impl Broker {
+    /// The test binary's broker, started by the first test that asks for it and stopped when the
+    /// test process ends. Tests share it through distinct topic prefixes and group names.
+    ///
+    /// # Panics
+    /// When Kafka is not installed or does not start; the message holds its log.
+    pub fn shared() -> &'static Self {
+        static BROKER: OnceLock<Broker> = OnceLock::new();
+        BROKER.get_or_init(|| {
+            let dir = tempfile::Builder::new().prefix("algotrader-kafka-").tempdir().unwrap().keep();
+            let spec = NodeSpec { ephemeral: true, ..NodeSpec::single(&dir) };
+            let node = KafkaNode::start(&spec).unwrap_or_else(|e| panic!("{e}"));
+            Self { node }
+        })
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.node.bootstrap()
     }
 
     /// What the broker printed so far.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.node.log_text()
     }
 }
 

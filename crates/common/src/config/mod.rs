@@ -25,6 +25,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("KAFKA_BOOTSTRAP_SERVERS", "kafka.bootstrap_servers"),
     ("KAFKA_TOPIC_PARTITIONS", "kafka.partitions"),
     ("KAFKA_TOPIC_PREFIX", "kafka.topic_prefix"),
+    ("KAFKA_REPLICATION_FACTOR", "kafka.replication_factor"),
+    ("KAFKA_MIN_INSYNC_REPLICAS", "kafka.min_insync_replicas"),
     ("IBKR_HOST", "ibkr.host"),
     ("IBKR_PORT", "ibkr.port"),
     ("IBKR_CLIENT_ID", "ibkr.client_id"),

@@ -53,6 +53,19 @@ pub enum BrokerError {
         /// The broker's answer.
         code: RDKafkaErrorCode,
     },
+    /// The topics' replication factor exceeds the brokers the cluster has (yet).
+    #[error(
+        "cannot create topic {topic} with kafka.replication_factor = {replication_factor}: the cluster has \
+         {brokers} broker(s); start more brokers or lower KAFKA_REPLICATION_FACTOR"
+    )]
+    TooFewBrokers {
+        /// The topic.
+        topic: String,
+        /// `kafka.replication_factor`.
+        replication_factor: i32,
+        /// Brokers in the cluster's metadata.
+        brokers: usize,
+    },
     /// A record was not delivered (after librdkafka's own retries).
     #[error("delivery to Kafka failed: {0}")]
     Delivery(#[source] KafkaError),
@@ -102,10 +115,10 @@ pub fn producer(cfg: &KafkaConfig, client_id: &str) -> Result<FutureProducer, Br
     producer_config(cfg, client_id).create().map_err(BrokerError::Client)
 }
 
-/// How much a consumer asks for per partition and fetch. Well above the largest record a broker
-/// takes, so that an oversized record (which the decoder then refuses) is fetched and skipped: a
-/// broker that returns nothing when the next batch exceeds this limit (tansu 0.6 does; Apache
-/// Kafka returns it anyway) would otherwise stall the partition behind it for good.
+/// How much a consumer asks for per partition and fetch. Kafka returns a first batch larger than
+/// this anyway, so an oversized record (which the decoder then refuses) is fetched and skipped
+/// rather than stalling its partition; a broker that did not (tansu 0.6) needs it well above the
+/// largest record it takes.
 const MAX_FETCH_BYTES: &str = "16777216";
 
 /// An at-least-once consumer in `group_id`: offsets are stored explicitly (see [`AckQueue`]) and
@@ -114,9 +127,10 @@ pub fn consumer(cfg: &KafkaConfig, group_id: &str, client_id: &str) -> Result<St
     base(cfg, client_id)
         .set("group.id", group_id)
         // Static membership: a plane restarted after a crash takes its old place in the group at
-        // once. tansu 0.6 never evicts a dynamic member that died without leaving, so without this
-        // a `kill -9`ed plane would come back to a group that never assigns it a partition. The
-        // client id holds INSTANCE_ID, which must therefore differ between running instances.
+        // once, with its old partitions and no rebalance. A dynamic member would first wait for
+        // the group to evict its dead predecessor (session.timeout.ms) and then rebalance every
+        // member. The client id holds INSTANCE_ID, which must therefore differ between running
+        // instances (docs/architecture.md).
         .set("group.instance.id", client_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
@@ -148,6 +162,8 @@ pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[String]) -> Result<HashM
             if *t == ledger { topic.set("retention.ms", "-1") } else { topic }
         })
         .collect();
+    let min_isr = cfg.min_insync_replicas.to_string();
+    let new: Vec<NewTopic<'_>> = new.into_iter().map(|t| t.set("min.insync.replicas", &min_isr)).collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin
         .create_topics(&new, &opts)
@@ -157,6 +173,15 @@ pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[String]) -> Result<HashM
         match result {
             Ok(topic) => tracing::info!(%topic, partitions = cfg.partitions, "Topic created."),
             Err((_, Code::TopicAlreadyExists)) => {}
+            Err((topic, Code::InvalidReplicationFactor)) => {
+                let brokers = admin
+                    .inner()
+                    .fetch_metadata(None, Duration::from_secs(5))
+                    .map_err(|source| BrokerError::Unreachable { servers: cfg.bootstrap_servers.clone(), source })?
+                    .brokers()
+                    .len();
+                return Err(BrokerError::TooFewBrokers { topic, replication_factor: cfg.replication_factor, brokers });
+            }
             Err((topic, code)) => return Err(BrokerError::CreateTopic { topic, code }),
         }
     }
@@ -297,17 +322,13 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
-/// How long [`read_to_end`] waits for more records once the reported ends are reached.
-const SETTLE: Duration = Duration::from_millis(750);
-
 /// Reads every partition of `topic` from its first record to the end it has now, outside any
 /// consumer group (nothing is committed): how a plane rebuilds its state at start-up. Fails when
 /// no record arrives for `timeout` before the reported ends are reached (a long history is fine
 /// as long as it keeps coming). Blocking: call it from `spawn_blocking`.
 ///
-/// The reported end (high watermark) is only a lower bound: tansu 0.6 leaves the newest batch out
-/// of it. So every partition is read from the start, and reading stops once the reported ends are
-/// reached **and** nothing more has arrived for a short settle time.
+/// The end is each partition's high watermark when the read starts: every record the broker had
+/// acknowledged to an `acks=all` producer by then lies below it.
 pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Vec<Record>, BrokerError> {
     let unreachable = |source| BrokerError::Unreachable { servers: cfg.bootstrap_servers.clone(), source };
     let consumer: BaseConsumer = base(cfg, "algotrader-rebuild")
@@ -323,7 +344,7 @@ pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<
     let mut ends: HashMap<i32, i64> = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, timeout).map_err(unreachable)?;
+        let (low, high) = watermarks(&consumer, topic, p, timeout).map_err(unreachable)?;
         if high > low {
             ends.insert(p, high);
         }
@@ -335,19 +356,13 @@ pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<
     }
     consumer.assign(&tpl).map_err(BrokerError::Client)?;
     let mut deadline = std::time::Instant::now() + timeout;
-    let mut last_record = std::time::Instant::now();
-    loop {
-        let now = std::time::Instant::now();
-        if ends.is_empty() && now.duration_since(last_record) >= SETTLE {
-            return Ok(records);
-        }
-        if now > deadline {
+    while !ends.is_empty() {
+        if std::time::Instant::now() > deadline {
             return Err(unreachable(KafkaError::MessageConsumption(Code::OperationTimedOut)));
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(msg)) => {
                 deadline = std::time::Instant::now() + timeout;
-                last_record = std::time::Instant::now();
                 let (p, offset) = (msg.partition(), msg.offset());
                 records.push(Record { partition: p, offset, payload: msg.payload().unwrap_or_default().to_vec() });
                 if ends.get(&p).is_some_and(|end| offset + 1 >= *end) {
@@ -356,6 +371,29 @@ pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<
             }
             Some(Err(e)) => return Err(unreachable(e)),
             None => {}
+        }
+    }
+    Ok(records)
+}
+
+/// A partition's low and high watermarks, asked again until `timeout` while the broker cannot
+/// answer yet: right after a topic is created, or while its leader moves to another broker, the
+/// answer is an error for a moment.
+fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<(i64, i64), KafkaError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
+            Ok(marks) => return Ok(marks),
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!(topic, partition, error = %e, "Watermarks not available yet; asking again.");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
         }
     }
 }
