@@ -226,7 +226,7 @@ kill_broker() { # name
 }
 # Late enough that every topic has real records to build the poison from.
 POISON_AT=$((TOTAL_KILLS * 2 / 3))
-poisoned=0
+poisoned=0 refused=0
 broker_kills=0
 leader_kills=()
 for k in $(seq 0 $((TOTAL_KILLS - 1))); do
@@ -237,6 +237,7 @@ for k in $(seq 0 $((TOTAL_KILLS - 1))); do
         for plane in strategy-plane order-plane; do before[$plane]="$(metric_sum "$plane" "${plane//-/_}_decode_errors_total")"; done
         "$CHAOS" poison --per-topic "$POISON_PER_TOPIC" >"$RUN_DIR/poison.out"
         poisoned=$(awk '{ s += $3 } END { print s + 0 }' "$RUN_DIR/poison.out")
+        refused=$(awk '{ s += $5 } END { print s + 0 }' "$RUN_DIR/poison.out")
         # Every undecodable record on a plane's input topics is counted, and the plane lives on.
         for plane in strategy-plane order-plane; do
             prefix="${plane//-/_}_decode_errors_total"
@@ -329,7 +330,8 @@ else
     printf '%-58s %9s\n' "kill -9 of the broker" "$broker_kills"
 fi
 printf '%-58s %9s\n' "poison records (every topic)" "$poisoned"
-printf '%-58s %9s\n' "bad configurations" "${#BAD_CONFIG[@]}"
+printf '%-58s %9s\n' "poison records refused by the broker (over its size limit)" "$refused"
+[ "$CLUSTER" = 1 ] || printf '%-58s %9s\n' "bad configurations" "${#BAD_CONFIG[@]}"
 echo
 printf '%-58s %9s %10s\n' "INVARIANT" "CHECKED" "VIOLATIONS"
 for r in "${ROWS[@]}"; do echo "$r"; done

@@ -64,11 +64,12 @@ promtool check config docker/prometheus/prometheus.yml
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 export ALGOTRADER_MODE=native RUN_DIR="$WORK/run"
 BROKER_PORT="$(free_port)"
+KAFKA_CONTROLLER_PORT="$(free_port)"
 DATA_PLANE_PORT="$(free_port)"
 STRATEGY_PLANE_PORT="$(free_port)"
 ORDER_PLANE_PORT="$(free_port)"
 PROMETHEUS_PORT="$(free_port)"
-export BROKER_PORT DATA_PLANE_PORT STRATEGY_PLANE_PORT ORDER_PLANE_PORT PROMETHEUS_PORT
+export BROKER_PORT KAFKA_CONTROLLER_PORT DATA_PLANE_PORT STRATEGY_PLANE_PORT ORDER_PLANE_PORT PROMETHEUS_PORT
 mkdir -p "$RUN_DIR"
 
 step "native stack with Prometheus in $RUN_DIR (broker $BROKER_PORT, planes $DATA_PLANE_PORT/$STRATEGY_PLANE_PORT/$ORDER_PLANE_PORT, Prometheus $PROMETHEUS_PORT)"

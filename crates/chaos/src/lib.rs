@@ -67,8 +67,9 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     let cfg = common::config::load(std::path::Path::new("config")).map_err(|e| anyhow::anyhow!("{e}"))?;
     match cli.command {
         Command::Poison { per_topic } => {
-            for (topic, written, undecodable) in poison::inject(&cfg, per_topic)? {
-                println!("poison {topic} {written} {undecodable}");
+            // poison <topic> <written> <undecodable of those> <refused by the broker>
+            for (topic, o) in poison::inject(&cfg, per_topic)? {
+                println!("poison {topic} {} {} {}", o.written, o.undecodable, o.refused);
             }
             Ok(ExitCode::SUCCESS)
         }

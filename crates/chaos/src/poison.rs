@@ -4,8 +4,11 @@
 //! an unknown schema version, an oversized record, NaN / negative / zero quantities, an event for
 //! an unknown symbol (valid, so it is counted, not decoded away), and exact copies of real records
 //! (duplicated event ids). Records of the wrong shape are built from real ones, so they are wrong
-//! in one field at a time.
+//! in one field at a time. Only what the broker acknowledged counts as written: Kafka refuses an
+//! oversized record (over its `message.max.bytes`, 1 MiB by default), and that refusal is counted
+//! apart.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,7 +18,8 @@ use common::events::{ExecEvent, IntentEvent, MarketEvent, OfiEvent};
 use common::kafka;
 use common::topics;
 use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Message};
 use serde_json::{Value, json};
 
 /// `source.plane` of the valid poison records (`unknown_symbol`).
@@ -94,23 +98,57 @@ fn set_quantity(v: &mut Value, q: Value) {
     }
 }
 
-/// Writes `per_topic` poison records to every topic; returns, per topic, how many were written
-/// and how many of those the decoder must refuse.
-pub fn inject(cfg: &AppConfig, per_topic: usize) -> anyhow::Result<Vec<(String, usize, usize)>> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+/// What the broker did with one topic's poison records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Acknowledged by the broker: the topic's consumers will meet them.
+    pub written: usize,
+    /// Of those, the ones the decoder must refuse.
+    pub undecodable: usize,
+    /// Refused by the broker (too large for it, say).
+    pub refused: usize,
+}
+
+/// Counts each delivery report under its record's opaque: `topic index * 2 + undecodable`.
+#[derive(Default)]
+struct Tally(Mutex<Vec<Outcome>>);
+
+impl ClientContext for Tally {}
+
+impl ProducerContext for Tally {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let mut outcomes = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if outcomes.len() <= opaque / 2 {
+            outcomes.resize(opaque / 2 + 1, Outcome::default());
+        }
+        let o = &mut outcomes[opaque / 2];
+        match result {
+            Ok(m) if m.offset() >= 0 => {
+                o.written += 1;
+                o.undecodable += opaque % 2;
+            }
+            _ => o.refused += 1,
+        }
+    }
+}
+
+/// Writes `per_topic` poison records to every topic; returns, per topic, what the broker took.
+pub fn inject(cfg: &AppConfig, per_topic: usize) -> anyhow::Result<Vec<(String, Outcome)>> {
+    let producer: ThreadedProducer<Tally> = ClientConfig::new()
         .set("bootstrap.servers", &cfg.kafka.bootstrap_servers)
         .set("message.max.bytes", "4000000")
-        .create()
+        .create_with_context(Tally::default())
         .context("creating the poison producer")?;
-    let mut written = Vec::new();
-    for base in topics::ALL {
+    let mut names = Vec::new();
+    for (index, base) in topics::ALL.into_iter().enumerate() {
         let topic = cfg.kafka.topic(base);
         let samples: Vec<Value> = kafka::read_to_end(&cfg.kafka, &topic, Duration::from_secs(30))
             .with_context(|| format!("reading {topic}"))?
             .iter()
             .filter_map(|r| serde_json::from_slice(&r.payload).ok())
             .collect();
-        let (mut n, mut bad) = (0, 0);
         for i in 0..per_topic {
             let kind = if i.is_multiple_of(250) { "oversized" } else { KINDS[i % KINDS.len()] };
             let sample = (!samples.is_empty()).then(|| &samples[i * 7919 % samples.len()]);
@@ -119,7 +157,8 @@ pub fn inject(cfg: &AppConfig, per_topic: usize) -> anyhow::Result<Vec<(String, 
             let key = sample
                 .and_then(|v| v["payload"]["symbol"].as_str())
                 .map_or_else(|| format!("poison{i}"), str::to_owned);
-            let mut rec = BaseRecord::<str, [u8]>::to(&topic).key(&key).payload(&bytes);
+            let opaque = index * 2 + usize::from(!decodes(base, &bytes));
+            let mut rec = BaseRecord::<str, [u8], usize>::with_opaque_to(&topic, opaque).key(&key).payload(&bytes);
             loop {
                 match producer.send(rec) {
                     Ok(()) => break,
@@ -129,13 +168,12 @@ pub fn inject(cfg: &AppConfig, per_topic: usize) -> anyhow::Result<Vec<(String, 
                     }
                 }
             }
-            n += 1;
-            bad += usize::from(!decodes(base, &bytes));
         }
-        written.push((topic, n, bad));
+        names.push(topic);
     }
     producer.flush(Duration::from_secs(30)).context("flushing poison records")?;
-    Ok(written)
+    let outcomes = producer.context().0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    Ok(names.into_iter().enumerate().map(|(i, t)| (t, outcomes.get(i).copied().unwrap_or_default())).collect())
 }
 
 #[cfg(test)]

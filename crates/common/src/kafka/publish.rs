@@ -216,7 +216,10 @@ impl Publisher {
         self.buf.clear();
         codec::encode_into(envelope, &mut self.buf);
         let index = self.name_index(P::TOPIC);
-        let ts = i64::try_from(envelope.ts_event.as_millis()).ok();
+        // The record's Kafka timestamp is when it was made, not when its event happened: the
+        // broker's time-based retention counts from it, and a replay of 2024 data stamped with
+        // event time would be deleted at the next retention check.
+        let ts = i64::try_from(envelope.ts_init.as_millis()).ok();
         match envelope.payload.key() {
             Some(key) => self.send(index, Some(key), None, ts).await,
             None => {
