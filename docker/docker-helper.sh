@@ -410,7 +410,9 @@ topics() {
 tail_topic() { # topic [N]: the last N records of the topic as JSON, one a line, oldest first
     local topic="${1:-}" n="${2:-10}" ends tmp partition end from
     [ -n "$topic" ] || die "usage: tail <topic> [N]  (topic with its prefix, as 'topics' lists it)"
-    [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 100000 ] || die "N must be a number from 1 to 100000, not '$n'"
+    if ! [[ "$n" =~ ^[0-9]{1,6}$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt 100000 ]; then
+        die "N must be a number from 1 to 100000, not '$n'"
+    fi
     kafka_tools_ready
     ends="$("$KAFKA" tool org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$BOOTSTRAP" --topic "$topic")" ||
         die "cannot read $topic from $BOOTSTRAP: is the broker running? (./docker/docker-helper.sh status)"
@@ -466,8 +468,10 @@ run_tests() {
     say "cargo test (unit, plane and system tests; the system tests start their own broker)"
     cargo test --workspace --locked
     "$ROOT/docker/tests/ops-checks.sh"
-    say "fault injection (short): kill -9, broker restart, poison records, bad configuration"
+    say "fault injection (short): kill -9 of planes and broker, poison records, bad configuration"
     "$ROOT/docker/chaos.sh" --short
+    say "fault injection (short) on a three-node Kafka cluster: kill -9 of partition leaders"
+    "$ROOT/docker/chaos.sh" --cluster --short
 }
 
 cmd="${1:-help}"

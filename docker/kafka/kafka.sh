@@ -102,6 +102,7 @@ port_busy() {
 run() {
     local dir="" port="" cport="" node=1 voters="" cluster="" rf=1 isr=1 ephemeral=0
     while [ $# -gt 0 ]; do
+        case "$1" in --ephemeral) ;; *) [ $# -ge 2 ] || die "run: $1 needs a value" ;; esac
         case "$1" in
             --dir) dir="$2" ;;
             --port) port="$2" ;;
@@ -120,7 +121,7 @@ run() {
         esac
         shift 2
     done
-    [ -n "$dir" ] && [ -n "$port" ] && [ -n "$cport" ] || die "run needs --dir, --port and --controller-port"
+    if [ -z "$dir" ] || [ -z "$port" ] || [ -z "$cport" ]; then die "run needs --dir, --port and --controller-port"; fi
     need_java
     installed_or_die
     port_busy "$port" && die "port $port is busy: another broker runs there; stop it or pick another port"

@@ -157,12 +157,13 @@ async fn an_oversized_record_does_not_stall_the_partition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_event_is_stamped_with_its_publication_time() {
     let broker = Broker::shared();
-    let cfg = KafkaConfig { bootstrap_servers: broker.bootstrap(), topic_prefix: unique("ts_"), ..KafkaConfig::default() };
+    let cfg =
+        KafkaConfig { bootstrap_servers: broker.bootstrap(), topic_prefix: unique("ts_"), ..KafkaConfig::default() };
     let topic = cfg.topic(ORDER_INTENTS);
     let partitions = kafka::ensure_topics(&cfg, std::slice::from_ref(&topic)).await.unwrap();
     let mut publisher = Publisher::new(kafka::tracked_producer(&cfg, "test").unwrap(), &cfg, partitions);
-    let now_ms = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis())
-        .unwrap();
+    let now_ms =
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap();
     let mut event = cancel(1);
     event.ts_event = UnixNanos(1_723_161_600_000_000_000); // 2024-08-09, the sample data's day
     event.ts_init = UnixNanos(u64::try_from(now_ms).unwrap() * 1_000_000);
