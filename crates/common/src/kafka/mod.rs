@@ -91,6 +91,10 @@ fn base(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
         .set("client.id", client_id)
         // One box, often just started: find the broker quickly again after it restarts.
         .set("reconnect.backoff.max.ms", "2000")
+        // A small request is sent at once, not held by Nagle's algorithm until the previous one
+        // is acknowledged: librdkafka leaves Nagle on by default, which delays records that are
+        // already batched (linger) by up to a round of delayed ACKs (BENCHMARKS.md).
+        .set("socket.nagle.disable", "true")
         .set("log_level", "4");
     c
 }
