@@ -20,7 +20,8 @@
 #   --ephemeral             for test harnesses: stop the node when standard input closes and
 #                           delete DIR, so the broker dies with the test process however it ends
 #
-# Environment: KAFKA_HEAP (512m), the JVM's maximum heap; KAFKA_CACHE, where the jars live
+# Environment: KAFKA_HEAP (512m), the JVM's maximum heap; KAFKA_OPTS, more JVM flags (as with
+# Kafka's own scripts, e.g. -Xlog:gc:file=gc.log); KAFKA_CACHE, where the jars live
 # (default ${XDG_DATA_HOME:-~/.local/share}/algotrader/kafka/<version>).
 set -euo pipefail
 
@@ -92,7 +93,7 @@ jvm_flags() {
     local heap="${KAFKA_HEAP:-512m}"
     echo "-Xmx$heap -Xms$heap -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35" \
         "-XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true" \
-        "-Dlog4j2.configurationFile=$HERE/log4j2.properties"
+        "-Dlog4j2.configurationFile=$HERE/log4j2.properties ${KAFKA_OPTS:-}"
 }
 
 port_busy() {

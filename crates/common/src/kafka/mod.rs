@@ -119,11 +119,12 @@ pub fn producer(cfg: &KafkaConfig, client_id: &str) -> Result<FutureProducer, Br
     producer_config(cfg, client_id).create().map_err(BrokerError::Client)
 }
 
-/// How much a consumer asks for per partition and fetch. Kafka returns a first batch larger than
-/// this anyway, so an oversized record (which the decoder then refuses) is fetched and skipped
-/// rather than stalling its partition; a broker that did not (tansu 0.6) needs it well above the
-/// largest record it takes.
-const MAX_FETCH_BYTES: &str = "16777216";
+/// How much a consumer asks for per partition and fetch: librdkafka's default, 1 MiB. Kafka
+/// returns a first batch larger than this anyway, so an oversized record (which the decoder then
+/// refuses) is fetched and skipped rather than stalling its partition. Each fetched megabyte is
+/// held in memory until processed: 16 MiB (what tansu 0.6 needed) let a plane catching up on a
+/// backlog reach ~190 MiB (BENCHMARKS.md).
+const MAX_FETCH_BYTES: &str = "1048576";
 
 /// An at-least-once consumer in `group_id`: offsets are stored explicitly (see [`AckQueue`]) and
 /// committed in the background; a new group starts at the beginning of each topic.
