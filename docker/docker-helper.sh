@@ -417,17 +417,28 @@ tail_topic() { # topic [N]: the last N records of the topic as JSON, one a line,
     ends="$("$KAFKA" tool org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$BOOTSTRAP" --topic "$topic")" ||
         die "cannot read $topic from $BOOTSTRAP: is the broker running? (./docker/docker-helper.sh status)"
     [ -n "$ends" ] || die "no topic '$topic' on $BOOTSTRAP (./docker/docker-helper.sh topics lists them)"
+    # Retention may have deleted a partition's oldest records: read from its start at the earliest.
+    declare -A start=()
+    while IFS=: read -r _ partition first; do start[$partition]="$first"; done < <(
+        "$KAFKA" tool org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$BOOTSTRAP" --topic "$topic" --time -2
+    )
     tmp="$(mktemp -d)"
     # The last N of each partition, read in parallel (a JVM each), then merged by record time.
     while IFS=: read -r _ partition end; do
-        [ "$end" -gt 0 ] || continue
         from=$((end > n ? end - n : 0))
+        [ "$from" -ge "${start[$partition]:-0}" ] || from="${start[$partition]}"
+        [ "$end" -gt "$from" ] || continue
         "$KAFKA" tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$BOOTSTRAP" --topic "$topic" \
             --partition "$partition" --offset "$from" --max-messages $((end - from)) --timeout-ms 20000 \
             --property print.timestamp=true >"$tmp/$partition" 2>"$tmp/$partition.err" &
     done <<<"$ends"
     wait
-    cat "$tmp"/[0-9]* 2>/dev/null | sed 's/^[A-Za-z]*Time://' | sort -s -n -k1,1 | tail -n "$n" | cut -f2-
+    if ! compgen -G "$tmp/[0-9]*" >/dev/null; then
+        rm -rf "$tmp"
+        say "$topic holds no records (empty, or its records are past retention)" >&2
+        return 0
+    fi
+    cat "$tmp"/[0-9]* | sed 's/^[A-Za-z]*Time://' | sort -s -n -k1,1 | tail -n "$n" | cut -f2-
     rm -rf "$tmp"
 }
 
