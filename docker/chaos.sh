@@ -256,10 +256,14 @@ for k in $(seq 0 $((TOTAL_KILLS - 1))); do
         say "kill -9 of the broker"
         kill_broker broker
     elif [ "$CLUSTER" = 1 ] && [ $(((k + 1) % LEADER_EVERY)) -eq 0 ] && [ "${#leader_kills[@]}" -lt "$LEADER_KILLS" ]; then
-        wait_for 120 "every replica to be in sync" all_in_sync || true
         topic="${LEADER_TOPICS[$((${#leader_kills[@]} % 2))]}"
         partition=$(((${#leader_kills[@]} / 2) % 3))
-        leader="$("$CHAOS" leaders "$topic" | awk -v p="$partition" '$2 == p { print $3 }')"
+        leader=""
+        if wait_for 120 "every replica to be in sync" all_in_sync; then
+            leader="$("$CHAOS" leaders "$topic" | awk -v p="$partition" '$2 == p { print $3 }')" || true
+        else
+            row "replicas back in sync within 120 s of a node's restart" 1 1 "before killing the leader of $topic/$partition"
+        fi
         if [ -n "$leader" ] && [ "$leader" -ge 1 ]; then
             say "kill -9 of broker-$leader, the leader of $topic partition $partition"
             kill_broker "broker-$leader"

@@ -23,9 +23,10 @@ BROKER_PORT="${BROKER_PORT:-9092}"
 # comma-separated KAFKA_PORTS and KAFKA_CONTROLLER_PORTS; topics then default to three replicas.
 KAFKA_NODES="${KAFKA_NODES:-1}"
 case "$KAFKA_NODES" in
-    1) KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}" ;;
-    [2-9]) KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((BROKER_PORT + KAFKA_NODES))}" ;;
-    *) printf 'error: KAFKA_NODES must be 1 to 9, not %s\n' "$KAFKA_NODES" >&2 && exit 1 ;;
+    1) KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((BROKER_PORT + 1))}" ;;
+    # Two nodes would make a controller quorum that survives no failure.
+    [3-9]) KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((BROKER_PORT + KAFKA_NODES))}" ;;
+    *) printf 'error: KAFKA_NODES must be 1 or 3 to 9, not %s\n' "$KAFKA_NODES" >&2 && exit 1 ;;
 esac
 IFS=, read -r -a BROKER_PORTS <<<"${KAFKA_PORTS:-}"
 IFS=, read -r -a CONTROLLER_PORTS <<<"${KAFKA_CONTROLLER_PORTS:-}"
@@ -38,7 +39,7 @@ done
 if [ "$KAFKA_NODES" -gt 1 ]; then
     export KAFKA_REPLICATION_FACTOR="${KAFKA_REPLICATION_FACTOR:-3}" KAFKA_MIN_INSYNC_REPLICAS="${KAFKA_MIN_INSYNC_REPLICAS:-2}"
 fi
-BOOTSTRAP="$(printf '127.0.0.1:%s,' "${BROKER_PORTS[@]}")"
+BOOTSTRAP="$(printf '127.0.0.1:%s,' "${BROKER_PORTS[@]:0:KAFKA_NODES}")"
 BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-${BOOTSTRAP%,}}"
 PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
 # Tools from PyPI (hadolint) live in a venv of their own: Debian's python3 refuses pip installs.
@@ -296,8 +297,7 @@ native_start_brokers() {
     for ((i = 0; i < KAFKA_NODES; i++)); do voters+="$((i + 1))@127.0.0.1:${CONTROLLER_PORTS[i]},"; done
     if [ "$KAFKA_NODES" -gt 1 ]; then
         # Every member of a cluster is formatted with the same id.
-        [ -f "$STATE_DIR/kafka-cluster-id" ] ||
-            python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' >"$STATE_DIR/kafka-cluster-id"
+        "$KAFKA" cluster-id "$STATE_DIR/kafka-cluster-id"
         cluster_args=(--cluster-id "$(cat "$STATE_DIR/kafka-cluster-id")" --replication "$KAFKA_REPLICATION_FACTOR"
             --min-isr "$KAFKA_MIN_INSYNC_REPLICAS")
     fi
@@ -321,9 +321,24 @@ native_start_brokers() {
     for i in "${started[@]}"; do wait_port "${BROKER_PORTS[i]}" "${BROKERS[i]}" 90; done
 }
 
+# Every broker with a pid file, whatever KAFKA_NODES says now: a cluster started with
+# KAFKA_NODES=3 is stopped by a plain `stop` too.
+running_brokers() {
+    local f
+    for f in "$LOGS"/broker*.pid; do [ -f "$f" ] && basename "$f" .pid; done
+}
+
 native_stop() {
-    local name pid i
-    for name in prometheus "${PLANES[@]}" "${BROKERS[@]}"; do
+    local name pid i brokers=()
+    mapfile -t brokers < <(running_brokers)
+    for name in prometheus "${PLANES[@]}" "${brokers[@]}"; do
+        # The planes are gone (they drained to the brokers first); the brokers get their TERM
+        # together: a cluster's last node alone would wait for a quorum that is not coming.
+        if [ "$name" = "${brokers[0]:-}" ]; then
+            for i in "${brokers[@]}"; do
+                if running "$i"; then kill -TERM "$(cat "$(pid_file "$i")")" 2>/dev/null || true; fi
+            done
+        fi
         running "$name" || {
             rm -f "$(pid_file "$name")"
             continue
@@ -418,11 +433,12 @@ tail_topic() { # topic [N]: the last N records of the topic as JSON, one a line,
         die "cannot read $topic from $BOOTSTRAP: is the broker running? (./docker/docker-helper.sh status)"
     [ -n "$ends" ] || die "no topic '$topic' on $BOOTSTRAP (./docker/docker-helper.sh topics lists them)"
     # Retention may have deleted a partition's oldest records: read from its start at the earliest.
-    declare -A start=()
+    local -A start=()
     while IFS=: read -r _ partition first; do start[$partition]="$first"; done < <(
         "$KAFKA" tool org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$BOOTSTRAP" --topic "$topic" --time -2
     )
     tmp="$(mktemp -d)"
+    mkdir "$tmp/out" "$tmp/err"
     # The last N of each partition, read in parallel (a JVM each), then merged by record time.
     while IFS=: read -r _ partition end; do
         from=$((end > n ? end - n : 0))
@@ -430,15 +446,21 @@ tail_topic() { # topic [N]: the last N records of the topic as JSON, one a line,
         [ "$end" -gt "$from" ] || continue
         "$KAFKA" tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$BOOTSTRAP" --topic "$topic" \
             --partition "$partition" --offset "$from" --max-messages $((end - from)) --timeout-ms 20000 \
-            --property print.timestamp=true >"$tmp/$partition" 2>"$tmp/$partition.err" &
+            --property print.timestamp=true >"$tmp/out/$partition" 2>"$tmp/err/$partition" &
     done <<<"$ends"
-    wait
-    if ! compgen -G "$tmp/[0-9]*" >/dev/null; then
+    local failed=0 job
+    for job in $(jobs -p); do wait "$job" || failed=1; done
+    if [ "$failed" = 1 ]; then
+        cat "$tmp"/err/* >&2
+        rm -rf "$tmp"
+        die "reading $topic failed (Kafka's console consumer said the above)"
+    fi
+    if ! compgen -G "$tmp/out/*" >/dev/null; then
         rm -rf "$tmp"
         say "$topic holds no records (empty, or its records are past retention)" >&2
         return 0
     fi
-    cat "$tmp"/[0-9]* | sed 's/^[A-Za-z]*Time://' | sort -s -n -k1,1 | tail -n "$n" | cut -f2-
+    cat "$tmp"/out/* | sed 's/^[A-Za-z]*Time://' | sort -s -n -k1,1 | tail -n "$n" | cut -f2-
     rm -rf "$tmp"
 }
 

@@ -5,6 +5,7 @@
 #   kafka.sh install            fetch the pinned Kafka (pom.xml) from Maven Central into the cache
 #                               and check it; idempotent, quick when already there
 #   kafka.sh version            the pinned version
+#   kafka.sh cluster-id FILE    write a new cluster id to FILE unless it holds one already
 #   kafka.sh run [options]      run one KRaft node (combined broker + controller) in the foreground
 #   kafka.sh tool CLASS [args]  run one of Kafka's command-line tools (topics, consumer groups, ...)
 #
@@ -82,10 +83,20 @@ install() {
     for jar in "${REQUIRED_JARS[@]}"; do
         [ -f "$LIBS/$jar-$VERSION.jar" ] || die "the install lacks $jar-$VERSION.jar; see $POM"
     done
-    got="$(java -cp "$LIBS/*" kafka.Kafka --version 2>/dev/null | tail -n 1)"
+    got="$(java -cp "$LIBS/*" kafka.Kafka --version 2>/dev/null | tail -n 1)" || got="nothing"
     [ "$got" = "$VERSION" ] || die "the installed Kafka says it is '$got', not $VERSION"
     echo "$VERSION" >"$MARKER"
     echo "kafka: Apache Kafka $VERSION installed ($(find "$LIBS" -name '*.jar' | wc -l) jars)"
+}
+
+# What `StorageTool random-uuid` prints (a UUID, base64url), without starting a JVM for it;
+# written whole or not at all, so a failure never leaves an empty id behind.
+cluster_id() {
+    local file="$1"
+    [ -s "$file" ] && return 0
+    python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' >"$file.tmp" ||
+        die "cannot make a cluster id (python3 is needed)"
+    mv "$file.tmp" "$file"
 }
 
 # The JVM flags of Kafka's own kafka-server-start.sh, with a bounded heap.
@@ -103,7 +114,9 @@ port_busy() {
 run() {
     local dir="" port="" cport="" node=1 voters="" cluster="" rf=1 isr=1 ephemeral=0
     while [ $# -gt 0 ]; do
-        case "$1" in --ephemeral) ;; *) [ $# -ge 2 ] || die "run: $1 needs a value" ;; esac
+        case "$1" in --dir | --port | --controller-port | --node-id | --voters | --cluster-id | --replication | --min-isr)
+            [ $# -ge 2 ] || die "run: $1 needs a value" ;;
+        esac
         case "$1" in
             --dir) dir="$2" ;;
             --port) port="$2" ;;
@@ -131,8 +144,7 @@ run() {
     dir="$(cd "$dir" && pwd)"
     voters="${voters:-$node@127.0.0.1:$cport}"
     if [ -z "$cluster" ]; then
-        # What `StorageTool random-uuid` prints (a UUID, base64url), without starting a JVM for it.
-        [ -f "$dir/cluster-id" ] || python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' >"$dir/cluster-id"
+        cluster_id "$dir/cluster-id"
         cluster="$(cat "$dir/cluster-id")"
     fi
     # Fast failure detection where there are replicas to fail over to: a dead leader is fenced
@@ -184,10 +196,12 @@ EOF
         echo "$jpid" >"$dir/kafka.pid"
         (
             cat <&3 >/dev/null
-            kill -9 "$jpid" 2>/dev/null
+            kill -9 "$jpid" 2>/dev/null || true
             while kill -0 "$jpid" 2>/dev/null; do sleep 0.1; done
             rm -rf "$dir"
         ) &
+        # Stopped by a signal instead: the node goes with the launcher.
+        trap 'kill -9 "$jpid" 2>/dev/null || true' TERM INT
         wait "$jpid"
     else
         echo $$ >"$dir/kafka.pid"
@@ -208,7 +222,11 @@ shift || true
 case "$cmd" in
     install) install ;;
     version) echo "$VERSION" ;;
+    cluster-id)
+        [ $# -eq 1 ] || die "usage: kafka.sh cluster-id FILE"
+        cluster_id "$1"
+        ;;
     run) run "$@" ;;
     tool) tool "$@" ;;
-    *) die "usage: kafka.sh install | version | run [options] | tool CLASS [args]" ;;
+    *) die "usage: kafka.sh install | version | cluster-id FILE | run [options] | tool CLASS [args]" ;;
 esac

@@ -85,6 +85,8 @@ impl KafkaNode {
     /// the node does not listen within 90 s; the message holds the node's log.
     pub fn start(spec: &NodeSpec) -> Result<Self, String> {
         std::fs::create_dir_all(&spec.dir).map_err(|e| format!("{}: {e}", spec.dir.display()))?;
+        // A pid file left by an earlier run names a process that may be anything by now.
+        let _ = std::fs::remove_file(spec.dir.join("kafka.pid"));
         let log_path = spec.log.clone().unwrap_or_else(|| spec.dir.join("kafka.log"));
         let log = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
         let mut cmd = Command::new("bash");
@@ -130,11 +132,13 @@ impl KafkaNode {
     }
 
     fn failure(&self, what: &str) -> String {
-        format!(
-            "{what}. Install Kafka with ./docker/docker-helper.sh deps (or {} install). Its log:\n{}",
-            kafka_script().display(),
-            self.log_text()
-        )
+        let log = self.log_text();
+        let hint = if log.contains("is not installed") {
+            format!(" Install it with ./docker/docker-helper.sh deps (or {} install).", kafka_script().display())
+        } else {
+            String::new()
+        };
+        format!("{what}.{hint} Its log:\n{log}")
     }
 
     /// `host:port` for `bootstrap.servers`.
@@ -160,7 +164,10 @@ impl KafkaNode {
     /// Kills the node with SIGKILL (a crash: nothing flushed, no controlled shutdown) and waits
     /// for it to be gone.
     pub fn kill(&mut self) {
-        if let Some(pid) = self.pid() {
+        // Only while the launcher lives: once it is gone, the pid may belong to another process.
+        if matches!(self.child.try_wait(), Ok(None))
+            && let Some(pid) = self.pid()
+        {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
         let _ = self.child.kill();
@@ -187,13 +194,15 @@ impl Broker {
     /// # Panics
     /// When Kafka is not installed or does not start; the message holds its log.
     pub fn shared() -> &'static Self {
-        static BROKER: OnceLock<Broker> = OnceLock::new();
-        BROKER.get_or_init(|| {
-            let dir = tempfile::Builder::new().prefix("algotrader-kafka-").tempdir().unwrap().keep();
+        // The outcome, failure included, is kept: a broker that cannot start fails every test
+        // of the binary at once instead of being tried again, for 90 s, by each of them.
+        static BROKER: OnceLock<Result<Broker, String>> = OnceLock::new();
+        let started = BROKER.get_or_init(|| {
+            let dir = tempfile::Builder::new().prefix("algotrader-kafka-").tempdir().map_err(|e| e.to_string())?.keep();
             let spec = NodeSpec { ephemeral: true, ..NodeSpec::single(&dir) };
-            let node = KafkaNode::start(&spec).unwrap_or_else(|e| panic!("{e}"));
-            Self { node }
-        })
+            KafkaNode::start(&spec).map(|node| Self { node })
+        });
+        started.as_ref().unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// `host:port` for `bootstrap.servers`.
