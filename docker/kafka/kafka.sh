@@ -58,12 +58,20 @@ need_java() {
         die "Java $major is too old; Kafka $VERSION needs 17 or newer: apt-get install openjdk-17-jre-headless"
 }
 
-check_install() {
+# Prints the first required jar the cache lacks; fails when none is missing.
+missing_jar() {
     local jar
     for jar in "${REQUIRED_JARS[@]}"; do
-        [ -f "$LIBS/$jar-$VERSION.jar" ] || return 1
+        [ -f "$LIBS/$jar-$VERSION.jar" ] || {
+            echo "$jar-$VERSION.jar"
+            return 0
+        }
     done
-    [ "$(cat "$MARKER" 2>/dev/null)" = "$VERSION" ]
+    return 1
+}
+
+check_install() {
+    ! missing_jar >/dev/null && [ "$(cat "$MARKER" 2>/dev/null)" = "$VERSION" ]
 }
 
 installed_or_die() {
@@ -79,10 +87,8 @@ install() {
     mkdir -p "$LIBS"
     mvn -q -B -f "$POM" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIBS" ||
         die "mvn could not fetch Kafka $VERSION (is Maven Central reachable?)"
-    local jar got
-    for jar in "${REQUIRED_JARS[@]}"; do
-        [ -f "$LIBS/$jar-$VERSION.jar" ] || die "the install lacks $jar-$VERSION.jar; see $POM"
-    done
+    local missing got
+    if missing="$(missing_jar)"; then die "the install lacks $missing; see $POM"; fi
     got="$(java -cp "$LIBS/*" kafka.Kafka --version 2>/dev/null | tail -n 1)" || got="nothing"
     [ "$got" = "$VERSION" ] || die "the installed Kafka says it is '$got', not $VERSION"
     echo "$VERSION" >"$MARKER"

@@ -1,4 +1,4 @@
-//! The processes under test: an Apache Kafka broker and the three plane binaries, each started with its
+//! The processes under test: a Kafka broker and the three plane binaries, each started with its
 //! own log file under the run folder, free ports and a topic prefix per phase; their metrics are
 //! scraped over HTTP and their memory and CPU read from `/proc`.
 

@@ -146,11 +146,6 @@ impl KafkaNode {
         format!("127.0.0.1:{}", self.spec.port)
     }
 
-    /// How the node was started.
-    pub fn spec(&self) -> &NodeSpec {
-        &self.spec
-    }
-
     /// The Kafka JVM's process id (not the launcher's).
     pub fn pid(&self) -> Option<u32> {
         std::fs::read_to_string(self.spec.dir.join("kafka.pid")).ok()?.trim().parse().ok()
@@ -163,7 +158,7 @@ impl KafkaNode {
 
     /// Kills the node with SIGKILL (a crash: nothing flushed, no controlled shutdown) and waits
     /// for it to be gone.
-    pub fn kill(&mut self) {
+    fn kill(&mut self) {
         // Only while the launcher lives: once it is gone, the pid may belong to another process.
         if matches!(self.child.try_wait(), Ok(None))
             && let Some(pid) = self.pid()
