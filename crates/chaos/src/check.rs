@@ -116,7 +116,8 @@ fn data_plane_outputs(
     let replay = Replay::open(&replay_cfg.path, replay_cfg.loop_count).context("opening the replay input")?;
     let stream = data_plane::run::stream_name(replay.files(), &cfg.data_plane);
     let source = Arc::new(Source { plane: "data-plane".into(), instance: "check".into() });
-    let mut core = DataCore::new(&cfg.data_plane, &stream, source, SystemClock);
+    let mut core =
+        DataCore::new(&cfg.data_plane, &stream, source, SystemClock).expecting(&data_plane::run::instruments(cfg));
     let (mut out, mut market, mut ofi) = (Vec::new(), HashMap::new(), BTreeMap::new());
     let mut take = |out: &mut Vec<Output>| {
         for o in out.drain(..) {
@@ -135,7 +136,7 @@ fn data_plane_outputs(
         core.process(item, &mut out);
         take(&mut out);
     }
-    core.finish(&mut out);
+    core.end(&mut out);
     take(&mut out);
 
     // The first copy of each id counts, as for every consumer.
@@ -193,7 +194,7 @@ fn orders(
         .filter(|e| from_plane(e, "strategy-plane"))
         .filter_map(|e| match e.payload {
             IntentEvent::Intent(i) => Some(i.intent_id),
-            IntentEvent::Cancel(_) => None,
+            IntentEvent::Cancel(_) | IntentEvent::Decided(_) => None,
         })
         .collect();
     // Distinct reports: a re-delivered record (same event id) is one report, and the first

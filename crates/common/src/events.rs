@@ -251,6 +251,9 @@ pub enum FeedStatus {
     Active,
     /// No update for longer than the configured staleness limit.
     Stale,
+    /// The input has ended (a replay file's last row): no update will follow. A simulated venue
+    /// executes what waits for a later quote against the last one.
+    Ended,
 }
 
 /// A symbol's feed went stale or came back.
@@ -446,6 +449,19 @@ pub struct CancelIntent {
 impl Checked for CancelIntent {}
 keyed_by_symbol!(CancelIntent);
 
+/// The Strategy Plane decided on `symbol` at the envelope's `ts_event`, and every intent of that
+/// decision is on the topic before this record (it follows them on the symbol's partition). The
+/// simulated venue keeps the market history an intent can still need from this time on, and
+/// forgets what is older.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionMark {
+    /// Instrument.
+    pub symbol: Symbol,
+}
+impl Checked for DecisionMark {}
+keyed_by_symbol!(DecisionMark);
+
 payload_family! {
     /// Everything on `order_intents`.
     IntentEvent on topics::ORDER_INTENTS => {
@@ -453,6 +469,8 @@ payload_family! {
         Intent(OrderIntent) = "order_intent",
         /// Cancel an earlier order.
         Cancel(CancelIntent) = "cancel_intent",
+        /// A decision on a symbol is complete.
+        Decided(DecisionMark) = "decision",
     }
 }
 
@@ -583,6 +601,11 @@ pub struct ExecReport {
     pub arrival_mid: Decimal,
     /// Signed cost of the fills so far versus `arrival_mid`, in basis points (positive = paid).
     pub slippage_bps: Option<Decimal>,
+    /// Mid of the book in effect when the order reached the venue (simulated venue): the delay
+    /// cost is `arrival_mid` → `venue_mid`, spread and impact `venue_mid` → fill. Absent when
+    /// unknown (refused by risk, a broker venue, reports written before this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue_mid: Option<Decimal>,
 }
 impl Checked for ExecReport {
     fn check(&self) -> Result<(), &'static str> {
@@ -613,11 +636,15 @@ pub struct CostModelUpdate {
     pub residual_std_bps: f64,
     /// Fills the model has learned from.
     pub n_fills: u64,
+    /// The instrument this model is for: each symbol learns its own, from its own fills in event
+    /// order. Absent in records written when one model served every symbol (not restored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<Symbol>,
 }
 impl Checked for CostModelUpdate {}
 impl Keyed for CostModelUpdate {
     fn key(&self) -> Option<&str> {
-        None
+        self.symbol.as_ref().map(Symbol::as_str)
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use common::clock::Clock;
 use common::config::DataPlaneConfig;
-use common::events::{DepthUpdate, Envelope, MarketEvent, OfiEvent, SCHEMA_VERSION, Source, SymbolStatus};
+use common::events::{DepthUpdate, Envelope, FeedStatus, MarketEvent, OfiEvent, SCHEMA_VERSION, Source, SymbolStatus};
 use common::ids;
 use common::types::{EventId, Symbol, UnixNanos};
 
@@ -47,6 +47,10 @@ pub struct DataCore<C> {
     pass: u32,
     cfg: DataPlaneConfig,
     window: u64,
+    /// Every symbol seen, and the latest event time.
+    symbols: std::collections::BTreeSet<Symbol>,
+    last_ts: UnixNanos,
+    expected: Vec<Symbol>,
 }
 
 impl<C: Clock> DataCore<C> {
@@ -64,6 +68,9 @@ impl<C: Clock> DataCore<C> {
             pass: 0,
             cfg: cfg.clone(),
             window: 0,
+            symbols: std::collections::BTreeSet::new(),
+            last_ts: UnixNanos(0),
+            expected: Vec::new(),
         }
     }
 
@@ -79,6 +86,15 @@ impl<C: Clock> DataCore<C> {
         }
     }
 
+    /// Every window boundary also carries a window for each of `symbols` that had none (an empty
+    /// heartbeat, `n_quotes = 0`), quoted yet or not: consumers that wait for every instrument
+    /// before deciding then wait for event time only (see [`OfiEngine::heartbeat`]).
+    pub fn expecting(mut self, symbols: &[Symbol]) -> Self {
+        self.expected = symbols.to_vec();
+        self.ofi.expect(symbols);
+        self
+    }
+
     /// Processes one row, appending what it produced to `out` in publication order.
     pub fn process(&mut self, ev: RawEvent, out: &mut Vec<Output>) {
         if ev.pass != self.pass {
@@ -87,11 +103,16 @@ impl<C: Clock> DataCore<C> {
             self.finish(out);
             self.quality = QualityChecker::new(self.cfg.quality.clone());
             self.ofi = OfiEngine::new(self.cfg.ofi.window_ms, self.cfg.ofi.depth_levels);
+            self.ofi.expect(&self.expected);
             self.next_sweep = 0;
             self.window = 0;
             self.pass = ev.pass;
         }
         self.advance(ev.ts, out);
+        self.last_ts = self.last_ts.max(ev.ts);
+        if !self.symbols.contains(&ev.symbol) {
+            self.symbols.insert(ev.symbol.clone());
+        }
         let checked = self.quality.check(&ev);
         let id = ids::event_id(ev.ts, self.stream, ev.seq);
         for status in checked.status {
@@ -123,6 +144,7 @@ impl<C: Clock> DataCore<C> {
         if window > self.window {
             self.window = window;
             self.ofi.close_until(UnixNanos(window * window_ns), &mut self.closed);
+            self.ofi.heartbeat(UnixNanos(window * window_ns), &mut self.closed);
             self.flush_windows(out);
         }
         if ts.0 >= self.next_sweep {
@@ -166,10 +188,23 @@ impl<C: Clock> DataCore<C> {
         out.push(Output::Market(self.envelope(id, ts, None, MarketEvent::Depth(depth))));
     }
 
-    /// The input has ended: closes every open window.
+    /// A pass of the input has ended: closes every open window.
     pub fn finish(&mut self, out: &mut Vec<Output>) {
         self.ofi.finish(&mut self.closed);
         self.flush_windows(out);
+    }
+
+    /// The whole input has ended: closes every open window, then says so for every symbol, at
+    /// the input's last event time (a simulated venue then executes what waits for a quote).
+    pub fn end(&mut self, out: &mut Vec<Output>) {
+        self.finish(out);
+        let ts = self.last_ts;
+        for symbol in std::mem::take(&mut self.symbols) {
+            let identity = format!("ended:{}:{symbol}:{}", self.stream, ts.0);
+            let id = EventId(ids::derive_uuid(ts, identity.as_bytes()));
+            let status = SymbolStatus { symbol, status: FeedStatus::Ended, last_update: ts };
+            out.push(Output::Market(self.envelope(id, ts, None, MarketEvent::Status(status))));
+        }
     }
 
     /// Symbols currently stale.
@@ -203,7 +238,7 @@ impl<C: Clock> DataCore<C> {
             // them apart.
             let identity = format!("ofi:{}:{}:{}:{}", self.stream, self.pass, w.symbol, w.window_start.0);
             let id = EventId(ids::derive_uuid(w.window_end, identity.as_bytes()));
-            out.push(Output::Ofi(self.envelope(id, w.window_end, Some(closed.last_quote), OfiEvent::Window(w))));
+            out.push(Output::Ofi(self.envelope(id, w.window_end, closed.last_quote, OfiEvent::Window(w))));
         }
     }
 }

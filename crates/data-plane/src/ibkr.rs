@@ -245,7 +245,8 @@ pub(crate) async fn run(
     // two sessions' ids apart.
     let stream = format!("ibkr:{}:{}:{}", ::ibkr::connect::address(&cfg.ibkr), cfg.ibkr.client_id, market::now().0);
     let source = Arc::new(Source { plane: "data-plane".into(), instance: instance.into() });
-    let mut core = DataCore::new(&cfg.data_plane, &stream, source, SystemClock);
+    let mut core =
+        DataCore::new(&cfg.data_plane, &stream, source, SystemClock).expecting(&crate::run::instruments(cfg));
     let mut live = LiveFeed::new(symbols);
     let mut out = Vec::new();
     let mut result = Ok(());
@@ -386,9 +387,10 @@ mod tests {
         let windows: Vec<(u64, bool)> = out
             .iter()
             .filter_map(|o| match o {
+                // Heartbeats (quiet seconds, no quotes) carry no flag of their own.
                 Output::Ofi(e) => {
                     let OfiEvent::Window(w) = &e.payload;
-                    Some((w.window_start.0 / 1_000_000_000, w.data_gap))
+                    (w.n_quotes > 0).then_some((w.window_start.0 / 1_000_000_000, w.data_gap))
                 }
                 _ => None,
             })
@@ -471,7 +473,7 @@ mod tests {
             .filter_map(|o| match o {
                 Output::Ofi(e) => {
                     let OfiEvent::Window(w) = &e.payload;
-                    Some(w.mlofi.clone())
+                    (w.n_quotes > 0).then(|| w.mlofi.clone())
                 }
                 _ => None,
             })

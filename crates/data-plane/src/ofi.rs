@@ -68,6 +68,9 @@ struct SymbolOfi {
     last_mid: Option<Decimal>,
     window: Option<Window>,
     gap: bool,
+    /// End of the latest window published (a heartbeat included), and the last quote's id.
+    published_until: u64,
+    last_quote: Option<EventId>,
 }
 
 /// A closed window and the quote that closed its accounting (its causation).
@@ -75,8 +78,8 @@ struct SymbolOfi {
 pub struct ClosedWindow {
     /// The window.
     pub window: OfiWindow,
-    /// The window's last quote.
-    pub last_quote: EventId,
+    /// The window's last quote (none for the heartbeat of a symbol never quoted).
+    pub last_quote: Option<EventId>,
 }
 
 /// OFI state of every symbol.
@@ -142,6 +145,7 @@ impl OfiEngine {
         let ofi_normalized = w.ofi.checked_div(mean_depth).unwrap_or_default().round_dp(RATIO_DP);
         let mid_open = w.mid_open.unwrap_or(w.mid_close);
         let start = w.index * window_ns;
+        state.published_until = state.published_until.max(start + window_ns);
         Some(ClosedWindow {
             window: OfiWindow {
                 symbol: symbol.clone(),
@@ -160,7 +164,7 @@ impl OfiEngine {
                 mlofi: w.mlofi.map(|v| v.into_iter().map(|d| d.normalize()).collect()),
                 data_gap: w.data_gap,
             },
-            last_quote,
+            last_quote: Some(last_quote),
         })
     }
 
@@ -180,6 +184,7 @@ impl OfiEngine {
         w.depth_sum += book.bid_sz + book.ask_sz;
         w.spread_sum += book.ask_px - book.bid_px;
         w.last_quote = Some(id);
+        state.last_quote = Some(id);
         state.prev = Some(book);
         state.last_mid = Some(mid);
     }
@@ -245,6 +250,53 @@ impl OfiEngine {
             {
                 out.push(closed);
             }
+        }
+    }
+
+    /// Publishes heartbeats for `symbols` from the first boundary on, quoted or not (the
+    /// configured instruments: a consumer waits for each of them).
+    pub fn expect(&mut self, symbols: &[Symbol]) {
+        for symbol in symbols {
+            self.state(symbol);
+        }
+    }
+
+    /// Time has reached the window boundary `boundary`: every symbol quoted before that has no
+    /// window ending there gets an empty one (`n_quotes = 0`), a heartbeat that tells consumers
+    /// the symbol's stream has reached `boundary` although it was quiet. A consumer waiting for
+    /// every symbol before it decides (the Strategy Plane) then waits for event time, not for
+    /// however fast each symbol's partition is read.
+    pub fn heartbeat(&mut self, boundary: UnixNanos, out: &mut Vec<ClosedWindow>) {
+        let window_ns = self.window_ns;
+        let mut quiet: Vec<(Symbol, Option<EventId>, Decimal)> = Vec::new();
+        for (symbol, state) in &mut self.symbols {
+            if state.published_until >= boundary.0 || state.window.is_some() {
+                continue;
+            }
+            state.published_until = boundary.0;
+            quiet.push((symbol.clone(), state.last_quote, state.last_mid.unwrap_or_default()));
+        }
+        quiet.sort_by(|a, b| a.0.cmp(&b.0));
+        for (symbol, last_quote, mid) in quiet {
+            let mid = mid.normalize();
+            let window = OfiWindow {
+                symbol,
+                window_start: UnixNanos(boundary.0.saturating_sub(window_ns)),
+                window_end: boundary,
+                ofi: Decimal::ZERO,
+                n_quotes: 0,
+                n_trades: 0,
+                mid_open: mid,
+                mid_close: mid,
+                mid_change: Decimal::ZERO,
+                mean_depth: Decimal::ZERO,
+                mean_spread: Decimal::ZERO,
+                ofi_normalized: Decimal::ZERO,
+                trade_imbalance: Decimal::ZERO,
+                mlofi: None,
+                data_gap: false,
+            };
+            out.push(ClosedWindow { window, last_quote });
         }
     }
 
@@ -341,7 +393,7 @@ mod tests {
         assert_eq!(w.trade_imbalance, dec!(1.5));
         // spreads: 1, 1, 0.5 → mean 2.5/3
         assert_eq!(w.mean_spread, (dec!(2.5) / dec!(3)).round_dp(12).normalize());
-        assert_eq!(out[0].last_quote, id(3));
+        assert_eq!(out[0].last_quote, Some(id(3)));
         e.finish(&mut out);
         let w2 = &out[1].window;
         assert_eq!(w2.window_start, UnixNanos(2_000 * MS));

@@ -12,7 +12,7 @@ use common::http::{self, Health};
 use common::kafka::{self, AckQueue, BrokerError, OnAck, Publisher};
 use common::service::{Endpoint, ExitStatus, ServiceError};
 use common::topics::{MARKET_EVENTS, OFI_EVENTS, REPLAY_CHECKPOINTS};
-use common::types::UnixNanos;
+use common::types::{Symbol, UnixNanos};
 use prometheus::IntCounter;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -221,7 +221,7 @@ async fn replay(
         AckQueue::spawn(8192, publisher.deliveries().clone(), Published::new(metrics, Arc::clone(&checkpoints)));
 
     let source = Arc::new(Source { plane: "data-plane".into(), instance: instance.into() });
-    let mut core = DataCore::new(&cfg.data_plane, &stream, source, SystemClock);
+    let mut core = DataCore::new(&cfg.data_plane, &stream, source, SystemClock).expecting(&instruments(cfg));
     let mut pacer = Pacer::new(cfg.replay_speed());
     let mut out = Vec::new();
     let mut malformed = 0u64;
@@ -309,7 +309,7 @@ async fn replay(
     // end of the input.
     let reader_ok = interrupted || reader.join().is_ok();
     if !interrupted && !failed && reader_ok && !resume.finished {
-        core.finish(&mut out);
+        core.end(&mut out);
         // Interrupted here, the last windows stay unpublished and unacknowledged: a restart
         // publishes them from the checkpoint.
         tokio::select! {
@@ -351,6 +351,11 @@ async fn replay(
     }
     checker.abort();
     Ok(())
+}
+
+/// The configured instruments: every window boundary carries a window (or a heartbeat) for each.
+pub fn instruments(cfg: &AppConfig) -> Vec<Symbol> {
+    cfg.instruments.iter().filter_map(|i| Symbol::new(&i.symbol).ok()).collect()
 }
 
 /// Event ids derive from each file's name, size and first 64 KiB: moving the data keeps the ids,

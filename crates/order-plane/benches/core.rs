@@ -18,7 +18,8 @@ use common::types::{EventId, Price, Quantity, Side, Symbol, UnixNanos};
 use order_plane::cost_model::CostModel;
 use order_plane::engine::OrderEngine;
 use order_plane::risk::{Mark, RiskEngine};
-use order_plane::venue::{SimulatedVenue, Venue};
+use order_plane::simulated::SimulatedVenue;
+use order_plane::venue::Venue;
 use rust_decimal::Decimal;
 use rust_decimal::dec;
 use uuid::Uuid;
@@ -49,6 +50,7 @@ fn instruments() -> Vec<InstrumentConfig> {
         lot_size: dec!(0.00001),
         min_qty: dec!(0.00001),
         min_notional: dec!(5),
+        fees: Default::default(),
     }]
 }
 
@@ -134,7 +136,7 @@ fn main() {
             approved.push(order);
         }
         let ticks = HashMap::from([(sym.clone(), dec!(0.01))]);
-        let mut venue = SimulatedVenue::new(0, ticks);
+        let mut venue = SimulatedVenue::with_latency(0, ticks);
         let mut out = Vec::with_capacity(4);
         venue.on_quote(UnixNanos(T0 + N as u64 * MS), &quote(dec!(61686)), &mut out);
         let t = Instant::now();
@@ -185,7 +187,8 @@ fn main() {
         let ticks = HashMap::from([(sym.clone(), dec!(0.01))]);
         let source = Arc::new(Source { plane: "order-plane".into(), instance: "bench".into() });
         let clock = ManualClock::new(UnixNanos(T0));
-        let mut engine = OrderEngine::new(&limits, &cfg, &instruments(), SimulatedVenue::new(0, ticks), source, clock);
+        let mut engine =
+            OrderEngine::new(&limits, &cfg, &instruments(), SimulatedVenue::with_latency(0, ticks), source, clock);
         let mut out = Vec::with_capacity(8);
         let (mut on_quote, mut on_intent) = (0.0, 0.0);
         for (q, i) in quotes.iter().zip(&envs) {

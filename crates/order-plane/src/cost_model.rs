@@ -9,6 +9,7 @@
 //! onto `≥ 0` after each step: paying to cross the spread and to move the price is never negative.
 
 use common::events::CostModelUpdate;
+use common::types::Symbol;
 
 /// Updates before outliers are down-weighted (the residual scale needs a few samples).
 const WARMUP: u64 = 10;
@@ -68,7 +69,7 @@ impl CostModel {
     }
 
     /// The coefficients and their standard errors, for `exec_reports` and metrics.
-    pub fn snapshot(&self) -> CostModelUpdate {
+    pub fn snapshot(&self, symbol: &Symbol) -> CostModelUpdate {
         let se = |i: usize| (self.p[i][i].max(0.0) * self.resid_var).sqrt();
         CostModelUpdate {
             half_spread_coef: self.theta[0],
@@ -78,6 +79,7 @@ impl CostModel {
             residual_scale_bps: self.scale,
             residual_std_bps: self.resid_var.sqrt(),
             n_fills: self.n,
+            symbol: Some(symbol.clone()),
         }
     }
 
@@ -143,7 +145,7 @@ mod tests {
             }
             model.update(half_spread, impact, cost);
         }
-        let s = model.snapshot();
+        let s = model.snapshot(&Symbol::new("X").unwrap());
         assert!((s.impact_coef - true_b).abs() < 0.05, "impact {} vs {true_b}", s.impact_coef);
         assert!((s.half_spread_coef - true_a).abs() < 0.15, "half spread {} vs {true_a}", s.half_spread_coef);
         assert!(s.impact_stderr > 0.0 && s.impact_stderr < 0.1, "stderr {}", s.impact_stderr);
@@ -156,7 +158,7 @@ mod tests {
         for _ in 0..200 {
             model.update(2.0, 10.0, -30.0);
         }
-        let s = model.snapshot();
+        let s = model.snapshot(&Symbol::new("X").unwrap());
         assert!(s.half_spread_coef >= 0.0 && s.impact_coef >= 0.0);
     }
 
@@ -169,11 +171,11 @@ mod tests {
             model.update(h, i, h + 0.7 * i + rng.normal());
         }
         let mut restored = CostModel::new(0.995, 3.0);
-        restored.restore(&model.snapshot());
+        restored.restore(&model.snapshot(&Symbol::new("X").unwrap()));
         // One freak fill right after the restart barely moves either model.
         for m in [&mut model, &mut restored] {
             m.update(2.0, 5.0, 200.0);
-            let s = m.snapshot();
+            let s = m.snapshot(&Symbol::new("X").unwrap());
             assert!((s.half_spread_coef - 1.0).abs() < 0.2 && (s.impact_coef - 0.7).abs() < 0.1, "{s:?}");
         }
     }
@@ -183,6 +185,6 @@ mod tests {
         let mut model = CostModel::new(0.99, 3.0);
         model.update(f64::NAN, 1.0, 1.0);
         model.update(1.0, f64::INFINITY, 1.0);
-        assert_eq!(model.snapshot().n_fills, 0);
+        assert_eq!(model.snapshot(&Symbol::new("X").unwrap()).n_fills, 0);
     }
 }

@@ -23,11 +23,11 @@
 //! `finish_restore` but by that reconciliation. An execution id already reported is never
 //! counted again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use common::clock::Clock;
-use common::config::{InstrumentConfig, OrderPlaneConfig, RiskConfig};
+use common::config::{FeeSchedule, InstrumentConfig, OrderPlaneConfig, RiskConfig};
 use common::dedup::Dedup;
 use common::events::{
     CancelIntent, Envelope, ExecEvent, ExecReport, ExecStatus, IntentEvent, IntentId, MarketEvent, OrderIntent,
@@ -38,13 +38,13 @@ use common::types::{EventId, Symbol, UnixNanos};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
-use crate::commission;
 use crate::cost_model::CostModel;
+use crate::fees::{self, Filled};
 use crate::market::{MarketState, impact_feature};
 use crate::order::OrderState;
 use crate::remembered::RememberedIntents;
 use crate::risk::{Mark, RiskEngine};
-use crate::venue::{Venue, VenueEvent};
+use crate::venue::{MarkAt, Venue, VenueEvent};
 
 /// What became of an intent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +59,11 @@ pub enum IntentOutcome {
     CancelIgnored,
     /// A cancel request that cancelled a working order (or asked the venue to).
     Cancelled,
+    /// Waits until the symbol's market data reaches the intent's decision time (an event-time
+    /// venue): risk and the venue then judge it on the market of that time.
+    Held,
+    /// A decision mark, taken note of.
+    Marked,
 }
 
 /// What became of a batch of late venue events.
@@ -77,7 +82,9 @@ pub struct OrderEngine<V, C> {
     source: Arc<Source>,
     risk: RiskEngine,
     market: MarketState,
-    cost: CostModel,
+    /// Each symbol's cost model, learned from its own fills.
+    cost: HashMap<Symbol, CostModel>,
+    cost_params: (f64, f64),
     /// Working orders, and a broker venue's finished ones.
     orders: HashMap<IntentId, OrderState>,
     /// Ids of intents taken whose repeat risk could still pass.
@@ -91,6 +98,10 @@ pub struct OrderEngine<V, C> {
     /// Orders restored as sent to a broker venue without its order id: the first reconciliation
     /// says whether they ever arrived.
     unconfirmed: HashSet<IntentId>,
+    /// Each instrument's fee schedule.
+    fees: HashMap<Symbol, FeeSchedule>,
+    /// Intents waiting for their symbol's market data to reach their decision time, in order.
+    held: HashMap<Symbol, VecDeque<Envelope<IntentEvent>>>,
 }
 
 impl<V: Venue, C: Clock> OrderEngine<V, C> {
@@ -109,7 +120,8 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             source,
             risk: RiskEngine::new(risk, cfg, instruments),
             market: MarketState::new(cfg.impact_volume_window_s),
-            cost: CostModel::new(cfg.cost_forgetting, cfg.cost_huber_k),
+            cost: HashMap::new(),
+            cost_params: (cfg.cost_forgetting, cfg.cost_huber_k),
             orders: HashMap::new(),
             remembered: RememberedIntents::new(cfg.max_intent_lag_ms.saturating_mul(1_000_000)),
             monthly: (0, 0, Decimal::ZERO),
@@ -118,7 +130,14 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             market_seen: Dedup::new(),
             restored: HashSet::new(),
             unconfirmed: HashSet::new(),
+            fees: instruments.iter().filter_map(|i| Symbol::new(&i.symbol).ok().map(|s| (s, i.fees.clone()))).collect(),
+            held: HashMap::new(),
         }
+    }
+
+    /// Intents waiting for market data now.
+    pub fn held_intents(&self) -> usize {
+        self.held.values().map(VecDeque::len).sum()
     }
 
     /// The risk engine (for exposure metrics and tests).
@@ -166,6 +185,12 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         match &env.payload {
             IntentEvent::Intent(intent) => self.on_order_intent(env, intent, out),
             IntentEvent::Cancel(cancel) => self.on_cancel(env, cancel, out),
+            IntentEvent::Decided(mark) => {
+                let oldest_held = self.held.get(&mark.symbol).and_then(|q| q.front()).map(|e| e.ts_event);
+                let upto = oldest_held.map_or(env.ts_event, |h| h.min(env.ts_event));
+                self.venue.decided(&mark.symbol, upto);
+                IntentOutcome::Marked
+            }
         }
     }
 
@@ -185,9 +210,39 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             return IntentOutcome::Duplicate;
         }
         let now = env.ts_event;
+        let queue = self.held.get(&intent.symbol).is_some_and(|q| !q.is_empty());
+        if queue || self.venue.mark_at(&intent.symbol, now) == MarkAt::NotYet {
+            self.remember(&intent.symbol, intent.intent_id, now);
+            self.held.entry(intent.symbol.clone()).or_default().push_back(env.clone());
+            return IntentOutcome::Held;
+        }
+        self.advance_mark(&intent.symbol, now);
         // Risk judges the intent at this same time, so the id is forgotten exactly when risk would
         // refuse a repeat of it.
         self.remember(&intent.symbol, intent.intent_id, now);
+        self.execute(env, intent, out)
+    }
+
+    /// An event-time venue values an intent at the market of its decision: the symbol's mark
+    /// moves to it (forward only, as a symbol's intents come in decision order), and the ids
+    /// that a repeat could no longer pass risk with are forgotten.
+    fn advance_mark(&mut self, symbol: &Symbol, now: UnixNanos) {
+        if let MarkAt::Known(mark) = self.venue.mark_at(symbol, now)
+            && self.risk.mark(symbol).is_none_or(|m| m.ts < mark.ts)
+        {
+            self.risk.set_mark(symbol, mark);
+            self.remembered.forget_symbol(symbol, mark.ts);
+        }
+    }
+
+    /// Judges and places an intent whose symbol's market has reached its decision time.
+    fn execute(
+        &mut self,
+        env: &Envelope<IntentEvent>,
+        intent: &OrderIntent,
+        out: &mut Vec<Envelope<ExecEvent>>,
+    ) -> IntentOutcome {
+        let now = env.ts_event;
         let mut state = OrderState {
             symbol: intent.symbol.clone(),
             side: intent.side,
@@ -204,6 +259,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             intent_event: env.event_id,
             exec_ids: Vec::new(),
             cost_features: None,
+            venue_mid: None,
         };
         match self.risk.check(intent, now) {
             Err(refusal) => {
@@ -215,7 +271,6 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             }
             Ok(approved) => {
                 state.venue = self.venue.name().into();
-                state.arrival_mid = approved.get().arrival_mid;
                 if let Some(m) = self.market.get(&intent.symbol) {
                     state.cost_features =
                         Some((m.half_spread_bps().unwrap_or(0.0), impact_feature(m, intent.quantity)));
@@ -297,6 +352,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 intent_event: cause,
                 exec_ids: Vec::new(),
                 cost_features: None,
+                venue_mid: None,
             },
         );
         let detail: String = error.chars().take(512).collect();
@@ -316,17 +372,39 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 // Forgotten intent ids rely on a symbol's mark never moving back. Live quotes
                 // arrive in event-time order, but after a restart the mark restored from the last
                 // fill can be newer than the first quotes re-delivered from the committed offset.
-                if self.risk.mark(&q.symbol).is_none_or(|m| m.ts <= env.ts_event) {
+                // An event-time venue sets marks as intents are judged instead (see `execute`).
+                if self.venue.mark_at(&q.symbol, env.ts_event) == MarkAt::Live
+                    && self.risk.mark(&q.symbol).is_none_or(|m| m.ts <= env.ts_event)
+                {
                     self.risk.set_mark(&q.symbol, Mark { mid: q.mid(), ts: env.ts_event });
                 }
-                let mut events = std::mem::take(&mut self.pending);
-                self.venue.on_quote(env.ts_event, q, &mut events);
-                self.apply(events, Some(env.event_id), out);
             }
             MarketEvent::Trade(t) => self.market.on_trade(env.ts_event, t),
             MarketEvent::Depth(_) | MarketEvent::Status(_) => {}
         }
+        // Venue events are caused by their order's intent, whichever record let them happen: the
+        // reports then do not depend on how the input topics interleaved.
+        let mut events = std::mem::take(&mut self.pending);
+        self.venue.on_market(env.ts_event, &env.payload, &mut events);
+        self.apply(events, None, out);
+        self.release(env.payload.symbol(), out);
         true
+    }
+
+    /// Judges the held intents of `symbol` whose decision time its market data has now reached.
+    fn release(&mut self, symbol: &Symbol, out: &mut Vec<Envelope<ExecEvent>>) {
+        loop {
+            let Some(queue) = self.held.get_mut(symbol) else { return };
+            let ready = queue.front().is_some_and(|e| self.venue.mark_at(symbol, e.ts_event) != MarkAt::NotYet);
+            let Some(env) = ready.then(|| queue.pop_front()).flatten() else { return };
+            if queue.is_empty() {
+                self.held.remove(symbol);
+            }
+            if let IntentEvent::Intent(intent) = &env.payload {
+                self.advance_mark(symbol, env.ts_event);
+                self.execute(&env, intent, out);
+            }
+        }
     }
 
     /// Halts or resumes trading at `now`; publishes the change (and cancels open orders when
@@ -393,6 +471,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                     intent_event: env.causation_id.unwrap_or(env.event_id),
                     exec_ids: Vec::new(),
                     cost_features: None,
+                    venue_mid: r.venue_mid,
                 });
                 if let Some(exec_id) = &r.exec_id
                     && !state.exec_ids.contains(exec_id)
@@ -410,7 +489,13 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 state.reports += 1;
                 state.fills += u32::from(r.last_qty > Decimal::ZERO);
             }
-            ExecEvent::CostModel(c) => self.cost.restore(c),
+            // A model from when one served every symbol is not restored: each symbol learns anew.
+            ExecEvent::CostModel(c) => {
+                if let Some(symbol) = &c.symbol {
+                    let (lambda, k) = self.cost_params;
+                    self.cost.entry(symbol.clone()).or_insert_with(|| CostModel::new(lambda, k)).restore(c);
+                }
+            }
             ExecEvent::Halt(h) => self.risk.set_halt(h.halted.then(|| h.reason.clone())),
         }
     }
@@ -527,6 +612,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 intent_event: cause,
                 exec_ids: Vec::new(),
                 cost_features: None,
+                venue_mid: None,
             },
         );
         Some(cause)
@@ -554,6 +640,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             let adopted = self.adopt(event);
             let intent_id = match event {
                 VenueEvent::Accepted { intent_id, .. }
+                | VenueEvent::Arrived { intent_id, .. }
                 | VenueEvent::Fill { intent_id, .. }
                 | VenueEvent::Found { intent_id, .. }
                 | VenueEvent::Sent { intent_id, .. }
@@ -583,11 +670,15 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                         .then(|| "found working at the venue after a restart; placed by an earlier run".to_owned());
                     self.report(intent_id, *ts, cause, None, detail, None, out);
                 }
+                VenueEvent::Arrived { mid, half_spread_bps, impact, .. } => {
+                    o.venue_mid = Some(*mid);
+                    o.cost_features = Some((*half_spread_bps, *impact));
+                }
                 VenueEvent::Sent { ts, .. } => {
                     let detail = format!("sent to {}; its order id follows", self.venue.name());
                     self.report(intent_id, *ts, cause, None, Some(detail), None, out);
                 }
-                VenueEvent::Fill { px, qty, ts, exec, .. } => {
+                VenueEvent::Fill { px, qty, ts, exec, maker, .. } => {
                     if let Some(e) = exec
                         && o.exec_ids.contains(&e.exec_id)
                     {
@@ -611,9 +702,10 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                     let fee = match exec {
                         Some(e) => e.commission,
                         None => {
-                            let before = commission::order_total(cum_qty, cum_value, monthly);
-                            let after = commission::order_total(new_qty, new_value, monthly);
-                            (after - before).max(Decimal::ZERO)
+                            let schedule = self.fees.get(&o.symbol).unwrap_or(&FeeSchedule::IbkrTiered);
+                            let before = Filled { qty: cum_qty, value: cum_value };
+                            let after = Filled { qty: new_qty, value: new_value };
+                            fees::fill_fee(schedule, *maker, before, after, monthly)
                         }
                     };
                     o.cum_qty = new_qty;
@@ -702,18 +794,25 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             cum_commission: o.cum_commission,
             arrival_mid: o.arrival_mid,
             slippage_bps: o.slippage_bps(),
+            venue_mid: o.venue_mid,
         };
         let learn = (o.status.is_terminal() && o.cum_qty > Decimal::ZERO)
             .then(|| o.cost_features.zip(o.slippage_bps()))
             .flatten();
-        out.push(self.envelope(id, ts, Some(cause), ExecEvent::Report(report)));
+        let report_symbol = o.symbol.clone();
+        // The model learned from an order goes out before the order's final report: a consumer
+        // that acts on the final report (the Strategy Plane's next decision) has it by then,
+        // however fast it reads.
         if let Some(((half_spread, impact), cost)) = learn {
-            self.cost.update(half_spread, impact, cost.to_f64().unwrap_or(f64::NAN));
-            let snapshot = self.cost.snapshot();
+            let (lambda, k) = self.cost_params;
+            let model = self.cost.entry(report_symbol.clone()).or_insert_with(|| CostModel::new(lambda, k));
+            model.update(half_spread, impact, cost.to_f64().unwrap_or(f64::NAN));
+            let snapshot = model.snapshot(&report_symbol);
             let identity = format!("cost:{intent_id}");
-            let id = EventId(ids::derive_uuid(ts, identity.as_bytes()));
-            out.push(self.envelope(id, ts, Some(cause), ExecEvent::CostModel(snapshot)));
+            let cost_id = EventId(ids::derive_uuid(ts, identity.as_bytes()));
+            out.push(self.envelope(cost_id, ts, Some(cause), ExecEvent::CostModel(snapshot)));
         }
+        out.push(self.envelope(id, ts, Some(cause), ExecEvent::Report(report)));
         // A finished order stays tracked only at a broker venue, which can still report a late
         // execution of it. Refused by risk or finished on the simulated venue, it cannot change
         // again: its remembered id refuses a repeat until risk would refuse one anyway, so memory

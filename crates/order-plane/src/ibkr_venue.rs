@@ -127,7 +127,7 @@ impl Venue for IbkrVenue {
             VenueEvent::Cancelled { intent_id, .. } | VenueEvent::Rejected { intent_id, .. } => {
                 self.working.remove(intent_id);
             }
-            VenueEvent::Accepted { .. } | VenueEvent::Sent { .. } => {}
+            VenueEvent::Accepted { .. } | VenueEvent::Sent { .. } | VenueEvent::Arrived { .. } => {}
         }
     }
 }
@@ -181,6 +181,8 @@ pub fn translate(event: OrderEvent, now: UnixNanos) -> Translated {
                 qty,
                 ts: received,
                 exec: Some(Execution { exec_id, commission }),
+                // IB reports the commission; who provided liquidity does not change it here.
+                maker: false,
             }))
         }
         OrderEvent::Cancelled { order_ref, detail } => {

@@ -3,9 +3,10 @@
 //!
 //! # Layout
 //! - [`risk`]: pre-trade risk; [`risk::RiskApproved`] is the only way to a venue.
-//! - [`venue`]: the [`venue::Venue`] trait and the [`venue::SimulatedVenue`].
+//! - [`venue`]: the [`venue::Venue`] trait and the events venues report.
+//! - [`simulated`]: the event-time simulated venue (latency, liquidity, queue, collar).
 //! - [`ibkr_venue`]: the IBKR venue (TWS / IB Gateway through the `ibkr` crate's order session).
-//! - [`commission`]: IBKR's tiered US-stock schedule.
+//! - [`fees`]: each instrument's fee schedule; [`commission`]: IBKR's tiered US-stock schedule.
 //! - [`cost_model`]: online transaction-cost learning (robust RLS, square-root impact).
 //! - [`market`]: latest quote, volatility and volume per symbol.
 //! - [`order`]: orders and their state.
@@ -16,6 +17,7 @@ pub mod admin;
 pub mod commission;
 pub mod cost_model;
 pub mod engine;
+pub mod fees;
 pub mod ibkr_venue;
 pub mod market;
 pub mod metrics;
@@ -23,4 +25,5 @@ pub mod order;
 mod remembered;
 pub mod risk;
 pub mod run;
+pub mod simulated;
 pub mod venue;

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub tracked_orders: IntGauge,
     /// Intent ids held in memory to refuse a repeat (until risk would refuse it anyway).
     pub remembered_intents: IntGauge,
+    /// Intents waiting for their symbol's market data to reach their decision time.
+    pub held_intents: IntGauge,
 }
 
 fn latency(name: &str, help: &str) -> Result<Histogram, prometheus::Error> {
@@ -118,11 +120,11 @@ impl Metrics {
             net_exposure: Gauge::new("order_plane_net_exposure", "Filled net exposure at the latest marks.")?,
             cost_coefficient: GaugeVec::new(
                 Opts::new("order_plane_cost_model_coefficient", "Learned transaction-cost coefficients."),
-                &["term"],
+                &["symbol", "term"],
             )?,
             cost_stderr: GaugeVec::new(
                 Opts::new("order_plane_cost_model_stderr", "Standard errors of the cost coefficients."),
-                &["term"],
+                &["symbol", "term"],
             )?,
             kill_switch: IntGauge::new("order_plane_kill_switch", "1 while trading is halted.")?,
             assigned_partitions: IntGauge::new(
@@ -136,6 +138,10 @@ impl Metrics {
             tracked_orders: IntGauge::new(
                 "order_plane_tracked_orders",
                 "Orders held in memory: working ones, and a broker venue's finished ones.",
+            )?,
+            held_intents: IntGauge::new(
+                "order_plane_held_intents",
+                "Intents waiting for their symbol's market data to reach their decision time",
             )?,
             remembered_intents: IntGauge::new(
                 "order_plane_remembered_intents",
@@ -174,6 +180,7 @@ impl Metrics {
         r.register(Box::new(m.venue_events_dropped.clone()))?;
         r.register(Box::new(m.tracked_orders.clone()))?;
         r.register(Box::new(m.remembered_intents.clone()))?;
+        r.register(Box::new(m.held_intents.clone()))?;
         // Series exist from the start, so dashboards show 0 rather than "no data".
         m.duplicates.with_label_values(&[common::topics::MARKET_EVENTS]);
         for why in ["unknown_order", "repeated_execution"] {

@@ -61,6 +61,8 @@ pub struct OrderState {
     pub exec_ids: Vec<String>,
     /// Features the cost model saw at decision time: (half spread bps, σ·sqrt(qty/volume) bps).
     pub cost_features: Option<(f64, f64)>,
+    /// Mid of the venue's book when the order arrived (the simulated venue).
+    pub venue_mid: Option<Decimal>,
 }
 
 impl OrderState {

@@ -49,6 +49,16 @@ impl RememberedIntents {
         true
     }
 
+    /// Forgets what of `symbol` has passed `mark`.
+    pub(crate) fn forget_symbol(&mut self, symbol: &Symbol, mark: UnixNanos) {
+        if let Some(times) = self.by_symbol.get_mut(symbol) {
+            forget(&mut self.ids, times, self.max_lag_ns, Some(mark));
+            if times.is_empty() {
+                self.by_symbol.remove(symbol);
+            }
+        }
+    }
+
     /// Forgets, for every symbol, what has passed its latest mark (`mark_of`), then returns the
     /// memory that held more (a rebuild may have read a whole ledger).
     pub(crate) fn forget_passed(&mut self, mark_of: impl Fn(&Symbol) -> Option<UnixNanos>) {

@@ -328,7 +328,7 @@ impl RiskEngine {
                 order_type: intent.order_type,
                 limit_price: intent.limit_price,
                 tif: intent.time_in_force,
-                arrival_mid: mark.mid,
+                arrival_mid: intent.arrival_mid,
                 decided_at: now,
             },
         })

@@ -26,7 +26,8 @@ use crate::admin::{self, HaltCommand};
 use crate::engine::{IntentOutcome, OrderEngine, VenueApplied};
 use crate::ibkr_venue::{IbkrVenue, Translated, translate};
 use crate::metrics::Metrics;
-use crate::venue::{SimulatedVenue, Venue};
+use crate::simulated::{SimulatedConfig, SimulatedVenue};
+use crate::venue::Venue;
 
 /// Why the plane stopped with an error.
 pub type RunError = common::service::ServiceError;
@@ -75,7 +76,7 @@ fn engine(cfg: &AppConfig) -> (Engine, Option<mpsc::UnboundedReceiver<::ibkr::or
     } else {
         let ticks: HashMap<Symbol, Decimal> =
             cfg.instruments.iter().filter_map(|i| Symbol::new(&i.symbol).ok().map(|s| (s, i.tick_size))).collect();
-        (Box::new(SimulatedVenue::new(o.latency_ms, ticks)), None)
+        (Box::new(SimulatedVenue::new(SimulatedConfig::new(o, ticks))), None)
     };
     let source = Arc::new(Source { plane: "order-plane".into(), instance: cfg.instance_id().into() });
     tracing::info!(venue = venue.name(), paper = cfg.trading.enable_paper_trading, "Order Plane venue selected.");
@@ -391,7 +392,7 @@ async fn serve(
                         Err(e) => decode_error(metrics, topic, at.partition, at.offset, &e),
                     }
                 }
-                let had_outputs = !out.is_empty();
+                let had_outputs = !out.is_empty() || is_intent;
                 if had_outputs || outbox.is_some() {
                     let published = async {
                         publish(&mut publisher, &out, metrics, &mut intents).await?;
@@ -529,10 +530,11 @@ fn observe(metrics: &Metrics, env: &Envelope<ExecEvent>, intents: &mut HashMap<I
             }
         }
         ExecEvent::CostModel(c) => {
-            metrics.cost_coefficient.with_label_values(&["half_spread"]).set(c.half_spread_coef);
-            metrics.cost_coefficient.with_label_values(&["impact"]).set(c.impact_coef);
-            metrics.cost_stderr.with_label_values(&["half_spread"]).set(c.half_spread_stderr);
-            metrics.cost_stderr.with_label_values(&["impact"]).set(c.impact_stderr);
+            let symbol = c.symbol.as_ref().map_or("", Symbol::as_str);
+            metrics.cost_coefficient.with_label_values(&[symbol, "half_spread"]).set(c.half_spread_coef);
+            metrics.cost_coefficient.with_label_values(&[symbol, "impact"]).set(c.impact_coef);
+            metrics.cost_stderr.with_label_values(&[symbol, "half_spread"]).set(c.half_spread_stderr);
+            metrics.cost_stderr.with_label_values(&[symbol, "impact"]).set(c.impact_stderr);
         }
         ExecEvent::Halt(h) => metrics.kill_switch.set(i64::from(h.halted)),
     }
@@ -545,4 +547,5 @@ fn update_gauges(metrics: &Metrics, engine: &Engine) {
     metrics.kill_switch.set(i64::from(engine.halted()));
     metrics.tracked_orders.set(i64::try_from(engine.tracked_orders()).unwrap_or(i64::MAX));
     metrics.remembered_intents.set(i64::try_from(engine.remembered_intents()).unwrap_or(i64::MAX));
+    metrics.held_intents.set(i64::try_from(engine.held_intents()).unwrap_or(i64::MAX));
 }

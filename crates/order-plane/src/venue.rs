@@ -1,37 +1,15 @@
 //! Venues execute risk-approved orders. [`Venue`] is the seam where IBKR plugs in; the
-//! [`SimulatedVenue`] is the default while live trading is off.
-//!
-//! # Simulated fills (documented rule)
-//! - An order reaches the venue `latency_ms` of **event time** after its decision and executes
-//!   against the book in effect at that moment: the last quote at or before the arrival time,
-//!   known once a quote at or after it arrives (when the plane already holds such a quote, the
-//!   order executes at once against the latest one). Any symbol's quote moves the venue's clock:
-//!   once event time has passed an order's arrival, an order in a quiet symbol executes against
-//!   that symbol's latest quote. Everything runs on event time, so a replay is deterministic.
-//! - The book beyond the best level is unknown, so the venue assumes level k (k = 0, 1, …) sits
-//!   k ticks behind the best price with the best level's displayed size. A market order sweeps
-//!   those levels (at most [`MAX_LEVELS`]; what is left is cancelled as "book exhausted"). A limit
-//!   order sweeps only levels at or better than its limit.
-//! - What a limit order does not fill at arrival rests (`day`, `gtc`) or is cancelled (`ioc`).
-//!   A resting buy fills at its limit when the ask reaches it, up to the ask size, on each quote
-//!   (a sell, symmetrically, against the bid). `day` orders are cancelled on the first quote of a
-//!   later UTC day.
+//! [`SimulatedVenue`](crate::simulated::SimulatedVenue) is the default while live trading is off.
 
-use std::collections::HashMap;
-
-use common::events::{IntentId, OrderType, Quote, TimeInForce};
+use common::events::{IntentId, MarketEvent, Quote};
 use common::types::{Side, Symbol, UnixNanos};
 use rust_decimal::Decimal;
 
 use crate::order::Order;
-use crate::risk::RiskApproved;
-
-/// Deepest level a simulated sweep reaches.
-pub const MAX_LEVELS: u32 = 100;
-const DAY_NS: u64 = 86_400_000_000_000;
+use crate::risk::{Mark, RiskApproved};
 
 /// What a venue reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum VenueEvent {
     /// The venue took the order.
     Accepted {
@@ -55,6 +33,22 @@ pub enum VenueEvent {
         /// The venue's execution id and commission; `None` when the plane names the execution
         /// and charges the published schedule (the simulated venue).
         exec: Option<Execution>,
+        /// A resting order's fill (it added liquidity); a taker's otherwise.
+        maker: bool,
+    },
+    /// The order reached the venue, whose book then had this mid (the simulated venue): the
+    /// benchmark that splits the delay cost from the spread and impact.
+    Arrived {
+        /// Intent.
+        intent_id: IntentId,
+        /// Mid of the book in effect at arrival.
+        mid: Decimal,
+        /// Half the spread of that book, basis points of its mid (the cost model's feature).
+        half_spread_bps: f64,
+        /// `σ_bps · sqrt(qty / volume)` then (the cost model's impact feature; 0 without volume).
+        impact: f64,
+        /// Arrival time (event time).
+        ts: UnixNanos,
     },
     /// The order is on its way to a venue that acknowledges later (IBKR): published before
     /// the order leaves, so a crash in between leaves a record that the restart reconciles.
@@ -109,6 +103,19 @@ pub struct Execution {
     pub commission: Decimal,
 }
 
+/// The mark of a symbol at an event time, as a venue that keeps event time knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkAt {
+    /// The venue does not keep event time (a broker): risk judges on the latest mark.
+    Live,
+    /// The mark in effect at that time.
+    Known(Mark),
+    /// Market data has passed that time, with no quote at or before it.
+    Unknown,
+    /// Market data has not reached that time yet: the intent waits for it.
+    NotYet,
+}
+
 /// An execution venue. It only ever receives [`RiskApproved`] orders.
 ///
 /// A venue answers in `out` at once (the simulated venue) or later, through
@@ -122,6 +129,19 @@ pub trait Venue: Send {
     fn cancel(&mut self, intent_id: IntentId, ts: UnixNanos, detail: &str, out: &mut Vec<VenueEvent>) -> bool;
     /// Market data: may fill or expire working orders.
     fn on_quote(&mut self, ts: UnixNanos, quote: &Quote, out: &mut Vec<VenueEvent>);
+    /// Any market event (quotes go to [`on_quote`](Self::on_quote) unless a venue uses more).
+    fn on_market(&mut self, ts: UnixNanos, event: &MarketEvent, out: &mut Vec<VenueEvent>) {
+        if let MarketEvent::Quote(q) = event {
+            self.on_quote(ts, q, out);
+        }
+    }
+    /// `symbol`'s mark at event time `ts`, for a venue that executes in event time.
+    fn mark_at(&self, _symbol: &Symbol, _ts: UnixNanos) -> MarkAt {
+        MarkAt::Live
+    }
+    /// No intent for `symbol` decided at or before `upto` will come any more (a decision mark):
+    /// history older than that can go.
+    fn decided(&mut self, _symbol: &Symbol, _upto: UnixNanos) {}
     /// Intents of the orders still working.
     fn working(&self) -> Vec<IntentId>;
     /// Whether working orders outlive the plane (a broker's venue does; the simulated one's
@@ -147,6 +167,15 @@ impl<V: Venue + ?Sized> Venue for Box<V> {
     fn on_quote(&mut self, ts: UnixNanos, quote: &Quote, out: &mut Vec<VenueEvent>) {
         (**self).on_quote(ts, quote, out);
     }
+    fn on_market(&mut self, ts: UnixNanos, event: &MarketEvent, out: &mut Vec<VenueEvent>) {
+        (**self).on_market(ts, event, out);
+    }
+    fn mark_at(&self, symbol: &Symbol, ts: UnixNanos) -> MarkAt {
+        (**self).mark_at(symbol, ts)
+    }
+    fn decided(&mut self, symbol: &Symbol, upto: UnixNanos) {
+        (**self).decided(symbol, upto);
+    }
     fn working(&self) -> Vec<IntentId> {
         (**self).working()
     }
@@ -155,156 +184,5 @@ impl<V: Venue + ?Sized> Venue for Box<V> {
     }
     fn observe(&mut self, event: &VenueEvent) {
         (**self).observe(event);
-    }
-}
-
-#[derive(Debug)]
-struct Working {
-    order: Order,
-    arrival: UnixNanos,
-    arrived: bool,
-    leaves: Decimal,
-}
-
-/// The default venue: fills against the replayed or live quotes.
-#[derive(Debug)]
-pub struct SimulatedVenue {
-    latency_ns: u64,
-    ticks: HashMap<Symbol, Decimal>,
-    quotes: HashMap<Symbol, (Quote, UnixNanos)>,
-    working: Vec<Working>,
-}
-
-impl SimulatedVenue {
-    /// A venue with `latency_ms` of event-time latency and each symbol's tick size.
-    pub fn new(latency_ms: u64, ticks: HashMap<Symbol, Decimal>) -> Self {
-        Self { latency_ns: latency_ms.saturating_mul(1_000_000), ticks, quotes: HashMap::new(), working: Vec::new() }
-    }
-
-    fn tick(&self, symbol: &Symbol) -> Decimal {
-        self.ticks.get(symbol).copied().unwrap_or(Decimal::new(1, 2))
-    }
-
-    /// Executes what is marketable of `w` against `q`; true when `w` is finished.
-    fn execute(tick: Decimal, w: &mut Working, q: &Quote, ts: UnixNanos, out: &mut Vec<VenueEvent>) -> bool {
-        let id = w.order.intent_id;
-        let (best, size, step) = match w.order.side {
-            Side::Buy => (q.ask_px.get(), q.ask_sz.get(), tick),
-            Side::Sell => (q.bid_px.get(), q.bid_sz.get(), -tick),
-        };
-        let marketable = |px: Decimal| match (w.order.order_type, w.order.limit_price) {
-            (OrderType::Limit, Some(limit)) => match w.order.side {
-                Side::Buy => px <= limit,
-                Side::Sell => px >= limit,
-            },
-            _ => px > Decimal::ZERO,
-        };
-        if !w.arrived {
-            w.arrived = true;
-            let mut level = 0u32;
-            let mut px = best;
-            while w.leaves > Decimal::ZERO && level < MAX_LEVELS && marketable(px) && size > Decimal::ZERO {
-                let qty = w.leaves.min(size);
-                out.push(VenueEvent::Fill { intent_id: id, px, qty, ts, exec: None });
-                w.leaves -= qty;
-                level += 1;
-                px += step;
-            }
-            if w.leaves > Decimal::ZERO {
-                let rests = w.order.order_type == OrderType::Limit && w.order.tif != TimeInForce::Ioc;
-                if !rests {
-                    let detail = if w.order.tif == TimeInForce::Ioc && w.order.order_type == OrderType::Limit {
-                        "immediate-or-cancel remainder"
-                    } else {
-                        "book exhausted"
-                    };
-                    out.push(VenueEvent::Cancelled { intent_id: id, detail: detail.into(), ts });
-                    return true;
-                }
-            }
-            return w.leaves <= Decimal::ZERO;
-        }
-        // Resting limit order: fills at its own price when the opposite side reaches it.
-        if w.order.tif == TimeInForce::Day && ts.0 / DAY_NS > w.order.decided_at.0 / DAY_NS {
-            out.push(VenueEvent::Cancelled { intent_id: id, detail: "day order expired".into(), ts });
-            return true;
-        }
-        if let Some(limit) = w.order.limit_price
-            && marketable(best)
-            && size > Decimal::ZERO
-        {
-            let qty = w.leaves.min(size);
-            out.push(VenueEvent::Fill { intent_id: id, px: limit, qty, ts, exec: None });
-            w.leaves -= qty;
-        }
-        w.leaves <= Decimal::ZERO
-    }
-}
-
-impl Venue for SimulatedVenue {
-    fn name(&self) -> &'static str {
-        "simulated"
-    }
-
-    fn place(&mut self, order: RiskApproved<Order>, out: &mut Vec<VenueEvent>) {
-        let order = order.into_inner();
-        let ts = order.decided_at;
-        out.push(VenueEvent::Accepted { intent_id: order.intent_id, order_id: format!("SIM-{}", order.intent_id), ts });
-        let arrival = UnixNanos(ts.0.saturating_add(self.latency_ns));
-        let mut w = Working { leaves: order.qty, order, arrival, arrived: false };
-        // Market data may already be past the arrival time (the order plane lags the feed).
-        if let Some((q, qts)) = self.quotes.get(&w.order.symbol).cloned()
-            && qts >= arrival
-        {
-            let tick = self.tick(&w.order.symbol);
-            if Self::execute(tick, &mut w, &q, qts, out) {
-                return;
-            }
-        }
-        self.working.push(w);
-    }
-
-    fn cancel(&mut self, intent_id: IntentId, ts: UnixNanos, detail: &str, out: &mut Vec<VenueEvent>) -> bool {
-        let Some(i) = self.working.iter().position(|w| w.order.intent_id == intent_id) else { return false };
-        self.working.remove(i);
-        out.push(VenueEvent::Cancelled { intent_id, detail: detail.into(), ts });
-        true
-    }
-
-    fn on_quote(&mut self, ts: UnixNanos, quote: &Quote, out: &mut Vec<VenueEvent>) {
-        let previous = self.quotes.insert(quote.symbol.clone(), (quote.clone(), ts));
-        let tick = self.tick(&quote.symbol);
-        let (quotes, ticks) = (&self.quotes, &self.ticks);
-        self.working.retain_mut(|w| {
-            if w.order.symbol != quote.symbol {
-                // Time passed this order's arrival on another symbol's clock: its own latest
-                // quote is the book in effect at arrival.
-                if !w.arrived
-                    && ts > w.arrival
-                    && let Some((own, _)) = quotes.get(&w.order.symbol)
-                {
-                    let own_tick = ticks.get(&w.order.symbol).copied().unwrap_or(Decimal::new(1, 2));
-                    return !Self::execute(own_tick, w, own, w.arrival, out);
-                }
-                return true;
-            }
-            if !w.arrived && ts < w.arrival {
-                return true;
-            }
-            if !w.arrived && ts > w.arrival {
-                // This quote is after the arrival; the book in effect at arrival was the one before.
-                if let Some((before, _)) = &previous
-                    && Self::execute(tick, w, before, w.arrival, out)
-                {
-                    return false;
-                }
-                w.arrived = true;
-            }
-            !Self::execute(tick, w, quote, ts, out)
-        });
-    }
-
-    fn working(&self) -> Vec<IntentId> {
-        self.working.iter().map(|w| w.order.intent_id).collect()
     }
 }

@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use common::clock::ManualClock;
-use common::config::{InstrumentConfig, OrderPlaneConfig, RiskConfig};
+use common::config::{FeeSchedule, InstrumentConfig, OrderPlaneConfig, RiskConfig};
 use common::events::*;
 use common::types::{EventId, Price, Quantity, Side, Symbol, UnixNanos};
 use order_plane::engine::{IntentOutcome, OrderEngine};
-use order_plane::venue::SimulatedVenue;
+use order_plane::simulated::{SimulatedConfig, SimulatedVenue};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use rust_decimal::dec;
@@ -31,6 +31,7 @@ fn instruments() -> Vec<InstrumentConfig> {
             lot_size: dec!(0.1),
             min_qty: dec!(0.1),
             min_notional: dec!(10),
+            fees: Default::default(),
         })
         .to_vec()
 }
@@ -39,6 +40,7 @@ fn cfg() -> (RiskConfig, OrderPlaneConfig) {
     let risk = RiskConfig { max_gross_exposure: dec!(1000), max_net_exposure: dec!(800), max_position_size: dec!(500) };
     let order = OrderPlaneConfig {
         latency_ms: 0,
+        latency_jitter_ms: 0.0,
         max_order_notional: dec!(400),
         price_collar_bps: dec!(100),
         max_orders_per_second: 3,
@@ -53,7 +55,7 @@ type Engine = OrderEngine<SimulatedVenue, ManualClock>;
 fn engine_with(risk: &RiskConfig, order: &OrderPlaneConfig) -> Engine {
     let instruments = instruments();
     let ticks: HashMap<Symbol, Decimal> = instruments.iter().map(|i| (sym(&i.symbol), i.tick_size)).collect();
-    let venue = SimulatedVenue::new(order.latency_ms, ticks);
+    let venue = SimulatedVenue::new(SimulatedConfig::new(order, ticks));
     let source = Arc::new(Source { plane: "order-plane".into(), instance: "test".into() });
     OrderEngine::new(risk, order, &instruments, venue, source, ManualClock::new(UnixNanos(1)))
 }
@@ -61,6 +63,16 @@ fn engine_with(risk: &RiskConfig, order: &OrderPlaneConfig) -> Engine {
 fn engine() -> Engine {
     let (r, o) = cfg();
     engine_with(&r, &o)
+}
+
+fn engine_with_fees(fees: FeeSchedule) -> Engine {
+    let (r, o) = cfg();
+    let instruments: Vec<InstrumentConfig> =
+        instruments().into_iter().map(|i| InstrumentConfig { fees: fees.clone(), ..i }).collect();
+    let ticks: HashMap<Symbol, Decimal> = instruments.iter().map(|i| (sym(&i.symbol), i.tick_size)).collect();
+    let venue = SimulatedVenue::new(SimulatedConfig::new(&o, ticks));
+    let source = Arc::new(Source { plane: "order-plane".into(), instance: "test".into() });
+    OrderEngine::new(&r, &o, &instruments, venue, source, ManualClock::new(UnixNanos(1)))
 }
 
 fn envelope<P>(ts: u64, payload: P) -> Envelope<P> {
@@ -114,10 +126,43 @@ fn intent(s: &str, side: Side, qty: Decimal, limit: Option<Decimal>, tif: TimeIn
     }
 }
 
+/// Sends an intent decided at `ts`. The simulated venue executes in event time, so an intent
+/// waits until its symbol's market data has passed `ts`: a status event one nanosecond later
+/// moves it on without changing the book, and the outcome is then read from the reports.
 fn send(e: &mut Engine, ts: u64, i: &OrderIntent) -> (IntentOutcome, Vec<ExecReport>) {
     let mut out = Vec::new();
-    let outcome = e.on_intent(&envelope(ts, IntentEvent::Intent(i.clone())), &mut out);
+    let mut outcome = e.on_intent(&envelope(ts, IntentEvent::Intent(i.clone())), &mut out);
+    if outcome == IntentOutcome::Held {
+        pass(e, ts + 1, &i.symbol, &mut out);
+        let mine: Vec<ExecReport> = reports(&out).into_iter().filter(|r| r.intent_id == i.intent_id).collect();
+        outcome = match mine.first() {
+            Some(r) if r.status == ExecStatus::Rejected && r.venue == "risk" => {
+                IntentOutcome::Rejected(r.reason.unwrap())
+            }
+            Some(_) => IntentOutcome::Placed,
+            None => IntentOutcome::Held,
+        };
+    }
     (outcome, reports(&out))
+}
+
+/// Hands `env` to the engine; a held intent is moved on as in [`send`], into the same `out`.
+fn take(e: &mut Engine, env: &Envelope<IntentEvent>, out: &mut Vec<Envelope<ExecEvent>>) -> IntentOutcome {
+    let outcome = e.on_intent(env, out);
+    if outcome == IntentOutcome::Held
+        && let IntentEvent::Intent(i) = &env.payload
+    {
+        pass(e, env.ts_event.0 + 1, &i.symbol, out);
+    }
+    outcome
+}
+
+/// `symbol`'s market data reaches `ts` with no change to its book.
+fn pass(e: &mut Engine, ts: u64, symbol: &Symbol, out: &mut Vec<Envelope<ExecEvent>>) {
+    let status = SymbolStatus { symbol: symbol.clone(), status: FeedStatus::Active, last_update: UnixNanos(ts) };
+    let mut env = envelope(ts, MarketEvent::Status(status));
+    env.event_id = EventId(Uuid::from_u128(u128::from(ts) << 16 | 9));
+    e.on_market(&env, out);
 }
 
 fn reports(out: &[Envelope<ExecEvent>]) -> Vec<ExecReport> {
@@ -290,25 +335,172 @@ fn bad_values_are_rejected_with_a_reason_never_an_order() {
     assert!(e.risk().exposure(&sym("X")).worst().is_zero());
 }
 
-#[test]
-fn market_order_sweeps_levels_in_partial_fills() {
+fn trade(e: &mut Engine, ts: u64, s: &str, px: Decimal, size: Decimal, aggressor: Side) -> Vec<Envelope<ExecEvent>> {
+    let t = Trade { symbol: sym(s), price: Price::new(px).unwrap(), size: Quantity::new(size).unwrap(), aggressor };
+    let mut out = Vec::new();
+    e.on_market(&envelope(ts, MarketEvent::Trade(t)), &mut out);
+    out
+}
+
+/// X quoted at 1 s (mid 100, size 1 each side), 4 traded at 1.5 s, quoted at 2 s at mid 100.1:
+/// one one-second return ln(100.1 / 100), so σ = 9.995 bps, and a volume of 4.
+fn with_history() -> Engine {
     let mut e = engine();
     quote(&mut e, SEC, "X", dec!(99.99), dec!(100.01), dec!(1));
-    let (_, r) = send(&mut e, SEC, &intent("X", Side::Buy, dec!(2.5), None, TimeInForce::Day));
+    trade(&mut e, SEC + SEC / 2, "X", dec!(100.01), dec!(4), Side::Buy);
+    quote(&mut e, 2 * SEC, "X", dec!(100.09), dec!(100.11), dec!(1));
+    e
+}
+
+#[test]
+fn a_market_order_takes_the_displayed_size_then_pays_square_root_impact() {
+    let mut e = with_history();
+    let (_, r) = send(&mut e, 2 * SEC, &intent("X", Side::Buy, dec!(2.5), None, TimeInForce::Ioc));
     let statuses: Vec<ExecStatus> = r.iter().map(|r| r.status).collect();
     use ExecStatus::*;
-    assert_eq!(statuses, vec![Accepted, PartiallyFilled, PartiallyFilled, Filled]);
-    let px: Vec<Decimal> = r[1..].iter().map(|r| r.last_px.unwrap()).collect();
-    assert_eq!(px, vec![dec!(100.01), dec!(100.02), dec!(100.03)], "one tick per level");
+    assert_eq!(statuses, vec![Accepted, PartiallyFilled, Filled]);
+    // 1 at the ask; the other 1.5 at 9.995 · sqrt(1.5 / 4) = 6.1207 bps past it:
+    // 100.11 · 1.000612 = 100.1713, rounded up to the tick: 100.18.
+    let fills: Vec<(Decimal, Decimal)> = r[1..].iter().map(|r| (r.last_px.unwrap(), r.last_qty)).collect();
+    assert_eq!(fills, vec![(dec!(100.11), dec!(1)), (dec!(100.18), dec!(1.5))]);
     let last = r.last().unwrap();
-    assert_eq!(last.cum_qty, dec!(2.5));
-    assert_eq!(last.avg_px, Some((dec!(100.01) + dec!(100.02) + dec!(100.03) * dec!(0.5)) / dec!(2.5)));
-    assert_eq!(last.leaves_qty, dec!(0));
-    // IBKR minimum 0.35 on the first fill (cap 1 % of value is higher), nothing more after.
-    assert_eq!(r[1].commission, dec!(0.35));
-    assert_eq!(last.cum_commission, dec!(0.35));
-    assert!(last.slippage_bps.unwrap() > dec!(0), "buying above the mid costs");
+    assert_eq!(last.avg_px, Some(dec!(100.152)), "(100.11 + 1.5 · 100.18) / 2.5");
+    // IBKR tiered: 2.5 shares pay the 0.35 minimum, on the first fill.
+    assert_eq!((r[1].commission, r[2].commission, last.cum_commission), (dec!(0.35), dec!(0), dec!(0.35)));
+    // Against the intent's decision mid (100): 15.2 bps; the venue's mid at arrival was 100.1.
+    assert_eq!(last.arrival_mid, dec!(100));
+    assert_eq!(last.slippage_bps, Some(dec!(15.2)));
+    assert_eq!(last.venue_mid, Some(dec!(100.1)));
     assert_eq!(e.risk().exposure(&sym("X")).position, dec!(2.5));
+}
+
+#[test]
+fn what_one_order_takes_from_a_quote_is_gone_for_the_next() {
+    let mut e = engine();
+    quote(&mut e, SEC, "X", dec!(99.99), dec!(100.01), dec!(1));
+    let (_, first) = send(&mut e, SEC, &intent("X", Side::Buy, dec!(0.6), None, TimeInForce::Ioc));
+    assert_eq!(
+        (first[1].last_px, first[1].last_qty, first[1].status),
+        (Some(dec!(100.01)), dec!(0.6), ExecStatus::Filled)
+    );
+    // 0.4 is left at the ask; without traded volume nothing prices the rest, which is cancelled.
+    let (_, second) = send(&mut e, SEC, &intent("X", Side::Buy, dec!(0.6), None, TimeInForce::Ioc));
+    let statuses: Vec<ExecStatus> = second.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![ExecStatus::Accepted, ExecStatus::PartiallyFilled, ExecStatus::Cancelled]);
+    assert_eq!(second[1].last_qty, dec!(0.4));
+    assert!(second[2].detail.as_deref().unwrap().starts_with("no liquidity beyond the displayed size"));
+    // A new quote shows the size again.
+    quote(&mut e, 2 * SEC, "X", dec!(99.99), dec!(100.01), dec!(1));
+    let (_, third) = send(&mut e, 2 * SEC, &intent("X", Side::Buy, dec!(0.6), None, TimeInForce::Ioc));
+    assert_eq!(third.last().unwrap().status, ExecStatus::Filled);
+}
+
+#[test]
+fn a_market_order_fills_only_inside_the_collar() {
+    let mut e = engine();
+    // Mid 100 with the ask 5 % away: the collar (100 bps) caps a buy at 101.
+    quote(&mut e, SEC, "X", dec!(95), dec!(105), dec!(10));
+    let (_, r) = send(&mut e, SEC, &intent("X", Side::Buy, dec!(1), None, TimeInForce::Ioc));
+    let statuses: Vec<ExecStatus> = r.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![ExecStatus::Accepted, ExecStatus::Cancelled]);
+    assert_eq!(r[1].detail.as_deref(), Some("price collar: the rest is not fillable within 100 bps of mark 100"));
+    assert!(e.risk().exposure(&sym("X")).worst().is_zero());
+    // A square-root price beyond the collar is refused the same way. With 20 times the impact,
+    // the 1.5 past the ask of `with_history` costs 122.4 bps: 100.11 → 101.34 > 100.1 + 1 %.
+    let (r, mut o) = cfg();
+    o.impact_coefficient = 20.0;
+    let mut e = engine_with(&r, &o);
+    quote(&mut e, SEC, "X", dec!(99.99), dec!(100.01), dec!(1));
+    trade(&mut e, SEC + SEC / 2, "X", dec!(100.01), dec!(4), Side::Buy);
+    quote(&mut e, 2 * SEC, "X", dec!(100.09), dec!(100.11), dec!(1));
+    let (_, r) = send(&mut e, 2 * SEC, &intent("X", Side::Buy, dec!(2.5), None, TimeInForce::Ioc));
+    let statuses: Vec<ExecStatus> = r.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![ExecStatus::Accepted, ExecStatus::PartiallyFilled, ExecStatus::Cancelled]);
+    assert_eq!((r[1].last_px, r[2].cum_qty), (Some(dec!(100.11)), dec!(1)));
+    assert!(r[2].detail.as_deref().unwrap().starts_with("price collar"));
+}
+
+#[test]
+fn a_resting_order_fills_only_after_the_queue_ahead_has_traded() {
+    let mut e = engine_with_fees(FeeSchedule::Bps { maker_bps: dec!(2), taker_bps: dec!(5) });
+    quote(&mut e, SEC, "X", dec!(99.99), dec!(100.01), dec!(1));
+    // Joins the bid at 99.99 behind the 1 displayed there.
+    let (_, r) = send(&mut e, SEC, &intent("X", Side::Buy, dec!(0.5), Some(dec!(99.99)), TimeInForce::Gtc));
+    assert_eq!(r.iter().map(|r| r.status).collect::<Vec<_>>(), vec![ExecStatus::Accepted]);
+    // Sells of 0.6 at 99.99 use up 0.6 of the queue; a buy at the ask does not reach it.
+    assert!(reports(&trade(&mut e, 2 * SEC, "X", dec!(99.99), dec!(0.6), Side::Sell)).is_empty());
+    assert!(reports(&trade(&mut e, 3 * SEC, "X", dec!(100.01), dec!(5), Side::Buy)).is_empty());
+    // 0.6 more: 0.4 finishes the queue, 0.2 fills the order, at its limit, as a maker:
+    // 0.2 · 99.99 = 19.998, 2 bps of it 0.0039996.
+    let r = reports(&trade(&mut e, 4 * SEC, "X", dec!(99.99), dec!(0.6), Side::Sell));
+    assert_eq!((r[0].status, r[0].last_px, r[0].last_qty), (ExecStatus::PartiallyFilled, Some(dec!(99.99)), dec!(0.2)));
+    assert_eq!(r[0].commission, dec!(0.0039996));
+    // A trade through the price fills the rest at once.
+    let r = reports(&trade(&mut e, 5 * SEC, "X", dec!(99.98), dec!(1), Side::Sell));
+    assert_eq!((r[0].status, r[0].last_px, r[0].cum_qty), (ExecStatus::Filled, Some(dec!(99.99)), dec!(0.5)));
+}
+
+#[test]
+fn an_order_that_arrives_after_the_plane_moved_on_meets_the_book_of_its_arrival() {
+    let (r, mut o) = cfg();
+    o.latency_ms = 10;
+    o.latency_max_ms = 10;
+    let mut e = engine_with(&r, &o);
+    quote(&mut e, SEC, "X", dec!(99.99), dec!(100.01), dec!(1));
+    // Arrival at 1.010 s: the quote of 1.005 s is in effect, not the later ones.
+    quote(&mut e, SEC + 5_000_000, "X", dec!(100.19), dec!(100.21), dec!(1));
+    quote(&mut e, SEC + 10_000_001, "X", dec!(100.49), dec!(100.51), dec!(1));
+    quote(&mut e, 3 * SEC, "X", dec!(101.99), dec!(102.01), dec!(1));
+    let (_, late) = send(&mut e, SEC, &intent("X", Side::Buy, dec!(0.5), None, TimeInForce::Ioc));
+    assert_eq!(late.last().unwrap().last_px, Some(dec!(100.21)));
+    assert_eq!(late[0].venue_mid, Some(dec!(100.2)));
+    // The same order on a plane whose market data has not got there yet waits for it.
+    let mut e = engine_with(&r, &o);
+    quote(&mut e, SEC, "X", dec!(99.99), dec!(100.01), dec!(1));
+    let mut out = Vec::new();
+    let i = intent("X", Side::Buy, dec!(0.5), None, TimeInForce::Ioc);
+    assert_eq!(e.on_intent(&envelope(SEC, IntentEvent::Intent(i)), &mut out), IntentOutcome::Held);
+    assert!(reports(&quote(&mut e, SEC + 5_000_000, "X", dec!(100.19), dec!(100.21), dec!(1))).is_empty());
+    let r = reports(&quote(&mut e, SEC + 10_000_001, "X", dec!(100.49), dec!(100.51), dec!(1)));
+    assert_eq!(r.last().unwrap().last_px, Some(dec!(100.21)), "the book of 1.005 s, as above");
+}
+
+#[test]
+fn the_end_of_the_input_executes_what_waits_against_the_last_quote() {
+    let mut e = marked();
+    let mut out = Vec::new();
+    let i = intent("X", Side::Sell, dec!(1), None, TimeInForce::Ioc);
+    assert_eq!(e.on_intent(&envelope(2 * SEC, IntentEvent::Intent(i)), &mut out), IntentOutcome::Held);
+    let ended = SymbolStatus { symbol: sym("X"), status: FeedStatus::Ended, last_update: UnixNanos(SEC) };
+    let mut env = envelope(SEC, MarketEvent::Status(ended));
+    env.event_id = EventId(Uuid::from_u128(99));
+    e.on_market(&env, &mut out);
+    let r = reports(&out);
+    assert_eq!((r.last().unwrap().status, r.last().unwrap().last_px), (ExecStatus::Filled, Some(dec!(99.99))));
+}
+
+#[test]
+fn the_latency_of_an_order_depends_on_the_seed_and_its_id_only() {
+    use order_plane::simulated::LatencyModel;
+    let cfg = OrderPlaneConfig {
+        latency_ms: 5,
+        latency_jitter_ms: 2.0,
+        latency_jitter_sigma: 0.5,
+        ..OrderPlaneConfig::default()
+    };
+    let model = LatencyModel::new(&cfg);
+    let ids: Vec<IntentId> = (0..2000u64).map(|n| IntentId(Uuid::from_u64_pair(7, n))).collect();
+    let delays: Vec<u64> = ids.iter().map(|i| model.delay_ns(*i)).collect();
+    let again: Vec<u64> = ids.iter().rev().map(|i| model.delay_ns(*i)).collect();
+    assert!(delays.iter().eq(again.iter().rev()), "order of asking changes nothing");
+    assert!(delays.iter().all(|d| (5_000_000..=500_000_000).contains(d)));
+    // Log-normal around 2 ms: the median of the random part is within 5 % of it.
+    let mut jitter: Vec<u64> = delays.iter().map(|d| d - 5_000_000).collect();
+    jitter.sort_unstable();
+    let median = jitter[jitter.len() / 2] as f64;
+    assert!((median - 2e6).abs() < 1e5, "median {median}");
+    let other = LatencyModel::new(&OrderPlaneConfig { latency_seed: 2, ..cfg });
+    assert_ne!(ids.iter().map(|i| other.delay_ns(*i)).collect::<Vec<_>>(), delays, "another seed");
 }
 
 #[test]
@@ -327,16 +519,14 @@ fn resting_limit_fills_when_the_market_comes_and_ioc_cancels_the_rest() {
     let fills = reports(&quote(&mut e, 4 * SEC, "X", dec!(99.8), dec!(99.85), dec!(1)));
     assert_eq!((fills[0].status, fills[0].cum_qty), (ExecStatus::Filled, dec!(1.5)));
 
-    // Decided at 5 s, after the last quote (4 s): it waits until a later quote shows that 5 s
-    // has passed, then executes against the book in effect at 5 s (bid 99.8 × 1), not the new one.
+    // Decided at 5 s, after the last quote (4 s): it waits until the market shows that 5 s has
+    // passed, then executes against the book in effect at 5 s (bid 99.8 × 1), not a later one.
     let ioc = intent("X", Side::Sell, dec!(2), Some(dec!(99.8)), TimeInForce::Ioc);
     let (_, r) = send(&mut e, 5 * SEC, &ioc);
-    assert_eq!(r.iter().map(|r| r.status).collect::<Vec<_>>(), vec![ExecStatus::Accepted]);
-    let r = reports(&quote(&mut e, 6 * SEC, "X", dec!(99.9), dec!(99.95), dec!(5)));
     let statuses: Vec<ExecStatus> = r.iter().map(|r| r.status).collect();
-    assert_eq!(statuses, vec![ExecStatus::PartiallyFilled, ExecStatus::Cancelled]);
-    assert_eq!((r[0].last_px, r[0].last_qty), (Some(dec!(99.8)), dec!(1)));
-    assert_eq!((r[1].leaves_qty, r[1].cum_qty), (dec!(0), dec!(1)));
+    assert_eq!(statuses, vec![ExecStatus::Accepted, ExecStatus::PartiallyFilled, ExecStatus::Cancelled]);
+    assert_eq!((r[1].last_px, r[1].last_qty), (Some(dec!(99.8)), dec!(1)));
+    assert_eq!((r[2].leaves_qty, r[2].cum_qty), (dec!(0), dec!(1)));
 }
 
 #[test]
@@ -382,7 +572,7 @@ fn rebuild_from_exec_reports_restores_seen_intents_positions_and_closes_orphans(
     let filled = intent("X", Side::Buy, dec!(2), None, TimeInForce::Ioc);
     let resting = intent("Y", Side::Sell, dec!(1), Some(dec!(100.5)), TimeInForce::Gtc);
     for i in [&filled, &resting] {
-        a.on_intent(&envelope(SEC, IntentEvent::Intent(i.clone())), &mut log);
+        take(&mut a, &envelope(SEC, IntentEvent::Intent(i.clone())), &mut log);
     }
     // The plane dies; a new one reads exec_reports back, where a producer retry or a hostile
     // writer left copies of records, one of them (an acceptance) after the order's fill.
@@ -414,7 +604,8 @@ fn limits_still_hold_right_after_a_restart_before_quotes_return() {
     }
     let mut log = Vec::new();
     for s in ["X", "Y"] {
-        a.on_intent(
+        take(
+            &mut a,
             &envelope(SEC, IntentEvent::Intent(intent(s, Side::Buy, dec!(4.9), None, TimeInForce::Ioc))),
             &mut log,
         );
@@ -430,13 +621,22 @@ fn limits_still_hold_right_after_a_restart_before_quotes_return() {
 }
 
 #[test]
-fn an_intent_decided_long_before_the_latest_quote_is_stale() {
+fn an_intent_is_judged_on_the_market_of_its_decision_time() {
     let mut e = marked();
     quote(&mut e, 100 * SEC, "X", dec!(99.99), dec!(100.01), dec!(1000));
-    let late = intent("X", Side::Buy, dec!(1), None, TimeInForce::Ioc);
-    assert_eq!(send(&mut e, 41 * SEC, &late).0, IntentOutcome::Placed, "59 s behind: within max_intent_lag_ms");
+    // At 41 s the book in effect was the quote of 1 s: 40 s old, stale (stale_after_ms is 5 s),
+    // although the plane's latest quote is fresh.
+    let early = intent("X", Side::Buy, dec!(1), None, TimeInForce::Ioc);
+    let (outcome, r) = send(&mut e, 41 * SEC, &early);
+    assert_eq!(outcome, rejected(RejectReason::StaleMarketData));
+    assert_eq!(r[0].detail.as_deref(), Some("last quote 40000 ms old"));
+    let fresh = intent("X", Side::Buy, dec!(1), None, TimeInForce::Ioc);
+    assert_eq!(send(&mut e, 100 * SEC, &fresh).0, IntentOutcome::Placed);
+    // Once an intent has moved the mark to 100 s, one decided 61 s before it is a backlog.
     let old = intent("X", Side::Buy, dec!(1), None, TimeInForce::Ioc);
-    assert_eq!(send(&mut e, 39 * SEC, &old).0, rejected(RejectReason::StaleMarketData), "61 s behind");
+    let (outcome, r) = send(&mut e, 39 * SEC, &old);
+    assert_eq!(outcome, rejected(RejectReason::StaleMarketData));
+    assert_eq!(r[0].detail.as_deref(), Some("intent decided 61000 ms before the latest quote"));
 }
 
 #[test]
@@ -460,7 +660,11 @@ fn kill_switch_halts_publishes_and_cancels() {
 fn learned_costs_are_published_after_each_completed_order() {
     let mut e = marked();
     let mut out = Vec::new();
-    e.on_intent(&envelope(SEC, IntentEvent::Intent(intent("X", Side::Buy, dec!(1), None, TimeInForce::Ioc))), &mut out);
+    take(
+        &mut e,
+        &envelope(SEC, IntentEvent::Intent(intent("X", Side::Buy, dec!(1), None, TimeInForce::Ioc))),
+        &mut out,
+    );
     let models: Vec<&CostModelUpdate> = out
         .iter()
         .filter_map(|e| match &e.payload {
@@ -602,7 +806,8 @@ fn a_repeat_of_a_forgotten_intent_is_refused_by_risk_and_changes_nothing() {
     let first = intent("X", Side::Buy, dec!(0.1), None, TimeInForce::Ioc);
     let record = envelope(10 * SEC, IntentEvent::Intent(first.clone()));
     let mut taken = Vec::new();
-    assert_eq!(e.on_intent(&record, &mut taken), IntentOutcome::Placed);
+    assert_eq!(take(&mut e, &record, &mut taken), IntentOutcome::Held);
+    assert_eq!(reports(&taken).last().unwrap().status, ExecStatus::Filled);
     quoted_intent(&mut e, 100 * SEC, "X", Side::Buy);
     let before = (e.risk().exposure(&sym("X")), e.risk().exposure_now(), e.tracked_orders());
     assert_eq!(before.0.position, dec!(0.2));

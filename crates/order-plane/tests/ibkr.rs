@@ -179,6 +179,7 @@ async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
         lot_size: dec!(1),
         min_qty: dec!(1),
         min_notional: dec!(0),
+        fees: Default::default(),
     }];
     cfg.validate().unwrap();
     let producer = common::kafka::producer(&cfg.kafka, "ibkr-test").unwrap();

@@ -39,6 +39,7 @@ fn engine() -> (Engine, mpsc::UnboundedReceiver<OrderCommand>) {
         lot_size: dec!(1),
         min_qty: dec!(1),
         min_notional: dec!(0),
+        fees: Default::default(),
     }];
     let (tx, rx) = mpsc::unbounded_channel();
     let venue = IbkrVenue::new(tx, &[], "DU1".into());
@@ -99,7 +100,7 @@ fn reports(out: &[Envelope<ExecEvent>]) -> Vec<ExecReport> {
 
 fn fill(n: u64, exec_id: &str, qty: Decimal, commission: Decimal) -> VenueEvent {
     let exec = Some(Execution { exec_id: exec_id.into(), commission });
-    VenueEvent::Fill { intent_id: id(n), px: dec!(100.01), qty, ts: UnixNanos(2 * SEC), exec }
+    VenueEvent::Fill { intent_id: id(n), px: dec!(100.01), qty, ts: UnixNanos(2 * SEC), exec, maker: false }
 }
 
 fn accepted(n: u64, order_id: &str) -> VenueEvent {

@@ -4,16 +4,20 @@
 //! Decisions run on OFI event time, every `decision_interval_ms`, and depend only on the OFI
 //! stream, past fills and halts, never on how the plane's input topics interleave: the same
 //! inputs give byte-identical intents (ids included), which is what lets the Order Plane drop a
-//! repeated intent after a crash.
+//! repeated intent after a crash. To that end a decision waits until every intent of an earlier
+//! decision has its final report (the simulated venue answers within `latency_max_ms`, below the
+//! decision interval), so it sees the same fills whatever the replay speed; and each decision
+//! ends with a [`DecisionMark`] per symbol, which tells the Order Plane that no older intent of
+//! the symbol will come.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use common::clock::Clock;
 use common::config::{InstrumentConfig, RiskConfig, StrategyPlaneConfig};
 use common::dedup::{Dedup, Recent};
 use common::events::{
-    CostModelUpdate, Envelope, ExecEvent, FeedStatus, IntentEvent, IntentId, MarketEvent, OfiEvent, OrderIntent,
+    CostModelUpdate, DecisionMark, Envelope, ExecEvent, IntentEvent, IntentId, MarketEvent, OfiEvent, OrderIntent,
     OrderType, SCHEMA_VERSION, SignalValue, Source, TimeInForce,
 };
 use common::ids;
@@ -69,10 +73,10 @@ pub struct StrategyEngine<C> {
     signals: HashMap<Symbol, SymbolSignals>,
     /// Each symbol's recent windows, oldest first, until a decision has used them.
     latest: BTreeMap<Symbol, VecDeque<Latest>>,
-    stale: HashSet<Symbol>,
     cov: EwmaCovariance,
     book: Book,
-    inflight: HashMap<IntentId, (Symbol, Decimal)>,
+    /// Intents without a final report: symbol, signed open quantity, decision time.
+    inflight: HashMap<IntentId, (Symbol, Decimal, UnixNanos)>,
     /// Each symbol's sum of the signed open quantities in `inflight`, kept as they change: every
     /// decision needs it per symbol, and summing `inflight` there cost a catching-up plane 7 % of
     /// its CPU (hundreds of intents are in flight then).
@@ -80,9 +84,18 @@ pub struct StrategyEngine<C> {
     /// The newest intents issued (or read back from `exec_reports`), to tell reports for them
     /// from reports for someone else's intents.
     issued: Recent<IntentId>,
-    cost: Option<CostModelUpdate>,
+    /// The newest intents with a final report: one issued again (a restart re-deciding) is not
+    /// waited for, since the Order Plane ignores a repeat.
+    finished: Recent<IntentId>,
+    /// Each symbol's latest learned cost model.
+    cost: HashMap<Symbol, CostModelUpdate>,
     halted: bool,
+    expect_all: bool,
     next_decision: u64,
+    /// First and latest decision times (0 before the first).
+    decisions: (u64, u64),
+    /// Each configured symbol's newest window end, and the latest decision marked for it.
+    marks: BTreeMap<Symbol, (UnixNanos, u64)>,
     counters: Counters,
     ofi_seen: Dedup,
     market_seen: Dedup,
@@ -122,15 +135,18 @@ impl<C: Clock> StrategyEngine<C> {
             source,
             signals: HashMap::new(),
             latest: BTreeMap::new(),
-            stale: HashSet::new(),
             cov: EwmaCovariance::new(cfg.covariance_alpha),
             book: Book::default(),
             inflight: HashMap::new(),
             working: HashMap::new(),
             issued: Recent::new(ISSUED_REMEMBERED),
-            cost: None,
+            finished: Recent::new(ISSUED_REMEMBERED),
+            cost: HashMap::new(),
             halted: false,
+            expect_all: true,
             next_decision: 0,
+            decisions: (0, 0),
+            marks: BTreeMap::new(),
             counters: Counters::default(),
             ofi_seen: Dedup::new(),
             market_seen: Dedup::new(),
@@ -168,6 +184,14 @@ impl<C: Clock> StrategyEngine<C> {
             self.counters.unknown_symbol += 1;
             return;
         }
+        let newest = &mut self.marks.entry(w.symbol.clone()).or_insert((UnixNanos(0), 0)).0;
+        *newest = (*newest).max(w.window_end);
+        // A heartbeat (a window without quotes) only says the symbol's stream has got this far.
+        if w.n_quotes == 0 {
+            self.advance(out);
+            self.mark(out);
+            return;
+        }
         let (warmup, forgetting) = (self.cfg.warmup_windows, self.cfg.signal_forgetting);
         let forecast =
             self.signals.entry(w.symbol.clone()).or_insert_with(|| SymbolSignals::new(warmup, forgetting)).on_window(w);
@@ -190,26 +214,62 @@ impl<C: Clock> StrategyEngine<C> {
         };
         self.latest.entry(w.symbol.clone()).or_default().push_back(latest);
         self.advance(out);
+        self.mark(out);
     }
 
-    /// Makes every decision whose time every live symbol's stream has passed. A symbol whose
-    /// stream is further behind than the staleness limit does not hold decisions back.
+    /// Marks, for every symbol, each decision its stream has reached (a window ending at or after
+    /// it): the marks then depend on event time only, not on when a symbol's windows arrived.
+    fn mark(&mut self, out: &mut Vec<Envelope<IntentEvent>>) {
+        let (first, last) = self.decisions;
+        if last == 0 {
+            return;
+        }
+        let interval = self.cfg.decision_interval_ms.saturating_mul(1_000_000).max(1);
+        for (symbol, (newest, marked)) in &mut self.marks {
+            let reached = newest.0.min(last);
+            let mut at = if *marked == 0 { first } else { *marked + interval };
+            while at <= reached {
+                let identity = format!("decision:{symbol}:{at}");
+                out.push(Envelope {
+                    schema_version: SCHEMA_VERSION,
+                    event_id: EventId(ids::derive_uuid(UnixNanos(at), identity.as_bytes())),
+                    source: Arc::clone(&self.source),
+                    ts_event: UnixNanos(at),
+                    ts_init: self.clock.now(),
+                    causation_id: None,
+                    payload: IntentEvent::Decided(DecisionMark { symbol: symbol.clone() }),
+                });
+                *marked = at;
+                at += interval;
+            }
+        }
+    }
+
+    /// Whether decisions wait for every configured instrument's stream (one instance reads every
+    /// partition), or only for the symbols seen (instances share the partitions, and the others'
+    /// symbols never come).
+    pub fn expect_all(&mut self, all: bool) {
+        self.expect_all = all;
+    }
+
+    /// Makes every decision whose time every symbol's stream has reached (a window, or a heartbeat,
+    /// ending at or after it): a decision never depends on which symbol's windows were read
+    /// first.
     fn advance(&mut self, out: &mut Vec<Envelope<IntentEvent>>) {
         let interval = self.cfg.decision_interval_ms.saturating_mul(1_000_000).max(1);
-        let stale_ns = self.cfg.stale_after_ms.saturating_mul(1_000_000);
         loop {
-            let newest = self.latest.values().filter_map(|q| q.back()).map(|l| l.window_end.0).max().unwrap_or(0);
+            let newest = self.marks.values().map(|(n, _)| n.0).max().unwrap_or(0);
             if self.next_decision == 0 {
-                let oldest = self.latest.values().filter_map(|q| q.front()).map(|l| l.window_end.0).min().unwrap_or(0);
+                let oldest = self.marks.values().map(|(n, _)| n.0).min().unwrap_or(0);
                 self.next_decision = oldest.div_ceil(interval).max(1) * interval;
             }
             let at = self.next_decision;
-            let waiting = self
-                .latest
-                .values()
-                .filter_map(|q| q.back())
-                .any(|l| l.window_end.0 < at && newest.saturating_sub(l.window_end.0) <= stale_ns);
-            if waiting || newest < at {
+            let behind = |s: &Symbol| self.marks.get(s).is_none_or(|(n, _)| n.0 < at);
+            let waiting =
+                if self.expect_all { self.instruments.keys().any(behind) } else { self.marks.keys().any(behind) };
+            // Every earlier decision's orders are settled first: their fills are in the book.
+            let unsettled = self.inflight.values().any(|(_, _, decided)| decided.0 < at);
+            if waiting || newest < at || unsettled {
                 return;
             }
             self.decide(UnixNanos(at), out);
@@ -225,19 +285,18 @@ impl<C: Clock> StrategyEngine<C> {
         }
         match &env.payload {
             MarketEvent::Quote(q) if self.instruments.contains_key(&q.symbol) => self.book.mark(&q.symbol, q.mid()),
-            MarketEvent::Status(s) => {
-                match s.status {
-                    FeedStatus::Stale => self.stale.insert(s.symbol.clone()),
-                    FeedStatus::Active => self.stale.remove(&s.symbol),
-                };
-            }
+            // A feed's status is not used to decide: it arrives on another topic than the windows,
+            // at another pace, so it would make decisions depend on read speed. A symbol without
+            // fresh windows is left out by the windows' own age (`stale_after_ms`).
+            MarketEvent::Status(_) => {}
             MarketEvent::Quote(_) => self.counters.unknown_symbol += 1,
             MarketEvent::Trade(_) | MarketEvent::Depth(_) => {}
         }
     }
 
-    /// Handles one `exec_reports` record (live, or replayed at start-up with `live = false`).
-    pub fn on_exec(&mut self, env: &Envelope<ExecEvent>, live: bool) {
+    /// Handles one `exec_reports` record (live, or replayed at start-up with `live = false`); a
+    /// final report may let the decisions waiting for it run, appending intents to `out`.
+    pub fn on_exec(&mut self, env: &Envelope<ExecEvent>, live: bool, out: &mut Vec<Envelope<IntentEvent>>) {
         match &env.payload {
             ExecEvent::Report(r) => {
                 if live && !self.issued.contains(&r.intent_id) {
@@ -248,10 +307,12 @@ impl<C: Clock> StrategyEngine<C> {
                 }
                 self.book.on_report(r);
                 if r.status.is_terminal() {
-                    if let Some((symbol, open)) = self.inflight.remove(&r.intent_id) {
+                    self.finished.insert(r.intent_id);
+                    if let Some((symbol, open, _)) = self.inflight.remove(&r.intent_id) {
                         self.add_working(&symbol, -open);
+                        self.advance(out);
                     }
-                } else if let Some((symbol, open)) = self.inflight.get_mut(&r.intent_id) {
+                } else if let Some((symbol, open, _)) = self.inflight.get_mut(&r.intent_id) {
                     let now_open = r.side.sign() * r.leaves_qty;
                     let change = now_open - *open;
                     *open = now_open;
@@ -259,7 +320,11 @@ impl<C: Clock> StrategyEngine<C> {
                     self.add_working(&symbol, change);
                 }
             }
-            ExecEvent::CostModel(c) => self.cost = Some(c.clone()),
+            ExecEvent::CostModel(c) => {
+                if let Some(symbol) = &c.symbol {
+                    self.cost.insert(symbol.clone(), c.clone());
+                }
+            }
             ExecEvent::Halt(h) => self.halted = h.halted,
         }
     }
@@ -269,9 +334,12 @@ impl<C: Clock> StrategyEngine<C> {
     }
 
     /// Counts `open` (signed) as in flight for `symbol` until a report says otherwise.
-    fn track(&mut self, intent_id: IntentId, symbol: Symbol, open: Decimal) {
+    fn track(&mut self, intent_id: IntentId, symbol: Symbol, open: Decimal, decided: UnixNanos) {
+        if self.finished.contains(&intent_id) {
+            return;
+        }
         self.add_working(&symbol, open);
-        if let Some((old_symbol, old)) = self.inflight.insert(intent_id, (symbol, open)) {
+        if let Some((old_symbol, old, _)) = self.inflight.insert(intent_id, (symbol, open, decided)) {
             self.add_working(&old_symbol, -old);
         }
     }
@@ -313,7 +381,17 @@ impl<C: Clock> StrategyEngine<C> {
         current
     }
 
+    /// Decides at `now`, then marks the decision on the symbols whose streams have reached it.
     fn decide(&mut self, now: UnixNanos, out: &mut Vec<Envelope<IntentEvent>>) {
+        self.decide_orders(now, out);
+        if self.decisions.0 == 0 {
+            self.decisions.0 = now.0;
+        }
+        self.decisions.1 = now.0;
+        self.mark(out);
+    }
+
+    fn decide_orders(&mut self, now: UnixNanos, out: &mut Vec<Envelope<IntentEvent>>) {
         let as_of = self.as_of(now);
         if self.halted {
             self.counters.halted_decisions += 1;
@@ -322,7 +400,7 @@ impl<C: Clock> StrategyEngine<C> {
         let stale_ns = self.cfg.stale_after_ms.saturating_mul(1_000_000);
         let ready: Vec<(Symbol, Latest, Forecast)> = as_of
             .into_iter()
-            .filter(|(s, l)| now.saturating_sub(l.window_end) <= stale_ns && !self.stale.contains(s))
+            .filter(|(_, l)| now.saturating_sub(l.window_end) <= stale_ns)
             .filter_map(|(s, l)| l.forecast.clone().map(|f| (s, l, f)))
             .filter(|(_, l, f)| l.mid > Decimal::ZERO && l.half_spread_bps.is_finite() && f.expected_return.is_finite())
             .collect();
@@ -330,7 +408,8 @@ impl<C: Clock> StrategyEngine<C> {
             return;
         }
         self.counters.decisions += 1;
-        let half_spread_coef = self.cost.as_ref().map_or(1.0, |c| c.half_spread_coef);
+        let costs = self.cost.clone();
+        let half_spread_coef = |s: &Symbol| costs.get(s).map_or(1.0, |c| c.half_spread_coef);
         let symbols: Vec<Symbol> = ready.iter().map(|(s, _, _)| s.clone()).collect();
         let current: Vec<Decimal> =
             ready.iter().map(|(s, l, _)| (self.book.position(s).qty + self.working(s)) * l.mid).collect();
@@ -338,9 +417,9 @@ impl<C: Clock> StrategyEngine<C> {
             assets: ready
                 .iter()
                 .zip(&current)
-                .map(|((_, l, f), c)| Asset {
+                .map(|((s, l, f), c)| Asset {
                     mu: f.expected_return,
-                    cost: half_spread_coef * l.half_spread_bps / 1e4,
+                    cost: half_spread_coef(s) * l.half_spread_bps / 1e4,
                     current: to_f64(*c),
                     max_position: to_f64(self.limits.max_position_size),
                 })
@@ -368,7 +447,7 @@ impl<C: Clock> StrategyEngine<C> {
             let intent_id = IntentId(ids::derive_uuid(now, identity.as_bytes()));
             let event_id = EventId(ids::derive_uuid(now, format!("intent-event:{symbol}:{}", now.0).as_bytes()));
             let expected_cost_bps =
-                Decimal::from_f64(half_spread_coef * latest.half_spread_bps).unwrap_or_default().round_dp(4);
+                Decimal::from_f64(half_spread_coef(&symbol) * latest.half_spread_bps).unwrap_or_default().round_dp(4);
             let mut signals: Vec<SignalValue> = SIGNALS
                 .iter()
                 .zip(forecast.contributions)
@@ -387,7 +466,7 @@ impl<C: Clock> StrategyEngine<C> {
                 expected_cost_bps,
                 signals,
             };
-            self.track(intent_id, symbol, side.sign() * qty);
+            self.track(intent_id, symbol, side.sign() * qty, now);
             self.issued.insert(intent_id);
             out.push(Envelope {
                 schema_version: SCHEMA_VERSION,
@@ -437,6 +516,7 @@ mod tests {
                 cum_commission: Decimal::ZERO,
                 arrival_mid: Decimal::ONE,
                 slippage_bps: None,
+                venue_mid: None,
             }),
         }
     }
@@ -453,12 +533,13 @@ mod tests {
         let mut engine = engine();
         let (btc, eth) = (Symbol::new("BTCUSDT").unwrap(), Symbol::new("ETHUSDT").unwrap());
         let summed = |e: &StrategyEngine<ManualClock>, s: &Symbol| -> Decimal {
-            e.inflight.values().filter(|(x, _)| x == s).map(|(_, q)| *q).sum()
+            e.inflight.values().filter(|(x, _, _)| x == s).map(|(_, q, _)| *q).sum()
         };
         let dec = |s: &str| s.parse::<Decimal>().unwrap();
-        engine.track(IntentId(uuid::Uuid::from_u128(1)), btc.clone(), dec("0.003"));
-        engine.track(IntentId(uuid::Uuid::from_u128(2)), btc.clone(), dec("-0.001"));
-        engine.track(IntentId(uuid::Uuid::from_u128(3)), eth.clone(), dec("0.25"));
+        let t = UnixNanos(1);
+        engine.track(IntentId(uuid::Uuid::from_u128(1)), btc.clone(), dec("0.003"), t);
+        engine.track(IntentId(uuid::Uuid::from_u128(2)), btc.clone(), dec("-0.001"), t);
+        engine.track(IntentId(uuid::Uuid::from_u128(3)), eth.clone(), dec("0.25"), t);
         assert_eq!(engine.working(&btc), dec("0.002"));
         assert_eq!(engine.working(&eth), dec("0.25"));
         // A partial fill leaves 0.001 of intent 1 open.
@@ -467,15 +548,15 @@ mod tests {
             r.status = ExecStatus::PartiallyFilled;
             r.leaves_qty = dec("0.001");
         }
-        engine.on_exec(&partial, true);
+        engine.on_exec(&partial, true, &mut Vec::new());
         assert_eq!(engine.working(&btc), dec("0.000"));
         // The same id tracked again replaces, not adds.
-        engine.track(IntentId(uuid::Uuid::from_u128(3)), eth.clone(), dec("-0.5"));
+        engine.track(IntentId(uuid::Uuid::from_u128(3)), eth.clone(), dec("-0.5"), t);
         assert_eq!(engine.working(&eth), dec("-0.5"));
         // Terminal reports close intents 1 and 2; a report for an unknown intent changes nothing.
-        engine.on_exec(&report(1), true);
-        engine.on_exec(&report(2), true);
-        engine.on_exec(&report(99), true);
+        engine.on_exec(&report(1), true, &mut Vec::new());
+        engine.on_exec(&report(2), true, &mut Vec::new());
+        engine.on_exec(&report(99), true, &mut Vec::new());
         for s in [&btc, &eth] {
             assert_eq!(engine.working(s), summed(&engine, s), "{s}");
         }
@@ -488,12 +569,12 @@ mod tests {
         let mut engine = engine();
         let intents = 3 * ISSUED_REMEMBERED as u128;
         for intent in 0..intents {
-            engine.on_exec(&report(intent), false);
+            engine.on_exec(&report(intent), false, &mut Vec::new());
         }
         assert_eq!(engine.issued.len(), ISSUED_REMEMBERED);
-        engine.on_exec(&report(intents - 1), true);
+        engine.on_exec(&report(intents - 1), true, &mut Vec::new());
         assert_eq!(engine.counters().unknown_intent, 0, "a report for a recent intent");
-        engine.on_exec(&report(0), true);
+        engine.on_exec(&report(0), true, &mut Vec::new());
         assert_eq!(engine.counters().unknown_intent, 1, "older than the bound: counted as unknown");
     }
 }

@@ -158,6 +158,7 @@ mod tests {
             cum_commission: dec!(0.35),
             arrival_mid: px,
             slippage_bps: None,
+            venue_mid: None,
         }
     }
 

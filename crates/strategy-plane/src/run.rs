@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::clock::SystemClock;
 use common::codec::{self, DecodeError};
 use common::config::AppConfig;
-use common::events::{ExecEvent, MarketEvent, OfiEvent, Source};
+use common::events::{ExecEvent, IntentEvent, MarketEvent, OfiEvent, Source};
 use common::http::{self, Health};
 use common::kafka::{self, AckQueue, BrokerError, Consumed};
 use common::topics::{EXEC_REPORTS, MARKET_EVENTS, OFI_EVENTS, ORDER_INTENTS, STRATEGY_PLANE_GROUP};
@@ -83,7 +83,7 @@ async fn serve(
     };
     for r in &records {
         match codec::decode::<ExecEvent>(&r.payload) {
-            Ok(env) => engine.on_exec(&env, false),
+            Ok(env) => engine.on_exec(&env, false, &mut Vec::new()),
             Err(e) => {
                 let at = Consumed {
                     topic: Arc::from(cfg.kafka.topic(EXEC_REPORTS)),
@@ -111,6 +111,18 @@ async fn serve(
     let checker = http::spawn_broker_check(Arc::clone(publisher.producer()), Arc::clone(health));
     let mut out = Vec::new();
     let mut assignment_check = tokio::time::interval(Duration::from_secs(1));
+    // An instance that owns every partition waits for every configured instrument before each
+    // decision; instances that share them wait for the symbols they see.
+    let ofi_partitions = {
+        let (c, topic) = (Arc::clone(&consumer), Arc::clone(&names[0]));
+        tokio::task::spawn_blocking(move || {
+            let metadata = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).ok()?;
+            metadata.topics().first().map(|t| t.partitions().len())
+        })
+        .await
+        .ok()
+        .flatten()
+    };
 
     loop {
         // Asked here, and polled in the selects only after the work they wait for: polling a
@@ -122,8 +134,15 @@ async fn serve(
             biased;
             _ = assignment_check.tick() => {
                 // Which symbols this instance trades follows from its partitions; show it.
-                let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+                let assignment = consumer.assignment().ok();
+                let assigned = assignment.as_ref().map_or(0, |a| a.count());
                 metrics.assigned_partitions.set(i64::try_from(assigned).unwrap_or(i64::MAX));
+                // Nothing is read without an assignment: keep the last answer until there is one.
+                if let (Some(total), Some(a)) = (ofi_partitions, &assignment)
+                    && a.count() > 0
+                {
+                    engine.expect_all(a.elements_for_topic(&names[0]).len() >= total);
+                }
                 continue;
             }
             msg = consumer.recv() => msg,
@@ -150,7 +169,7 @@ async fn serve(
                 Err(e) => decode_error(metrics, base, &at, &e),
             },
             _ => match codec::decode::<ExecEvent>(payload) {
-                Ok(env) => engine.on_exec(&env, true),
+                Ok(env) => engine.on_exec(&env, true, &mut out),
                 Err(e) => decode_error(metrics, base, &at, &e),
             },
         }
@@ -158,7 +177,9 @@ async fn serve(
             let published = async {
                 for intent in &out {
                     publisher.publish(intent).await?;
-                    tracing::info!(event_id = %intent.event_id, "Order intent published.");
+                    if let IntentEvent::Intent(i) = &intent.payload {
+                        tracing::info!(event_id = %intent.event_id, intent_id = %i.intent_id, "Order intent published.");
+                    }
                 }
                 Ok::<_, BrokerError>(())
             };
@@ -167,7 +188,8 @@ async fn serve(
                 () = shutdown.cancelled() => break,
                 published = published => published?,
             }
-            metrics.intents_published.inc_by(out.len() as u64);
+            let intents = out.iter().filter(|e| matches!(e.payload, IntentEvent::Intent(_))).count();
+            metrics.intents_published.inc_by(intents as u64);
             out.clear();
         }
         seen = hot.mirror(metrics, seen, engine.counters());

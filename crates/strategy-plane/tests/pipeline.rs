@@ -15,7 +15,7 @@ use common::types::{Symbol, UnixNanos};
 use data_plane::core::{DataCore, Output};
 use data_plane::source::Replay;
 use order_plane::engine::OrderEngine;
-use order_plane::venue::SimulatedVenue;
+use order_plane::simulated::{SimulatedConfig, SimulatedVenue};
 use rust_decimal::Decimal;
 use strategy_plane::engine::StrategyEngine;
 
@@ -41,7 +41,8 @@ fn run(cfg: &AppConfig, halt_first: bool) -> Run {
 /// outputs are delivered again, as after a Data Plane restart from an older checkpoint.
 fn run_redelivering(cfg: &AppConfig, halt_first: bool, redeliver: Option<usize>) -> Run {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(SPOT);
-    let mut data = DataCore::new(&cfg.data_plane, "replay:t", source("data-plane"), ManualClock::new(UnixNanos(1)));
+    let mut data = DataCore::new(&cfg.data_plane, "replay:t", source("data-plane"), ManualClock::new(UnixNanos(1)))
+        .expecting(&data_plane::run::instruments(cfg));
     let mut strategy = StrategyEngine::new(
         &cfg.strategy_plane,
         &cfg.risk,
@@ -50,7 +51,7 @@ fn run_redelivering(cfg: &AppConfig, halt_first: bool, redeliver: Option<usize>)
         ManualClock::new(UnixNanos(2)),
     );
     let ticks = cfg.instruments.iter().map(|i| (Symbol::new(&i.symbol).unwrap(), i.tick_size)).collect();
-    let venue = SimulatedVenue::new(cfg.order_plane.latency_ms, ticks);
+    let venue = SimulatedVenue::new(SimulatedConfig::new(&cfg.order_plane, ticks));
     let mut order = OrderEngine::new(
         &cfg.risk,
         &cfg.order_plane,
@@ -64,7 +65,7 @@ fn run_redelivering(cfg: &AppConfig, halt_first: bool, redeliver: Option<usize>)
         let mut halt = Vec::new();
         order.set_halt(true, "test", None, UnixNanos(0), &mut halt);
         for e in &halt {
-            strategy.on_exec(e, true);
+            strategy.on_exec(e, true, &mut Vec::new());
         }
     }
     let mut last_event = UnixNanos(0);
@@ -82,14 +83,22 @@ fn run_redelivering(cfg: &AppConfig, halt_first: bool, redeliver: Option<usize>)
                 Output::Ofi(env) => strategy.on_ofi(&env, &mut new_intents),
                 Output::Rejected { .. } => {}
             }
-            for i in new_intents {
-                order.on_intent(&i, &mut exec);
-                intents.push(i);
-            }
-            for e in exec.drain(..) {
-                strategy.on_exec(&e, true);
-                if let ExecEvent::Report(r) = &e.payload {
-                    reports.push(r.clone());
+            // A final report can let a waiting decision run, whose intents report in turn.
+            loop {
+                for i in new_intents.drain(..) {
+                    order.on_intent(&i, &mut exec);
+                    if matches!(i.payload, IntentEvent::Intent(_)) {
+                        intents.push(i);
+                    }
+                }
+                if exec.is_empty() {
+                    break;
+                }
+                for e in std::mem::take(&mut exec) {
+                    strategy.on_exec(&e, true, &mut new_intents);
+                    if let ExecEvent::Report(r) = &e.payload {
+                        reports.push(r.clone());
+                    }
                 }
             }
         }
@@ -109,7 +118,7 @@ fn run_redelivering(cfg: &AppConfig, halt_first: bool, redeliver: Option<usize>)
             feed(&mut again, &mut strategy, &mut order);
         }
     }
-    data.finish(&mut outputs);
+    data.end(&mut outputs);
     feed(&mut outputs, &mut strategy, &mut order);
     Run { last_event, intents, reports, strategy, order }
 }
@@ -198,12 +207,13 @@ fn an_unknown_symbol_is_counted_and_never_traded() {
 fn intents_do_not_depend_on_how_symbols_interleave() {
     let cfg = AppConfig::default();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(SPOT);
-    let mut data = DataCore::new(&cfg.data_plane, "replay:t", source("data-plane"), ManualClock::new(UnixNanos(1)));
+    let mut data = DataCore::new(&cfg.data_plane, "replay:t", source("data-plane"), ManualClock::new(UnixNanos(1)))
+        .expecting(&data_plane::run::instruments(&cfg));
     let mut out = Vec::new();
     for item in Replay::open(&path, 1).unwrap() {
         data.process(item.unwrap(), &mut out);
     }
-    data.finish(&mut out);
+    data.end(&mut out);
     let windows: Vec<Envelope<OfiEvent>> = out
         .into_iter()
         .filter_map(|o| match o {
@@ -290,14 +300,15 @@ fn bad_exec_reports_are_counted_and_never_move_positions() {
             cum_commission: Decimal::ZERO,
             arrival_mid: Decimal::from(60_000),
             slippage_bps: None,
+            venue_mid: None,
         }),
     };
-    s.on_exec(&report(Decimal::from(-3), "neg"), true);
+    s.on_exec(&report(Decimal::from(-3), "neg"), true, &mut Vec::new());
     assert_eq!(s.counters().unknown_intent, 1, "a report for an intent this plane never issued");
     assert!(s.book().position(&btc).qty.is_zero(), "a negative fill quantity moves nothing");
     // A fill the plane did not ask for still happened: positions follow the ledger.
-    s.on_exec(&report(Decimal::ONE, "real"), true);
-    s.on_exec(&report(Decimal::ONE, "real"), true);
+    s.on_exec(&report(Decimal::ONE, "real"), true, &mut Vec::new());
+    s.on_exec(&report(Decimal::ONE, "real"), true, &mut Vec::new());
     assert_eq!(s.book().position(&btc).qty, Decimal::ONE, "counted once");
     // Market data for an unknown symbol is counted, not used.
     let quote = Quote {

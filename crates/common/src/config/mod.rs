@@ -51,6 +51,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("ORDER_PLANE_PORT", "order_plane.http_port"),
     ("ORDER_VENUE", "order_plane.venue"),
     ("SIM_LATENCY_MS", "order_plane.latency_ms"),
+    ("SIM_LATENCY_JITTER_MS", "order_plane.latency_jitter_ms"),
+    ("SIM_LATENCY_SEED", "order_plane.latency_seed"),
     ("KILL_SWITCH", "order_plane.kill_switch"),
     ("ADMIN_ENABLED", "order_plane.admin_enabled"),
     ("ADMIN_TOKEN", "order_plane.admin_token"),

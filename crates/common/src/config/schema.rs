@@ -383,6 +383,27 @@ pub struct InstrumentConfig {
     pub min_qty: Decimal,
     /// Smallest order notional.
     pub min_notional: Decimal,
+    /// What the simulated venue charges for this instrument's executions.
+    #[serde(default)]
+    pub fees: FeeSchedule,
+}
+
+/// A venue's commission schedule for one instrument.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "model", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FeeSchedule {
+    /// Interactive Brokers Pro, US stocks, tiered per share (USD 0.35 minimum, 1 % of value
+    /// maximum per order).
+    #[default]
+    IbkrTiered,
+    /// A share of each execution's value, in basis points: `maker_bps` for fills of a resting
+    /// order, `taker_bps` for fills that take liquidity (crypto venues).
+    Bps {
+        /// Fills that added liquidity.
+        maker_bps: Decimal,
+        /// Fills that took liquidity.
+        taker_bps: Decimal,
+    },
 }
 
 /// `[strategy_plane]`
@@ -430,8 +451,23 @@ pub struct OrderPlaneConfig {
     pub http_port: u16,
     /// `simulated` (fills against the market data) or `ibkr` (TWS / IB Gateway, `[ibkr]`).
     pub venue: String,
-    /// Simulated venue: event-time delay between decision and arrival at the venue.
+    /// Simulated venue: the fixed part of the event-time delay between decision and arrival.
     pub latency_ms: u64,
+    /// Simulated venue: median of the random, log-normal part of that delay (0: none).
+    pub latency_jitter_ms: f64,
+    /// Simulated venue: σ of the log of the random part.
+    pub latency_jitter_sigma: f64,
+    /// Simulated venue: seed of the random part; the same seed gives the same delays.
+    pub latency_seed: u64,
+    /// Simulated venue: no delay is longer than this (it must stay below the Strategy Plane's
+    /// decision interval, so that a decision sees every fill of the one before).
+    pub latency_max_ms: u64,
+    /// Simulated venue: what an order takes beyond the displayed size costs
+    /// `impact_coefficient · σ_bps · sqrt(qty / volume)` basis points past the last level.
+    pub impact_coefficient: f64,
+    /// Simulated venue: most market-data snapshots kept per symbol for orders that arrive after
+    /// the plane's market data has moved on; older ones are forgotten first.
+    pub history_limit: usize,
     /// Halt trading at start-up (`KILL_SWITCH=true`).
     pub kill_switch: bool,
     /// Cancel open orders when trading is halted.
@@ -465,6 +501,12 @@ impl Default for OrderPlaneConfig {
             http_port: 8002,
             venue: "simulated".into(),
             latency_ms: 5,
+            latency_jitter_ms: 2.0,
+            latency_jitter_sigma: 0.5,
+            latency_seed: 1,
+            latency_max_ms: 500,
+            impact_coefficient: 1.0,
+            history_limit: 250_000,
             kill_switch: false,
             cancel_open_on_halt: true,
             admin_enabled: false,
@@ -489,6 +531,7 @@ impl Default for AppConfig {
             lot_size: lot,
             min_qty: lot,
             min_notional: Decimal::from(10),
+            fees: FeeSchedule::Bps { maker_bps: Decimal::from(10), taker_bps: Decimal::from(10) },
         };
         Self {
             app: AppSection::default(),
@@ -730,6 +773,27 @@ impl AppConfig {
         if o.max_intent_lag_ms == 0 {
             bad("order_plane.max_intent_lag_ms", "must be positive".into());
         }
+        if !(o.latency_jitter_ms.is_finite() && o.latency_jitter_ms >= 0.0) {
+            bad("order_plane.latency_jitter_ms", format!("must be 0 or more, got {}", o.latency_jitter_ms));
+        }
+        if !(o.latency_jitter_sigma.is_finite() && (0.0..=3.0).contains(&o.latency_jitter_sigma)) {
+            bad("order_plane.latency_jitter_sigma", format!("must be in [0, 3], got {}", o.latency_jitter_sigma));
+        }
+        if o.latency_max_ms < o.latency_ms {
+            bad("order_plane.latency_max_ms", format!("must be at least latency_ms ({})", o.latency_ms));
+        }
+        if o.venue == "simulated" && o.latency_max_ms >= sp.decision_interval_ms {
+            bad(
+                "order_plane.latency_max_ms",
+                format!("must be below strategy_plane.decision_interval_ms ({})", sp.decision_interval_ms),
+            );
+        }
+        if !(o.impact_coefficient.is_finite() && o.impact_coefficient >= 0.0) {
+            bad("order_plane.impact_coefficient", format!("must be 0 or more, got {}", o.impact_coefficient));
+        }
+        if o.history_limit < 2 {
+            bad("order_plane.history_limit", "must be at least 2".into());
+        }
         if o.impact_volume_window_s == 0 {
             bad("order_plane.impact_volume_window_s", "must be positive".into());
         }
@@ -752,6 +816,13 @@ impl AppConfig {
                 || inst.min_notional < Decimal::ZERO
             {
                 bad(&field, "tick_size and lot_size must be positive, minimums not negative".into());
+            }
+            if let FeeSchedule::Bps { maker_bps, taker_bps } = &inst.fees {
+                for (name, bps) in [("maker_bps", maker_bps), ("taker_bps", taker_bps)] {
+                    if *bps < Decimal::ZERO || *bps > Decimal::from(1_000) {
+                        bad(&format!("{field}.fees.{name}"), format!("must be in [0, 1000], got {bps}"));
+                    }
+                }
             }
         }
         if errors.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(errors)) }
