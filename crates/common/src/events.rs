@@ -339,8 +339,10 @@ impl Checked for OfiWindow {
         if self.window_end <= self.window_start {
             return Err("window_end must be after window_start");
         }
-        if self.n_quotes == 0 {
-            return Err("an OFI window holds at least one quote");
+        // A window without quotes is a heartbeat: the symbol was quiet, nothing was measured.
+        let quiet = self.ofi.is_zero() && self.n_trades == 0 && self.mid_change.is_zero();
+        if self.n_quotes == 0 && !quiet {
+            return Err("an OFI window without quotes is a heartbeat: no trades, ofi and mid_change 0");
         }
         Ok(())
     }

@@ -6,7 +6,8 @@
 //!      − q^A_n·1[P^A_n ≤ P^A_{n-1}] + q^A_{n-1}·1[P^A_n ≥ P^A_{n-1}]`, 0 for the first quote.
 //! A window `[k·W, (k+1)·W)` holding at least one quote is emitted when the symbol's first event
 //! past it arrives, or earlier when [`OfiEngine::close_until`] says time has moved past it (the
-//! Data Plane calls it as event time crosses each boundary), or at [`OfiEngine::finish`].
+//! Data Plane calls it as event time crosses each boundary), or at [`OfiEngine::finish`]. At each
+//! boundary a symbol without a window gets a heartbeat instead ([`OfiEngine::heartbeat`]).
 //! Arithmetic is exact (decimal), so the values do not depend on replay speed or platform.
 
 use std::collections::HashMap;

@@ -71,7 +71,8 @@ async fn a_restarted_replay_resumes_at_its_checkpoint_with_the_same_events() {
     clean.kafka.topic_prefix = unique("clean_");
     replay(&clean).await;
     let (all_market, all_ofi) = (read(&clean, MARKET_EVENTS), read(&clean, OFI_EVENTS));
-    assert_eq!(all_market.len(), ROWS, "one market event per row");
+    // One market event per row, and the end of the input for each of the fixture's two symbols.
+    assert_eq!(all_market.len(), ROWS + 2, "one market event per row, and two `ended`");
     assert_eq!(
         tokio::task::spawn_blocking(move || checkpoint::load(&clean.kafka, &stream)).await.unwrap().unwrap(),
         Resume { position: ROWS as u64, finished: true }
@@ -89,7 +90,7 @@ async fn a_restarted_replay_resumes_at_its_checkpoint_with_the_same_events() {
     replay(&resumed).await;
 
     let (market, ofi) = (read(&resumed, MARKET_EVENTS), read(&resumed, OFI_EVENTS));
-    assert_eq!(market.len(), ROWS - RESUME_AT as usize, "exactly the rows from the checkpoint on");
+    assert_eq!(market.len(), ROWS - RESUME_AT as usize + 2, "exactly the rows from the checkpoint on, and the end");
     for (id, event) in market.iter().chain(&ofi) {
         let reference = all_market.get(id).or_else(|| all_ofi.get(id));
         assert_eq!(reference, Some(event), "{id} is what the uninterrupted run published");

@@ -126,17 +126,18 @@ async fn replays_through_the_broker_and_reads_back_exact_ofi() {
     let expected = independent_ofi(&lines);
     let published_market =
         metric(&metrics, &format!("data_plane_events_published_total{{topic=\"{MARKET_EVENTS}\"}}")).unwrap();
-    assert_eq!(published_market, ROWS as f64, "every valid row is published once");
-    assert_eq!(metric(&metrics, "data_plane_ofi_windows_total"), Some(expected.len() as f64));
+    // Every valid row once, then the end of the input for each of the fixture's two symbols.
+    assert_eq!(published_market, (ROWS + 2) as f64, "every valid row is published once");
+    let windows_total = metric(&metrics, "data_plane_ofi_windows_total").unwrap() as usize;
 
     // Read both topics back with a consumer of our own.
     let consumer = common::kafka::consumer(&cfg.kafka, &unique("reader_"), "system-test-reader").unwrap();
     consumer.subscribe(&[&cfg.kafka.topic(MARKET_EVENTS), &cfg.kafka.topic(OFI_EVENTS)]).unwrap();
-    let mut market = 0usize;
+    let (mut market, mut ended, mut heartbeats) = (0usize, 0usize, 0usize);
     let mut ids = HashSet::new();
     let mut got: BTreeMap<(String, u64), Expected> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while market < ROWS || got.len() < expected.len() {
+    while market + ended < ROWS + 2 || got.len() + heartbeats < windows_total {
         let msg = tokio::time::timeout_at(deadline, consumer.recv())
             .await
             .unwrap_or_else(|_| panic!("read {market} market events and {} windows before timing out", got.len()))
@@ -147,11 +148,19 @@ async fn replays_through_the_broker_and_reads_back_exact_ofi() {
             let env = codec::decode::<MarketEvent>(bytes).unwrap();
             assert_eq!(env.payload.symbol().as_str(), key, "records are keyed by symbol");
             assert!(ids.insert(env.event_id), "event ids are unique");
-            market += 1;
+            match env.payload {
+                MarketEvent::Status(s) if s.status == common::events::FeedStatus::Ended => ended += 1,
+                _ => market += 1,
+            }
         } else {
             let env = codec::decode::<OfiEvent>(bytes).unwrap();
             let OfiEvent::Window(w) = env.payload;
             assert_eq!(w.symbol.as_str(), key);
+            // A heartbeat (a quiet second) is not a measurement: the independent computation has none.
+            if w.n_quotes == 0 {
+                heartbeats += 1;
+                continue;
+            }
             assert!(env.causation_id.is_some());
             let previous = got.insert(
                 (key, w.window_start.0 / 1_000_000_000),
@@ -160,7 +169,7 @@ async fn replays_through_the_broker_and_reads_back_exact_ofi() {
             assert!(previous.is_none(), "one record per symbol and window");
         }
     }
-    assert_eq!(market, ROWS);
+    assert_eq!((market, ended), (ROWS, 2));
     let differing: Vec<_> = expected.iter().filter(|(k, v)| got.get(*k) != Some(*v)).take(5).collect();
     assert!(differing.is_empty(), "windows differing from the independent computation: {differing:?}");
     assert_eq!(got.len(), expected.len());

@@ -102,6 +102,10 @@ pub struct OrderEngine<V, C> {
     fees: HashMap<Symbol, FeeSchedule>,
     /// Intents waiting for their symbol's market data to reach their decision time, in order.
     held: HashMap<Symbol, VecDeque<Envelope<IntentEvent>>>,
+    /// Held intents judged since the shell last asked.
+    released: Vec<IntentId>,
+    /// Placed orders the venue has said nothing about yet (waiting for their arrival).
+    awaiting: HashSet<IntentId>,
 }
 
 impl<V: Venue, C: Clock> OrderEngine<V, C> {
@@ -132,7 +136,15 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             unconfirmed: HashSet::new(),
             fees: instruments.iter().filter_map(|i| Symbol::new(&i.symbol).ok().map(|s| (s, i.fees.clone()))).collect(),
             held: HashMap::new(),
+            released: Vec::new(),
+            awaiting: HashSet::new(),
         }
+    }
+
+    /// The held intents judged since the last call: their records are done with once what they
+    /// produced is on the broker.
+    pub fn take_released(&mut self) -> Vec<IntentId> {
+        std::mem::take(&mut self.released)
     }
 
     /// Intents waiting for market data now.
@@ -278,7 +290,14 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 self.orders.insert(intent.intent_id, state);
                 let mut events = std::mem::take(&mut self.pending);
                 self.venue.place(approved, &mut events);
+                // An order that waits for its arrival has produced nothing yet: its record is not
+                // done with until it does.
+                let waits = !events.iter().any(|e| venue_event_intent(e) == intent.intent_id);
                 self.apply(events, Some(env.event_id), out);
+                if waits {
+                    self.awaiting.insert(intent.intent_id);
+                    return IntentOutcome::Held;
+                }
                 IntentOutcome::Placed
             }
         }
@@ -402,7 +421,9 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             }
             if let IntentEvent::Intent(intent) = &env.payload {
                 self.advance_mark(symbol, env.ts_event);
-                self.execute(&env, intent, out);
+                if self.execute(&env, intent, out) != IntentOutcome::Held {
+                    self.released.push(intent.intent_id);
+                }
             }
         }
     }
@@ -638,15 +659,10 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         let mut applied = VenueApplied::default();
         for event in &events {
             let adopted = self.adopt(event);
-            let intent_id = match event {
-                VenueEvent::Accepted { intent_id, .. }
-                | VenueEvent::Arrived { intent_id, .. }
-                | VenueEvent::Fill { intent_id, .. }
-                | VenueEvent::Found { intent_id, .. }
-                | VenueEvent::Sent { intent_id, .. }
-                | VenueEvent::Cancelled { intent_id, .. }
-                | VenueEvent::Rejected { intent_id, .. } => *intent_id,
-            };
+            let intent_id = venue_event_intent(event);
+            if self.awaiting.remove(&intent_id) {
+                self.released.push(intent_id);
+            }
             let Some(o) = self.orders.get_mut(&intent_id) else {
                 tracing::warn!(%intent_id, ?event, "Venue event for an order this plane does not know; dropped.");
                 applied.unknown += 1;
@@ -830,6 +846,19 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
     /// Intent ids remembered now to refuse a repeat (those risk would still pass).
     pub fn remembered_intents(&self) -> usize {
         self.remembered.len()
+    }
+}
+
+/// The intent a venue event is about.
+fn venue_event_intent(event: &VenueEvent) -> IntentId {
+    match event {
+        VenueEvent::Accepted { intent_id, .. }
+        | VenueEvent::Arrived { intent_id, .. }
+        | VenueEvent::Fill { intent_id, .. }
+        | VenueEvent::Found { intent_id, .. }
+        | VenueEvent::Sent { intent_id, .. }
+        | VenueEvent::Cancelled { intent_id, .. }
+        | VenueEvent::Rejected { intent_id, .. } => *intent_id,
     }
 }
 

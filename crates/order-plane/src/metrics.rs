@@ -60,6 +60,9 @@ pub struct Metrics {
     pub remembered_intents: IntGauge,
     /// Intents waiting for their symbol's market data to reach their decision time.
     pub held_intents: IntGauge,
+    /// What the fills cost so far, quote currency, by symbol and component (`delay`,
+    /// `spread_impact`, `fees`); signed, so a gauge.
+    pub execution_cost: GaugeVec,
 }
 
 fn latency(name: &str, help: &str) -> Result<Histogram, prometheus::Error> {
@@ -139,6 +142,13 @@ impl Metrics {
                 "order_plane_tracked_orders",
                 "Orders held in memory: working ones, and a broker venue's finished ones.",
             )?,
+            execution_cost: GaugeVec::new(
+                Opts::new(
+                    "order_plane_execution_cost",
+                    "What the fills cost since start, quote currency, positive = paid: delay (decision to arrival mid), spread_impact (arrival mid to fill), fees.",
+                ),
+                &["symbol", "component"],
+            )?,
             held_intents: IntGauge::new(
                 "order_plane_held_intents",
                 "Intents waiting for their symbol's market data to reach their decision time",
@@ -181,6 +191,7 @@ impl Metrics {
         r.register(Box::new(m.tracked_orders.clone()))?;
         r.register(Box::new(m.remembered_intents.clone()))?;
         r.register(Box::new(m.held_intents.clone()))?;
+        r.register(Box::new(m.execution_cost.clone()))?;
         // Series exist from the start, so dashboards show 0 rather than "no data".
         m.duplicates.with_label_values(&[common::topics::MARKET_EVENTS]);
         for why in ["unknown_order", "repeated_execution"] {

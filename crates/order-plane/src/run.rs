@@ -299,6 +299,9 @@ async fn serve(
     let checker = http::spawn_broker_check(Arc::clone(publisher.producer()), Arc::clone(health));
     let mut assignment_check = tokio::time::interval(Duration::from_secs(1));
     let mut result = Ok(());
+    // A held intent's record stays unacknowledged, and its partition paused, until the intent is
+    // judged: a restart reads it again instead of losing it.
+    let mut held = HeldRecords::default();
 
     loop {
         // Asked here, and polled in the selects only after the work they wait for: polling a
@@ -365,6 +368,11 @@ async fn serve(
                             {
                                 intents.insert(i.intent_id, env.ts_init);
                             }
+                            if outcome == IntentOutcome::Held
+                                    && let IntentEvent::Intent(i) = &env.payload
+                                {
+                                    held.hold(&consumer, i.intent_id, at.clone());
+                                }
                             match outcome {
                                 IntentOutcome::Duplicate => {
                                     metrics.duplicate_intents.inc();
@@ -408,12 +416,24 @@ async fn serve(
                 if had_outputs {
                     update_gauges(metrics, &engine);
                 }
-                let pushed = tokio::select! {
-                    biased;
-                    pushed = acks.push(at, publisher.sent()) => pushed,
-                    () = shutdown.cancelled() => break,
-                };
-                if !pushed {
+                let sent = publisher.sent();
+                let mut done: Vec<Consumed> = held.release(&consumer, engine.take_released());
+                if !held.holds(&at) {
+                    done.insert(0, at);
+                }
+                let mut stopped = false;
+                for token in done {
+                    let pushed = tokio::select! {
+                        biased;
+                        pushed = acks.push(token, sent) => pushed,
+                        () = shutdown.cancelled() => false,
+                    };
+                    if !pushed {
+                        stopped = true;
+                        break;
+                    }
+                }
+                if stopped {
                     break;
                 }
             }
@@ -426,6 +446,46 @@ async fn serve(
     stop_session(session, &mut engine, metrics, &mut publisher, &mut intents).await?;
     tracing::info!("Order Plane stopped; offsets committed.");
     result
+}
+
+/// The records of intents held for market data, and the partitions paused for them.
+#[derive(Default)]
+struct HeldRecords {
+    records: HashMap<IntentId, Consumed>,
+}
+
+impl HeldRecords {
+    fn holds(&self, at: &Consumed) -> bool {
+        self.records.values().any(|c| c.partition == at.partition && c.offset == at.offset && c.topic == at.topic)
+    }
+
+    /// Keeps `at` unacknowledged and pauses its partition: nothing after it there is read (and so
+    /// acknowledged past it) until it is released.
+    fn hold(&mut self, consumer: &rdkafka::consumer::StreamConsumer, intent: IntentId, at: Consumed) {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition(&at.topic, at.partition);
+        if let Err(e) = consumer.pause(&tpl) {
+            tracing::warn!(error = %e, partition = at.partition, "Cannot pause the intents partition.");
+        }
+        self.records.insert(intent, at);
+    }
+
+    /// The records of `released` intents, in the order they were held; resumes the partitions
+    /// that hold nothing any more.
+    fn release(&mut self, consumer: &rdkafka::consumer::StreamConsumer, released: Vec<IntentId>) -> Vec<Consumed> {
+        let mut done: Vec<Consumed> = released.iter().filter_map(|id| self.records.remove(id)).collect();
+        done.sort_by_key(|c| (c.partition, c.offset));
+        for c in &done {
+            if !self.records.values().any(|h| h.partition == c.partition && h.topic == c.topic) {
+                let mut tpl = rdkafka::TopicPartitionList::new();
+                tpl.add_partition(&c.topic, c.partition);
+                if let Err(e) = consumer.resume(&tpl) {
+                    tracing::warn!(error = %e, partition = c.partition, "Cannot resume the intents partition.");
+                }
+            }
+        }
+        done
+    }
 }
 
 /// Stops the IBKR session (it first sends what was released to it) and publishes what it
@@ -509,6 +569,7 @@ fn observe(metrics: &Metrics, env: &Envelope<ExecEvent>, intents: &mut HashMap<I
                 }
                 ExecStatus::PartiallyFilled | ExecStatus::Filled => {
                     metrics.fills.inc();
+                    record_costs(metrics, r);
                     let notional = r.last_px.unwrap_or_default() * r.last_qty;
                     metrics.notional_traded.inc_by(notional.to_f64().unwrap_or(0.0));
                     metrics.commission.inc_by(r.commission.to_f64().unwrap_or(0.0));
@@ -538,6 +599,21 @@ fn observe(metrics: &Metrics, env: &Envelope<ExecEvent>, intents: &mut HashMap<I
         }
         ExecEvent::Halt(h) => metrics.kill_switch.set(i64::from(h.halted)),
     }
+}
+
+/// Splits one fill's cost: the mid moving from the decision to the venue's arrival (delay), the
+/// fill against the arrival mid (spread and impact), and its commission.
+fn record_costs(metrics: &Metrics, r: &common::events::ExecReport) {
+    let cost = |name: &str, value: Option<Decimal>| {
+        let value = value.and_then(|v| v.to_f64()).unwrap_or(0.0);
+        metrics.execution_cost.with_label_values(&[r.symbol.as_str(), name]).add(value);
+    };
+    let moved = |from: Decimal, to: Decimal| to.checked_sub(from)?.checked_mul(r.side.sign())?.checked_mul(r.last_qty);
+    if let (Some(px), Some(venue_mid)) = (r.last_px, r.venue_mid) {
+        cost("delay", moved(r.arrival_mid, venue_mid));
+        cost("spread_impact", moved(venue_mid, px));
+    }
+    cost("fees", Some(r.commission));
 }
 
 fn update_gauges(metrics: &Metrics, engine: &Engine) {

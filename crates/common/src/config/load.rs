@@ -316,6 +316,27 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_samples_pay_binance_spot_fees_and_bad_schedules_are_named() {
+        let cfg = load_from(&shipped_dir(), &[]).unwrap();
+        let binance = crate::config::FeeSchedule::Bps { maker_bps: dec!(10), taker_bps: dec!(10) };
+        assert!(cfg.instruments.iter().all(|i| i.fees == binance), "{:?}", cfg.instruments);
+        let instrument = |fees: &str| {
+            format!(
+                "[[instruments]]\nsymbol = \"X\"\ntick_size = \"0.01\"\nlot_size = \"1\"\nmin_qty = \"1\"\nmin_notional = \"0\"\n{fees}\n"
+            )
+        };
+        let without = dir_with(&instrument(""), &[]);
+        let cfg = load_from(without.path(), &[]).unwrap();
+        assert_eq!(cfg.instruments[0].fees, crate::config::FeeSchedule::IbkrTiered, "today's rule by default");
+        let negative = dir_with(&instrument("fees = { model = \"bps\", maker_bps = \"-1\", taker_bps = \"10\" }"), &[]);
+        let err = load_from(negative.path(), &[]).unwrap_err();
+        assert_eq!(err.fields(), vec!["instruments[0].fees.maker_bps"], "{err}");
+        let incomplete = dir_with(&instrument("fees = { model = \"bps\", maker_bps = \"1\" }"), &[]);
+        let err = load_from(incomplete.path(), &[]).unwrap_err();
+        assert!(err.to_string().contains("taker_bps"), "{err}");
+    }
+
+    #[test]
     fn limits_must_be_consistent() {
         let dir = dir_with("", &[]);
         let err = load_from(dir.path(), &env(&[("MAX_GROSS_EXPOSURE", "10"), ("MAX_NET_EXPOSURE", "20")])).unwrap_err();
