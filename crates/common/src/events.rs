@@ -642,6 +642,11 @@ pub struct CostModelUpdate {
     /// order. Absent in records written when one model served every symbol (not restored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symbol: Option<Symbol>,
+    /// The estimator's whole state, `[P₀₀, P₀₁, P₁₀, P₁₁, residual variance]` (rounding keeps
+    /// `P` only nearly symmetric), so a restarted Order Plane continues exactly where it stopped:
+    /// the same fills then give the same models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<[f64; 5]>,
 }
 impl Checked for CostModelUpdate {}
 impl Keyed for CostModelUpdate {

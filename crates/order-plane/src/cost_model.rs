@@ -80,12 +80,14 @@ impl CostModel {
             residual_std_bps: self.resid_var.sqrt(),
             n_fills: self.n,
             symbol: Some(symbol.clone()),
+            state: Some([self.p[0][0], self.p[0][1], self.p[1][0], self.p[1][1], self.resid_var]),
         }
     }
 
-    /// Continues from a published snapshot after a restart: coefficients, their variances
-    /// (`P_ii = stderr² / residual variance`) and the residual scale, so the first fills after a
-    /// restart move the model no more than they would have before it.
+    /// Continues from a published snapshot after a restart: exactly, from its `state`; from a
+    /// record without one, the coefficients, their variances (`P_ii = stderr² / residual
+    /// variance`) and the residual scale, so the first fills after a restart move the model no
+    /// more than they would have before it.
     pub fn restore(&mut self, s: &CostModelUpdate) {
         let values = [
             s.half_spread_coef,
@@ -102,7 +104,10 @@ impl CostModel {
         self.n = s.n_fills;
         self.scale = s.residual_scale_bps;
         self.resid_var = s.residual_std_bps * s.residual_std_bps;
-        if self.resid_var > 0.0 {
+        if let Some([p00, p01, p10, p11, resid_var]) = s.state.filter(|v| v.iter().all(|x| x.is_finite())) {
+            self.p = [[p00, p01], [p10, p11]];
+            self.resid_var = resid_var;
+        } else if self.resid_var > 0.0 {
             self.p = [
                 [s.half_spread_stderr * s.half_spread_stderr / self.resid_var, 0.0],
                 [0.0, s.impact_stderr * s.impact_stderr / self.resid_var],
@@ -178,6 +183,31 @@ mod tests {
             let s = m.snapshot(&Symbol::new("X").unwrap());
             assert!((s.half_spread_coef - 1.0).abs() < 0.2 && (s.impact_coef - 0.7).abs() < 0.1, "{s:?}");
         }
+    }
+
+    #[test]
+    fn a_model_restored_from_its_snapshot_continues_exactly() {
+        let mut rng = Rng(11);
+        let x = Symbol::new("X").unwrap();
+        let mut model = CostModel::new(0.995, 3.0);
+        let fill = |m: &mut CostModel, rng: &mut Rng| {
+            let (h, i) = (0.5 + 4.5 * rng.next(), 20.0 * rng.next());
+            m.update(h, i, h + 0.7 * i + rng.normal());
+        };
+        for _ in 0..50 {
+            fill(&mut model, &mut rng);
+        }
+        // Through JSON, as a restarted plane reads it from the ledger.
+        let text = serde_json::to_string(&model.snapshot(&x)).unwrap();
+        let mut restored = CostModel::new(0.995, 3.0);
+        restored.restore(&serde_json::from_str(&text).unwrap());
+        let mut again = Rng(99);
+        let mut other = Rng(99);
+        for _ in 0..50 {
+            fill(&mut model, &mut again);
+            fill(&mut restored, &mut other);
+        }
+        assert_eq!(model.snapshot(&x), restored.snapshot(&x));
     }
 
     #[test]

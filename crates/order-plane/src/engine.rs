@@ -147,6 +147,12 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         std::mem::take(&mut self.released)
     }
 
+    /// The input position `symbol`'s market data must be read again from after a restart, for
+    /// an event-time venue to hold the same history as now (and so give the same fills).
+    pub fn restart_position(&self, symbol: &Symbol) -> Option<u64> {
+        self.venue.restart_position(symbol)
+    }
+
     /// Intents waiting for market data now.
     pub fn held_intents(&self) -> usize {
         self.held.values().map(VecDeque::len).sum()
@@ -382,9 +388,21 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
     /// Handles one `market_events` record; `false` when it is a re-delivery, which is dropped (an
     /// old quote replayed into the venue would fill resting orders at stale prices).
     pub fn on_market(&mut self, env: &Envelope<MarketEvent>, out: &mut Vec<Envelope<ExecEvent>>) -> bool {
+        self.on_market_at(env, 0, out)
+    }
+
+    /// [`on_market`](Self::on_market) for the record at input `position` (its offset), which
+    /// [`restart_position`](Self::restart_position) may name later.
+    pub fn on_market_at(
+        &mut self,
+        env: &Envelope<MarketEvent>,
+        position: u64,
+        out: &mut Vec<Envelope<ExecEvent>>,
+    ) -> bool {
         if !self.market_seen.first(env.payload.symbol(), env.ts_event, env.event_id) {
             return false;
         }
+        self.venue.at_position(env.payload.symbol(), position);
         match &env.payload {
             MarketEvent::Quote(q) => {
                 self.market.on_quote(env.ts_event, q);

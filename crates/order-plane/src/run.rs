@@ -393,9 +393,11 @@ async fn serve(
                     market_processed.inc();
                     match codec::decode::<MarketEvent>(payload) {
                         Ok(env) => {
-                            if !engine.on_market(&env, &mut out) {
+                            let position = u64::try_from(at.offset).unwrap_or_default();
+                            if !engine.on_market_at(&env, position, &mut out) {
                                 market_duplicates.inc();
                             }
+                            held.market_symbol(at.partition, env.payload.symbol());
                         }
                         Err(e) => decode_error(metrics, topic, at.partition, at.offset, &e),
                     }
@@ -418,8 +420,9 @@ async fn serve(
                 }
                 let sent = publisher.sent();
                 let mut done: Vec<Consumed> = held.release(&consumer, engine.take_released());
-                if !held.holds(&at) {
-                    done.insert(0, at);
+                let token = if is_intent { Some(at) } else { held.restartable(&engine, at) };
+                if let Some(token) = token.filter(|t| !held.holds(t)) {
+                    done.insert(0, token);
                 }
                 let mut stopped = false;
                 for token in done {
@@ -448,13 +451,34 @@ async fn serve(
     result
 }
 
-/// The records of intents held for market data, and the partitions paused for them.
+/// The records the plane cannot let go of yet: those of intents held for market data (their
+/// partitions paused), and the market data an event-time venue still holds in its history.
 #[derive(Default)]
 struct HeldRecords {
     records: HashMap<IntentId, Consumed>,
+    /// The symbols seen on each `market_events` partition.
+    market: HashMap<i32, Vec<Symbol>>,
 }
 
 impl HeldRecords {
+    fn market_symbol(&mut self, partition: i32, symbol: &Symbol) {
+        let symbols = self.market.entry(partition).or_default();
+        if !symbols.contains(symbol) {
+            symbols.push(symbol.clone());
+        }
+    }
+
+    /// The position to store for market record `at`: no later than where its partition must be
+    /// read again from after a restart for the venue to rebuild its history (so a restart gives
+    /// the same fills); `None` when nothing may be stored yet.
+    fn restartable(&self, engine: &Engine, at: Consumed) -> Option<Consumed> {
+        let symbols = self.market.get(&at.partition).map_or(&[][..], Vec::as_slice);
+        let Some(first) = symbols.iter().filter_map(|s| engine.restart_position(s)).min() else { return Some(at) };
+        // A stored offset is the last one done with: reading resumes after it.
+        let offset = i64::try_from(first).ok()?.checked_sub(1)?.min(at.offset);
+        (offset >= 0).then_some(Consumed { offset, ..at })
+    }
+
     fn holds(&self, at: &Consumed) -> bool {
         self.records.values().any(|c| c.partition == at.partition && c.offset == at.offset && c.topic == at.topic)
     }

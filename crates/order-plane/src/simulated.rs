@@ -184,6 +184,11 @@ struct SymbolBook {
     resting: Vec<Working>,
     last_arrival: UnixNanos,
     keep_from: UnixNanos,
+    /// (second, input position of the symbol's first event in it), far enough back that reading
+    /// again from the oldest rebuilds every snapshot held now, volatility and volume included.
+    restart: VecDeque<(u64, u64)>,
+    /// Input position of the next event (the shell's).
+    position: u64,
 }
 
 impl SymbolBook {
@@ -224,6 +229,16 @@ impl SymbolBook {
         while self.history.len() > limit {
             self.history.pop_front();
             self.truncated = true;
+        }
+    }
+
+    /// Drops restart points older than needed: the estimates of the oldest snapshot held look
+    /// back `horizon_s` whole seconds (and a return needs the second before).
+    fn trim_restart(&mut self, horizon_s: u64) {
+        let Some(oldest) = self.history.front().map(Entry::ts).or(self.market_ts) else { return };
+        let bound = (oldest.0 / SECOND_NS).saturating_sub(horizon_s + 2);
+        while self.restart.get(1).is_some_and(|(sec, _)| *sec <= bound) {
+            self.restart.pop_front();
         }
     }
 }
@@ -562,6 +577,10 @@ impl Venue for SimulatedVenue {
             return;
         }
         book.market_ts = Some(ts);
+        let sec = ts.0 / SECOND_NS;
+        if book.restart.back().is_none_or(|(s, _)| *s < sec) {
+            book.restart.push_back((sec, book.position));
+        }
         let entry = match event {
             MarketEvent::Quote(q) => {
                 let mid = q.mid().to_f64().unwrap_or(f64::NAN);
@@ -608,6 +627,18 @@ impl Venue for SimulatedVenue {
             }
         };
         self.on_entry(&symbol, ts, entry, out);
+        let horizon = window / SECOND_NS;
+        if let Some(book) = self.books.get_mut(&symbol) {
+            book.trim_restart(horizon);
+        }
+    }
+
+    fn restart_position(&self, symbol: &Symbol) -> Option<u64> {
+        self.books.get(symbol)?.restart.front().map(|(_, position)| *position)
+    }
+
+    fn at_position(&mut self, symbol: &Symbol, position: u64) {
+        self.books.entry(symbol.clone()).or_default().position = position;
     }
 
     fn mark_at(&self, symbol: &Symbol, ts: UnixNanos) -> MarkAt {

@@ -135,6 +135,14 @@ pub trait Venue: Send {
             self.on_quote(ts, q, out);
         }
     }
+    /// Where `symbol`'s market data must be read again from after a restart (the position the
+    /// shell passed with [`Venue::at_position`]) for this venue to rebuild the history it holds
+    /// now; `None` when it needs none.
+    fn restart_position(&self, _symbol: &Symbol) -> Option<u64> {
+        None
+    }
+    /// The next market event of `symbol` is at input `position` (a record's offset).
+    fn at_position(&mut self, _symbol: &Symbol, _position: u64) {}
     /// `symbol`'s mark at event time `ts`, for a venue that executes in event time.
     fn mark_at(&self, _symbol: &Symbol, _ts: UnixNanos) -> MarkAt {
         MarkAt::Live
@@ -172,6 +180,12 @@ impl<V: Venue + ?Sized> Venue for Box<V> {
     }
     fn mark_at(&self, symbol: &Symbol, ts: UnixNanos) -> MarkAt {
         (**self).mark_at(symbol, ts)
+    }
+    fn restart_position(&self, symbol: &Symbol) -> Option<u64> {
+        (**self).restart_position(symbol)
+    }
+    fn at_position(&mut self, symbol: &Symbol, position: u64) {
+        (**self).at_position(symbol, position);
     }
     fn decided(&mut self, symbol: &Symbol, upto: UnixNanos) {
         (**self).decided(symbol, upto);

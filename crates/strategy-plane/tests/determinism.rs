@@ -1,7 +1,8 @@
 //! Event-time execution end to end: the three planes through a real Kafka broker publish the same
 //! `order_intents` and `exec_reports` (every field of every record but `ts_init`) at replay speeds
-//! `max`, `10x` and `realtime`, with one partition and with three, and exactly what the three
-//! cores wired together in one process, with no broker, publish for the same input.
+//! `max`, `10x` and `realtime`, with one partition and with three, and after the Order Plane
+//! crashed in the middle of a replay, and exactly what the three cores wired together in one
+//! process, with no broker, publish for the same input.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -180,12 +181,27 @@ fn order(
 }
 
 /// Runs the three planes over `cfg`'s input until every intent is settled and nothing changes
-/// for three seconds; returns what they published.
-async fn through_the_broker(cfg: &AppConfig) -> (Streams, Streams) {
-    let (order_stop, order_task) = start(cfg, order).await;
+/// for three seconds; returns what they published. With `crash_after = Some(n)`, the Order
+/// Plane's task is aborted once `n` exec reports are on the broker (its consumer and producer
+/// dropped, no shutdown: what it had not acknowledged is lost, as in a crash) and a new one
+/// started.
+async fn through_the_broker(cfg: &AppConfig, crash_after: Option<usize>) -> (Streams, Streams) {
+    let (mut order_stop, mut order_task) = start(cfg, order).await;
     let (strategy_stop, strategy_task) = start(cfg, strategy).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    data_plane::run(cfg.clone(), listener, CancellationToken::new()).await.unwrap();
+    let data = tokio::spawn(data_plane::run(cfg.clone(), listener, CancellationToken::new()));
+    if let Some(n) = crash_after {
+        for _ in 0..600 {
+            if read::<ExecEvent>(cfg, EXEC_REPORTS).await.values().map(Vec::len).sum::<usize>() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        order_task.abort();
+        assert!(order_task.await.unwrap_err().is_cancelled());
+        (order_stop, order_task) = start(cfg, order).await;
+    }
+    data.await.unwrap().unwrap();
     let mut last = (Streams::new(), Streams::new());
     let mut unchanged = 0;
     for _ in 0..240 {
@@ -245,10 +261,12 @@ async fn the_same_input_gives_the_same_intents_and_fills_at_any_speed_and_partit
     let fills = want_reports.values().flatten().filter(|r| r.contains("\"exec_id\":\"SIM-")).count();
     assert!(orders >= 10 && fills >= 10, "the fixture should trade: {orders} intents, {fills} fills");
 
-    for (speed, partitions) in [("max", 1), ("max", 3), ("10x", 3), ("realtime", 1)] {
+    let runs = [("max", 1, None), ("max", 3, None), ("10x", 3, None), ("realtime", 1, None), ("10x", 3, Some(20))];
+    for (speed, partitions, crash_after) in runs {
         let cfg = config(broker, &fixture, speed, partitions);
-        let (intents, reports) = through_the_broker(&cfg).await;
-        let run = format!("{speed}, {partitions} partition(s)");
+        let (intents, reports) = through_the_broker(&cfg, crash_after).await;
+        let crashed = if crash_after.is_some() { ", the Order Plane crashed and restarted" } else { "" };
+        let run = format!("{speed}, {partitions} partition(s){crashed}");
         let (i, r) = (difference(&want_intents, &intents), difference(&want_reports, &reports));
         assert!(i.is_none() && r.is_none(), "at {run}:\norder_intents: {i:?}\nexec_reports: {r:?}");
     }
