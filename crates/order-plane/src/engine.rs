@@ -204,9 +204,13 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             IntentEvent::Intent(intent) => self.on_order_intent(env, intent, out),
             IntentEvent::Cancel(cancel) => self.on_cancel(env, cancel, out),
             IntentEvent::Decided(mark) => {
-                let oldest_held = self.held.get(&mark.symbol).and_then(|q| q.front()).map(|e| e.ts_event);
-                let upto = oldest_held.map_or(env.ts_event, |h| h.min(env.ts_event));
-                self.venue.decided(&mark.symbol, upto);
+                // No order of a symbol risk does not trade ever reaches the venue: its mark would
+                // only give the venue a book to keep for a name anyone can write.
+                if self.risk.tradable(&mark.symbol) {
+                    let oldest_held = self.held.get(&mark.symbol).and_then(|q| q.front()).map(|e| e.ts_event);
+                    let upto = oldest_held.map_or(env.ts_event, |h| h.min(env.ts_event));
+                    self.venue.decided(&mark.symbol, upto);
+                }
                 IntentOutcome::Marked
             }
         }
@@ -228,6 +232,11 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             return IntentOutcome::Duplicate;
         }
         let now = env.ts_event;
+        // An intent of a symbol risk does not trade is refused at once: no market data of it may
+        // ever come to release it, and a held intent keeps its partition paused.
+        if !self.risk.tradable(&intent.symbol) {
+            return self.execute(env, intent, out);
+        }
         let queue = self.held.get(&intent.symbol).is_some_and(|q| !q.is_empty());
         if queue || self.venue.mark_at(&intent.symbol, now) == MarkAt::NotYet {
             self.remember(&intent.symbol, intent.intent_id, now);
@@ -399,13 +408,21 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         position: u64,
         out: &mut Vec<Envelope<ExecEvent>>,
     ) -> bool {
+        // Market data of a symbol risk does not trade can place no order: the venue and the cost
+        // features keep no state for names anyone can write. (A live venue's quote still marks it,
+        // below, for a restored position in it.)
+        let tradable = self.risk.tradable(env.payload.symbol());
         if !self.market_seen.first(env.payload.symbol(), env.ts_event, env.event_id) {
             return false;
         }
-        self.venue.at_position(env.payload.symbol(), position);
+        if tradable {
+            self.venue.at_position(env.payload.symbol(), position);
+        }
         match &env.payload {
             MarketEvent::Quote(q) => {
-                self.market.on_quote(env.ts_event, q);
+                if tradable {
+                    self.market.on_quote(env.ts_event, q);
+                }
                 // Forgotten intent ids rely on a symbol's mark never moving back. Live quotes
                 // arrive in event-time order, but after a restart the mark restored from the last
                 // fill can be newer than the first quotes re-delivered from the committed offset.
@@ -416,8 +433,11 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                     self.risk.set_mark(&q.symbol, Mark { mid: q.mid(), ts: env.ts_event });
                 }
             }
-            MarketEvent::Trade(t) => self.market.on_trade(env.ts_event, t),
-            MarketEvent::Depth(_) | MarketEvent::Status(_) => {}
+            MarketEvent::Trade(t) if tradable => self.market.on_trade(env.ts_event, t),
+            MarketEvent::Trade(_) | MarketEvent::Depth(_) | MarketEvent::Status(_) => {}
+        }
+        if !tradable {
+            return true;
         }
         // Venue events are caused by their order's intent, whichever record let them happen: the
         // reports then do not depend on how the input topics interleaved.

@@ -783,6 +783,24 @@ fn intents_of_a_symbol_risk_does_not_trade_leave_no_id_behind_and_never_reach_th
     assert_eq!((e.remembered_intents(), e.tracked_orders()), (0, 0));
 }
 
+/// A hostile or buggy producer's valid intent for a name no instrument has (chaos writes such
+/// records) was held for market data that never passes its time: its partition stayed paused for
+/// good, and nothing behind it was read.
+#[test]
+fn an_intent_of_an_unconfigured_symbol_is_refused_at_once_never_held_even_after_a_quote_of_it() {
+    let mut e = marked();
+    quote(&mut e, 2 * SEC, "NOPE", dec!(99.99), dec!(100.01), dec!(1000));
+    let mut out = Vec::new();
+    let mark = envelope(9 * SEC, IntentEvent::Decided(DecisionMark { symbol: sym("NOPE") }));
+    assert_eq!(e.on_intent(&mark, &mut out), IntentOutcome::Marked);
+    let unknown = intent("NOPE", Side::Buy, dec!(0.1), None, TimeInForce::Ioc);
+    let outcome = e.on_intent(&envelope(10 * SEC, IntentEvent::Intent(unknown.clone())), &mut out);
+    assert_eq!(outcome, rejected(RejectReason::UnknownSymbol), "judged on arrival, with no market data past it");
+    assert_eq!((e.held_intents(), e.restart_position(&sym("NOPE"))), (0, None), "the venue keeps nothing of it");
+    let r = reports(&out);
+    assert_eq!((r.len(), r[0].intent_id, r[0].status), (1, unknown.intent_id, ExecStatus::Rejected));
+}
+
 #[test]
 fn a_repeat_at_the_risk_horizon_is_a_duplicate_and_one_past_it_is_refused_by_risk() {
     let mut e = engine();
