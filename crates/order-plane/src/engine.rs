@@ -284,6 +284,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             fills: 0,
             reports: 0,
             intent_event: env.event_id,
+            decided_at: now,
             exec_ids: Vec::new(),
             cost_features: None,
             venue_mid: None,
@@ -384,6 +385,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 fills: 0,
                 reports: 0,
                 intent_event: cause,
+                decided_at: ts,
                 exec_ids: Vec::new(),
                 cost_features: None,
                 venue_mid: None,
@@ -528,6 +530,8 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                     fills: 0,
                     reports: 0,
                     intent_event: env.causation_id.unwrap_or(env.event_id),
+                    // Unknown, and not needed: this order's first report is already published.
+                    decided_at: env.ts_event,
                     exec_ids: Vec::new(),
                     cost_features: None,
                     venue_mid: r.venue_mid,
@@ -669,6 +673,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 fills: 0,
                 reports: 0,
                 intent_event: cause,
+                decided_at: *ts,
                 exec_ids: Vec::new(),
                 cost_features: None,
                 venue_mid: None,
@@ -822,7 +827,12 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         o.reports += 1;
         let retire = o.status.is_terminal() && !(keeps && o.venue == name);
         let identity = format!("exec:{intent_id}:{}", o.reports);
-        let id = EventId(ids::derive_uuid(ts, identity.as_bytes()));
+        // An intent's first report is named for its decision time, whenever it is made (an
+        // order's comes at its arrival at the venue). A repeat of the intent whose id was
+        // forgotten is refused at that same decision time and numbered first as well: its report
+        // is then a copy of the first by event id, which the rebuild and every consumer drop.
+        let named_at = if o.reports == 1 { o.decided_at } else { ts };
+        let id = EventId(ids::derive_uuid(named_at, identity.as_bytes()));
         let (reason, reject_detail) = reject.map_or((None, None), |(r, d)| (Some(r), Some(d)));
         let (exec_id, last_px, last_qty, commission) = match fill {
             Some((e, px, qty, fee)) => (Some(e), Some(px), qty, fee),

@@ -56,6 +56,9 @@ pub struct OrderState {
     pub reports: u32,
     /// The intent's event id (causation of the first reports).
     pub intent_event: EventId,
+    /// The intent's decision time (`ts_event`), which names its first report: see
+    /// `OrderEngine::report`.
+    pub decided_at: UnixNanos,
     /// Execution ids reported so far: a venue that reports an execution again (a reconciliation
     /// after a reconnect or a restart) must not count it twice.
     pub exec_ids: Vec<String>,

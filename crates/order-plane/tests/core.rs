@@ -801,6 +801,51 @@ fn an_intent_of_an_unconfigured_symbol_is_refused_at_once_never_held_even_after_
     assert_eq!((r.len(), r[0].intent_id, r[0].status), (1, unknown.intent_id, ExecStatus::Rejected));
 }
 
+/// An order's first report is made at its arrival, milliseconds after its decision. A copy of the
+/// intent read after its id was forgotten (past the risk horizon: a re-delivery from long ago, or
+/// a producer's bad copy) is refused, and that refusal must carry the first report's event id, or
+/// the intent has two terminal reports for every consumer.
+#[test]
+fn a_refused_late_copy_of_an_executed_intent_is_its_first_report_again_by_event_id() {
+    let (r, o) = cfg();
+    let mut e = engine_with(&r, &OrderPlaneConfig { latency_ms: 7, ..o });
+    quote(&mut e, 10 * SEC, "X", dec!(99.99), dec!(100.01), dec!(1000));
+    let first = intent("X", Side::Buy, dec!(1), None, TimeInForce::Ioc);
+    let decided = envelope(10 * SEC + 500_000_000, IntentEvent::Intent(first.clone()));
+    let mut out = Vec::new();
+    assert_eq!(e.on_intent(&decided, &mut out), IntentOutcome::Held);
+    pass(&mut e, 10 * SEC + 508_000_000, &sym("X"), &mut out);
+    let made: Vec<&Envelope<ExecEvent>> = out.iter().filter(|e| matches!(e.payload, ExecEvent::Report(_))).collect();
+    assert_eq!(made.len(), 2, "accepted, filled");
+    let (accepted, arrival) = (made[0].event_id, made[0].ts_event);
+    assert_eq!(arrival.0, 10 * SEC + 507_000_000, "reported at the arrival, 7 ms after the decision");
+    // 61 s later X's mark has moved past the horizon (60 s): the id is forgotten.
+    quoted_intent(&mut e, 71 * SEC + 600_000_000, "X", Side::Sell);
+    let refusal = |out: &[Envelope<ExecEvent>]| {
+        let mine: Vec<_> = out
+            .iter()
+            .filter(|e| matches!(&e.payload, ExecEvent::Report(r) if r.intent_id == first.intent_id))
+            .collect();
+        assert_eq!(mine.len(), 1);
+        assert!(matches!(&mine[0].payload, ExecEvent::Report(r) if r.status == ExecStatus::Rejected));
+        mine[0].event_id
+    };
+    let mut again = Vec::new();
+    assert_eq!(e.on_intent(&decided, &mut again), rejected(RejectReason::StaleMarketData));
+    assert_eq!(refusal(&again), accepted, "a copy of the accepted report by event id");
+    let mut bad = serde_json::to_value(&decided).unwrap();
+    bad["schema_version"] = serde_json::json!(99);
+    let mut malformed = Vec::new();
+    let mut fresh = engine_with(&r, &OrderPlaneConfig { latency_ms: 7, ..cfg().1 });
+    assert!(fresh.reject_undecodable(
+        &serde_json::to_vec(&bad).unwrap(),
+        "unknown schema_version",
+        UnixNanos(1),
+        &mut malformed
+    ));
+    assert_eq!(refusal(&malformed), accepted, "an undecodable copy is answered under the same id");
+}
+
 #[test]
 fn a_repeat_at_the_risk_horizon_is_a_duplicate_and_one_past_it_is_refused_by_risk() {
     let mut e = engine();
