@@ -2,7 +2,8 @@
 
 use common::events::RejectReason;
 use prometheus::{
-    Counter, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Counter, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Every metric the Order Plane exports.
@@ -60,6 +61,9 @@ pub struct Metrics {
     pub remembered_intents: IntGauge,
     /// Intents waiting for their symbol's market data to reach their decision time.
     pub held_intents: IntGauge,
+    /// Records on the broker not read yet (end offset less position), by input topic. The
+    /// group's committed market offsets stay behind this on purpose: see docs/architecture.md.
+    pub input_backlog: IntGaugeVec,
     /// What the fills cost so far, quote currency, by symbol and component (`delay`,
     /// `spread_impact`, `fees`); signed, so a gauge.
     pub execution_cost: GaugeVec,
@@ -153,6 +157,13 @@ impl Metrics {
                 "order_plane_held_intents",
                 "Intents waiting for their symbol's market data to reach their decision time",
             )?,
+            input_backlog: IntGaugeVec::new(
+                Opts::new(
+                    "order_plane_input_backlog_records",
+                    "Records on the broker this plane has not read yet (end offset less position), by input topic.",
+                ),
+                &["topic"],
+            )?,
             remembered_intents: IntGauge::new(
                 "order_plane_remembered_intents",
                 "Intent ids held in memory to refuse a repeat, until risk would refuse one anyway.",
@@ -191,6 +202,7 @@ impl Metrics {
         r.register(Box::new(m.tracked_orders.clone()))?;
         r.register(Box::new(m.remembered_intents.clone()))?;
         r.register(Box::new(m.held_intents.clone()))?;
+        r.register(Box::new(m.input_backlog.clone()))?;
         r.register(Box::new(m.execution_cost.clone()))?;
         // Series exist from the start, so dashboards show 0 rather than "no data".
         m.duplicates.with_label_values(&[common::topics::MARKET_EVENTS]);

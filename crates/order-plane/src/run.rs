@@ -297,6 +297,12 @@ async fn serve(
         AckQueue::spawn(4096, publisher.deliveries().clone(), kafka::store_offsets(Arc::clone(&consumer)));
     health.set_working(true);
     let checker = http::spawn_broker_check(Arc::clone(publisher.producer()), Arc::clone(health));
+    let backlog = kafka::spawn_backlog_gauge(
+        Arc::clone(&consumer),
+        metrics.input_backlog.clone(),
+        vec![(intent_topic.to_string(), ORDER_INTENTS), (market_topic.to_string(), MARKET_EVENTS)],
+        Duration::from_secs(2),
+    );
     let mut assignment_check = tokio::time::interval(Duration::from_secs(1));
     let mut result = Ok(());
     // A held intent's record stays unacknowledged, and its partition paused, until the intent is
@@ -444,6 +450,7 @@ async fn serve(
         }
     }
     health.set_working(false);
+    backlog.abort();
     kafka::drain(acks, ack_task, &consumer, &publisher).await?;
     checker.abort();
     stop_session(session, &mut engine, metrics, &mut publisher, &mut intents).await?;

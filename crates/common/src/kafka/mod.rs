@@ -381,6 +381,57 @@ pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<
     Ok(records)
 }
 
+/// Records on the broker that `consumer` has not read yet, per assigned topic: each partition's
+/// high watermark less the consumer's position (its committed offset until it reads a record
+/// there, the partition's start without one). Unlike consumer-group lag (end less committed),
+/// this is what the plane still has to *process*: a plane may commit behind its position on
+/// purpose, as the Order Plane does with market data (docs/architecture.md, "Restarts").
+/// Blocking (one watermark request per partition): call it from `spawn_blocking`.
+pub fn backlog(consumer: &StreamConsumer, timeout: Duration) -> Result<HashMap<String, i64>, KafkaError> {
+    let positions = consumer.position()?;
+    let committed = consumer.committed(timeout)?;
+    let offset = |o: Offset| match o {
+        Offset::Offset(at) => Some(at),
+        _ => None,
+    };
+    let mut behind: HashMap<String, i64> = HashMap::new();
+    for p in positions.elements() {
+        let (topic, partition) = (p.topic(), p.partition());
+        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+        let at = offset(p.offset())
+            .or_else(|| committed.find_partition(topic, partition).and_then(|c| offset(c.offset())))
+            .unwrap_or(low);
+        *behind.entry(topic.to_owned()).or_default() += high.saturating_sub(at).max(0);
+    }
+    Ok(behind)
+}
+
+/// Sets `gauge{topic = label}` to [`backlog`] every `every`, for each `(full topic name, label)`
+/// of `topics`; a failed measurement leaves the last value and is logged at debug level.
+pub fn spawn_backlog_gauge(
+    consumer: Arc<StreamConsumer>,
+    gauge: prometheus::IntGaugeVec,
+    topics: Vec<(String, &'static str)>,
+    every: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let c = Arc::clone(&consumer);
+            let measured = tokio::task::spawn_blocking(move || backlog(&c, Duration::from_secs(3))).await;
+            match measured {
+                Ok(Ok(behind)) => {
+                    for (topic, label) in &topics {
+                        gauge.with_label_values(&[*label]).set(behind.get(topic).copied().unwrap_or(0));
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "Input backlog not measured this time."),
+                Err(_) => return,
+            }
+        }
+    })
+}
+
 /// A partition's low and high watermarks, asked again until `timeout` while the broker cannot
 /// answer yet: right after a topic is created, or while its leader moves to another broker, the
 /// answer is an error for a moment.
