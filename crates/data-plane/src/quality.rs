@@ -1,7 +1,7 @@
 //! Quality checks: every replayed or live event passes here before it is normalized, and each
 //! rejection has a named reason. Pure and synchronous; time is the events' own.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use common::config::QualityConfig;
 use common::events::{FeedStatus, Quote, SymbolStatus, Trade};
@@ -29,7 +29,7 @@ pub enum Rejection {
     LockedBook,
     /// Earlier than the symbol's last accepted event.
     OutOfOrder,
-    /// The same event again.
+    /// An exact repeat of the symbol's previous accepted event, at the same time.
     Duplicate,
     /// Far outside recent volatility, and not confirmed by the following quotes.
     PriceJump,
@@ -90,19 +90,16 @@ pub struct Checked {
 /// Largest accepted price or size: the bound of the contract's `Price` and `Quantity`.
 pub const MAX_VALUE: Decimal = common::types::MAX_MAGNITUDE;
 
-/// Events remembered per timestamp in a list before a set takes over (keeps the common case,
-/// one or two events per timestamp, free of hashing).
-const DUP_LIST: usize = 32;
-
 /// Fewer returns than this and only the floor bounds a jump.
 const WARMUP_RETURNS: u32 = 20;
 
 #[derive(Debug, Default)]
 struct SymbolState {
     last_ts: Option<UnixNanos>,
-    /// The events accepted at `last_ts`, to spot exact repeats: a list, then a set once long.
-    at_last_ts: Vec<RawBody>,
-    at_last_ts_more: HashSet<RawBody>,
+    /// The last event accepted (at `last_ts`): only an exact repeat of it is a duplicate. A
+    /// millisecond feed can go A → B → A within one timestamp, and dropping the second A would
+    /// leave the book at B while the market is at A.
+    last_body: Option<RawBody>,
     ref_price: Option<f64>,
     variance: f64,
     returns: u32,
@@ -158,12 +155,7 @@ impl QualityChecker {
         let state = self.symbols.entry(ev.symbol.clone()).or_default();
         match state.last_ts {
             Some(last) if ev.ts < last => return Err(Rejection::OutOfOrder),
-            Some(last)
-                if ev.ts == last
-                    && (state.at_last_ts.contains(&ev.body) || state.at_last_ts_more.contains(&ev.body)) =>
-            {
-                return Err(Rejection::Duplicate);
-            }
+            Some(last) if ev.ts == last && state.last_body == Some(ev.body) => return Err(Rejection::Duplicate),
             _ => {}
         }
         match &accepted {
@@ -179,15 +171,7 @@ impl QualityChecker {
                 }
             }
         }
-        if state.last_ts != Some(ev.ts) {
-            state.at_last_ts.clear();
-            state.at_last_ts_more.clear();
-        }
-        if state.at_last_ts.len() < DUP_LIST {
-            state.at_last_ts.push(ev.body);
-        } else {
-            state.at_last_ts_more.insert(ev.body);
-        }
+        state.last_body = Some(ev.body);
         state.last_ts = Some(ev.ts);
         if state.stale {
             state.stale = false;
@@ -402,6 +386,14 @@ mod tests {
         assert_eq!(verdict(&mut c, &quote(100, dec!(100), dec!(101))), Ok(()));
         assert_eq!(verdict(&mut c, &quote(100, dec!(100), dec!(101))), Err(Rejection::Duplicate));
         assert_eq!(verdict(&mut c, &quote(100, dec!(100), dec!(100.5))), Ok(()), "same time, new content");
+        assert_eq!(verdict(&mut c, &quote(100, dec!(100), dec!(101))), Ok(()), "A -> B -> A: the book is back at A");
+        assert_eq!(verdict(&mut c, &quote(100, dec!(100), dec!(101))), Err(Rejection::Duplicate));
+        let trade =
+            || RawBody::Trade { price: Num::Value(dec!(100.5)), size: Num::Value(dec!(1)), aggressor: Side::Buy };
+        assert_eq!(verdict(&mut c, &with_body(100, trade())), Ok(()));
+        assert_eq!(verdict(&mut c, &quote(100, dec!(100), dec!(101))), Ok(()), "a quote after a trade is not a repeat");
+        assert_eq!(verdict(&mut c, &with_body(100, trade())), Ok(()), "two trades with a quote between");
+        assert_eq!(verdict(&mut c, &with_body(100, trade())), Err(Rejection::Duplicate), "the same trade again");
         assert_eq!(verdict(&mut c, &quote(99, dec!(100), dec!(101))), Err(Rejection::OutOfOrder));
         assert_eq!(verdict(&mut c, &quote(101, dec!(100), dec!(101))), Ok(()), "same content, later");
         let mut other = quote(50, dec!(10), dec!(11));

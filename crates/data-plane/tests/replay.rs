@@ -157,3 +157,51 @@ fn each_looped_pass_yields_a_clean_runs_windows() {
         assert_eq!(b.window_start.0 - a.window_start.0, shift);
     }
 }
+
+/// The spot sample as a millisecond feed delivers it (Bitstamp's, say): timestamps cut to the
+/// millisecond, so a book can go A → B → A within one timestamp. Only an exact repeat of the
+/// symbol's previous event is a duplicate; after every row the checked stream's book is the
+/// feed's book. (Refusing any event equal to an earlier one at the same time left the book at B
+/// while the market was at A.)
+#[test]
+fn a_millisecond_feed_keeps_the_book_true_through_same_timestamp_revisits() {
+    use data_plane::quality::{Accepted, QualityChecker, Rejection};
+    use data_plane::source::RawBody;
+    let mut checker = QualityChecker::new(common::config::QualityConfig::default());
+    let (mut feed, mut ours) = (BTreeMap::new(), BTreeMap::new());
+    // Per symbol: the bodies seen at the current millisecond, to count the revisits.
+    let mut at_ms: BTreeMap<String, (u64, Vec<RawBody>)> = BTreeMap::new();
+    let (mut revisits, mut duplicates, mut other) = (0u32, 0u32, BTreeMap::new());
+    for item in Replay::open(&data(SPOT), 1).unwrap() {
+        let mut ev = item.unwrap();
+        ev.ts = UnixNanos(ev.ts.0 / 1_000_000 * 1_000_000);
+        let symbol = ev.symbol.as_str().to_owned();
+        let (ms, seen) = at_ms.entry(symbol.clone()).or_default();
+        if *ms != ev.ts.0 {
+            (*ms, *seen) = (ev.ts.0, Vec::new());
+        }
+        if seen.last() != Some(&ev.body) && seen.contains(&ev.body) {
+            revisits += 1;
+        }
+        seen.push(ev.body);
+        let quote = matches!(ev.body, RawBody::Quote { .. });
+        if quote {
+            feed.insert(symbol.clone(), ev.body);
+        }
+        match checker.check(&ev).verdict {
+            Ok(Accepted::Quote(_)) => {
+                ours.insert(symbol.clone(), ev.body);
+            }
+            Ok(Accepted::Trade(_)) => {}
+            Err(Rejection::Duplicate) => duplicates += 1,
+            Err(r) => *other.entry(r.as_str()).or_insert(0u32) += 1,
+        }
+        if other.is_empty() && quote {
+            assert_eq!(ours.get(&symbol), feed.get(&symbol), "the book left the market at {}", ev.ts.0);
+        }
+    }
+    println!("millisecond spot feed: {revisits} same-timestamp revisits kept, {duplicates} exact repeats dropped");
+    assert!(other.is_empty(), "the real feed passes every other check: {other:?}");
+    assert!(revisits > 100, "the cut feed must revisit states within a millisecond: {revisits}");
+    assert!(duplicates > 0);
+}
