@@ -156,6 +156,13 @@ trait Checked {
     }
 }
 
+/// Whether every value is inside ±[`MAX_MAGNITUDE`](crate::types::MAX_MAGNITUDE): a consumer can
+/// then multiply two of them (a notional) and add up many without overflowing an exact decimal,
+/// whoever wrote the record.
+fn bounded<'a>(values: impl IntoIterator<Item = &'a Decimal>) -> bool {
+    values.into_iter().all(|v| v.abs() <= crate::types::MAX_MAGNITUDE)
+}
+
 macro_rules! keyed_by_symbol {
     ($($t:ty),+) => { $( impl Keyed for $t {
         fn key(&self) -> Option<&str> { Some(self.symbol.as_str()) }
@@ -344,6 +351,19 @@ impl Checked for OfiWindow {
         if self.n_quotes == 0 && !quiet {
             return Err("an OFI window without quotes is a heartbeat: no trades, ofi and mid_change 0");
         }
+        let values = [
+            &self.ofi,
+            &self.mid_open,
+            &self.mid_close,
+            &self.mid_change,
+            &self.mean_depth,
+            &self.mean_spread,
+            &self.ofi_normalized,
+            &self.trade_imbalance,
+        ];
+        if !bounded(values.into_iter().chain(self.mlofi.iter().flatten())) {
+            return Err("every decimal of an OFI window must be within ±10^12");
+        }
         Ok(())
     }
 }
@@ -431,10 +451,15 @@ pub struct OrderIntent {
 impl Checked for OrderIntent {
     fn check(&self) -> Result<(), &'static str> {
         match (self.order_type, self.limit_price) {
-            (OrderType::Limit, None) => Err("a limit order needs limit_price"),
-            (OrderType::Market, Some(_)) => Err("a market order has no limit_price"),
-            _ => Ok(()),
+            (OrderType::Limit, None) => return Err("a limit order needs limit_price"),
+            (OrderType::Market, Some(_)) => return Err("a market order has no limit_price"),
+            _ => {}
         }
+        // Quantity and limit price stay for risk to refuse by name (`invalid_quantity`, ...).
+        if !bounded([&self.arrival_mid, &self.expected_cost_bps]) {
+            return Err("arrival_mid and expected_cost_bps must be within ±10^12");
+        }
+        Ok(())
     }
 }
 keyed_by_symbol!(OrderIntent);
@@ -613,6 +638,19 @@ impl Checked for ExecReport {
     fn check(&self) -> Result<(), &'static str> {
         if (self.status == ExecStatus::Rejected) != self.reason.is_some() {
             return Err("reason is required for rejected reports and only for them");
+        }
+        let values = [
+            &self.order_qty,
+            &self.last_qty,
+            &self.cum_qty,
+            &self.leaves_qty,
+            &self.commission,
+            &self.cum_commission,
+            &self.arrival_mid,
+        ];
+        let optional = [&self.last_px, &self.avg_px, &self.slippage_bps, &self.venue_mid];
+        if !bounded(values.into_iter().chain(optional.into_iter().flatten())) {
+            return Err("every decimal of an exec report must be within ±10^12");
         }
         Ok(())
     }

@@ -72,6 +72,38 @@ fn round_trips_every_family() {
     assert_eq!(decode::<ExecEvent>(&encode(&report)).unwrap(), report);
 }
 
+/// One well-formed report with quantities of 10^20 made both consumer planes exit 101
+/// (`Multiplication overflowed`) live and at every restart after, since the ledger is kept
+/// forever. Every decimal on every topic is bounded by the contract, so the decoder refuses it.
+#[test]
+fn a_decimal_beyond_the_contract_bound_is_refused_on_every_topic() {
+    let report = r#"{"schema_version":1,"event_id":"01913c6e-aa00-7000-8000-000000000001","event_type":"exec_report","source":{"plane":"order-plane","instance":"t"},"ts_event":1723161600001692584,"ts_init":1723161600101000000,"causation_id":null,"payload":{"intent_id":"01913c6e-aa00-7000-8000-000000000002","order_id":"SIM-1","symbol":"BTCUSDT","side":"buy","status":"filled","reason":null,"detail":null,"venue":"simulated","order_qty":"1","exec_id":"SIM-1-1","last_px":"61686","last_qty":"1","cum_qty":"1","avg_px":"61686","leaves_qty":"0","commission":"0.1","cum_commission":"0.1","arrival_mid":"61686","slippage_bps":"0"}}"#;
+    assert!(decode::<ExecEvent>(report.as_bytes()).is_ok(), "the valid report");
+    let huge = "\"100000000000000000000\"";
+    for field in ["order_qty", "last_px", "last_qty", "cum_qty", "avg_px", "commission", "arrival_mid", "slippage_bps"]
+    {
+        let start = report.find(&format!("\"{field}\":")).unwrap() + field.len() + 3;
+        let end = start + report[start..].find([',', '}']).unwrap();
+        let bad = format!("{}{huge}{}", &report[..start], &report[end..]);
+        let err = decode::<ExecEvent>(bad.as_bytes()).unwrap_err();
+        assert_eq!(err.reason(), "invalid_payload", "{field}: {err}");
+    }
+    let at_bound = report.replace("\"last_qty\":\"1\"", "\"last_qty\":\"1000000000000\"");
+    assert!(decode::<ExecEvent>(at_bound.as_bytes()).is_ok(), "10^12 itself is inside the bound");
+
+    let intent = r#"{"schema_version":1,"event_id":"01913c6e-aa00-7000-8000-000000000001","event_type":"order_intent","source":{"plane":"strategy-plane","instance":"t"},"ts_event":1723161600001692584,"ts_init":1723161600101000000,"causation_id":null,"payload":{"intent_id":"01913c6e-aa00-7000-8000-000000000002","symbol":"BTCUSDT","side":"buy","quantity":"1","order_type":"market","limit_price":null,"time_in_force":"ioc","arrival_mid":"61686","expected_cost_bps":"1","signals":[]}}"#;
+    assert!(decode::<IntentEvent>(intent.as_bytes()).is_ok(), "the valid intent");
+    let bad = intent.replace("\"arrival_mid\":\"61686\"", &format!("\"arrival_mid\":{huge}"));
+    assert_eq!(decode::<IntentEvent>(bad.as_bytes()).unwrap_err().reason(), "invalid_payload");
+
+    let window = r#"{"schema_version":1,"event_id":"01913c6e-aa00-7000-8000-000000000001","event_type":"ofi_window","source":{"plane":"data-plane","instance":"t"},"ts_event":1723161601000000000,"ts_init":1723161601000000000,"causation_id":null,"payload":{"symbol":"BTCUSDT","window_start":1723161600000000000,"window_end":1723161601000000000,"ofi":"1.5","n_quotes":3,"n_trades":1,"mid_open":"61686","mid_close":"61687","mid_change":"1","mean_depth":"2","mean_spread":"0.01","ofi_normalized":"0.75","trade_imbalance":"0.1","mlofi":null,"data_gap":false}}"#;
+    assert!(decode::<OfiEvent>(window.as_bytes()).is_ok(), "the valid window");
+    let bad = window.replace("\"ofi\":\"1.5\"", &format!("\"ofi\":{huge}"));
+    assert_eq!(decode::<OfiEvent>(bad.as_bytes()).unwrap_err().reason(), "invalid_payload");
+    let bad = window.replace("\"mlofi\":null", &format!("\"mlofi\":[\"1\",{huge}]"));
+    assert_eq!(decode::<OfiEvent>(bad.as_bytes()).unwrap_err().reason(), "invalid_payload");
+}
+
 #[test]
 fn accepts_fields_in_any_order() {
     let reordered = r#"{"payload":{"ask_sz":"2.44816","symbol":"BTCUSDT","bid_px":"61685.99","bid_sz":"1.25869","ask_px":"61686"},"causation_id":null,"ts_init":1723161600101000000,"ts_event":1723161600001692584,"source":{"instance":"test","plane":"data-plane"},"event_type":"quote","event_id":"01913c6e-aa00-7000-8000-000000000001","schema_version":1}"#;
