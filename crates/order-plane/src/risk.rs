@@ -150,7 +150,7 @@ impl RiskEngine {
 
     /// A fill of `qty` on `side`: moves quantity from working to filled.
     pub fn on_fill(&mut self, symbol: &Symbol, side: Side, qty: Decimal) {
-        let e = self.exposure.entry(symbol.clone()).or_default();
+        let Some(e) = self.exposure_of(symbol) else { return };
         match side {
             Side::Buy => e.open_buy = (e.open_buy - qty).max(Decimal::ZERO),
             Side::Sell => e.open_sell = (e.open_sell - qty).max(Decimal::ZERO),
@@ -161,7 +161,7 @@ impl RiskEngine {
     /// An order the venue already works, found rather than approved (placed before a restart):
     /// its quantity counts as working.
     pub fn on_working(&mut self, symbol: &Symbol, side: Side, qty: Decimal) {
-        let e = self.exposure.entry(symbol.clone()).or_default();
+        let Some(e) = self.exposure_of(symbol) else { return };
         match side {
             Side::Buy => e.open_buy += qty,
             Side::Sell => e.open_sell += qty,
@@ -171,12 +171,21 @@ impl RiskEngine {
     /// A fill of an order already closed (an execution reported after its order's cancel): the
     /// position moves, working quantity was released at the close.
     pub fn on_late_fill(&mut self, symbol: &Symbol, side: Side, qty: Decimal) {
-        self.exposure.entry(symbol.clone()).or_default().position += side.sign() * qty;
+        if let Some(e) = self.exposure_of(symbol) {
+            e.position += side.sign() * qty;
+        }
+    }
+
+    /// The exposure of a configured instrument. Limits and marks cover configured instruments
+    /// only: a ledger record of any other name (no price to value it by, perhaps) must not hold
+    /// every later intent at `stale_market_data` for good, nor grow a map with each new name.
+    fn exposure_of(&mut self, symbol: &Symbol) -> Option<&mut Exposure> {
+        self.instruments.contains_key(symbol).then(|| self.exposure.entry(symbol.clone()).or_default())
     }
 
     /// An order ended with `leaves` unfilled: that quantity no longer works.
     pub fn on_done(&mut self, symbol: &Symbol, side: Side, leaves: Decimal) {
-        let e = self.exposure.entry(symbol.clone()).or_default();
+        let Some(e) = self.exposure_of(symbol) else { return };
         match side {
             Side::Buy => e.open_buy = (e.open_buy - leaves).max(Decimal::ZERO),
             Side::Sell => e.open_sell = (e.open_sell - leaves).max(Decimal::ZERO),

@@ -593,6 +593,41 @@ fn rebuild_from_exec_reports_restores_seen_intents_positions_and_closes_orphans(
     }
 }
 
+/// A ledger fill of a name no instrument has, without a price to value it by, held every later
+/// intent at `stale_market_data` ("holds exposure but has no quote yet") for good, at every
+/// restart: the ledger is kept forever.
+#[test]
+fn a_ledger_fill_of_an_unconfigured_symbol_blocks_nothing_after_a_restart() {
+    let fill = ExecReport {
+        intent_id: IntentId(Uuid::from_u128(99)),
+        order_id: "SIM-99".into(),
+        symbol: sym("NOPE"),
+        side: Side::Buy,
+        status: ExecStatus::PartiallyFilled,
+        reason: None,
+        detail: None,
+        venue: "simulated".into(),
+        order_qty: dec!(5),
+        exec_id: Some("SIM-99-1".into()),
+        last_px: None,
+        last_qty: dec!(1),
+        cum_qty: dec!(1),
+        avg_px: None,
+        leaves_qty: dec!(4),
+        commission: dec!(0),
+        cum_commission: dec!(0),
+        arrival_mid: dec!(0),
+        slippage_bps: None,
+        venue_mid: None,
+    };
+    let mut e = marked();
+    e.restore(&envelope(SEC / 2, ExecEvent::Report(fill)));
+    let mut out = Vec::new();
+    e.finish_restore(UnixNanos(SEC), &mut out);
+    assert_eq!(e.risk().exposure(&sym("NOPE")).worst(), dec!(0), "no exposure for a name risk does not trade");
+    assert_eq!(quoted_intent(&mut e, 2 * SEC, "X", Side::Buy).1, IntentOutcome::Placed);
+}
+
 #[test]
 fn limits_still_hold_right_after_a_restart_before_quotes_return() {
     let (mut r, mut o) = cfg();
