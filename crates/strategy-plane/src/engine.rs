@@ -21,7 +21,7 @@ use common::events::{
     OrderType, SCHEMA_VERSION, SignalValue, Source, TimeInForce,
 };
 use common::ids;
-use common::types::{EventId, Side, Symbol, UnixNanos};
+use common::types::{EventId, MAX_MAGNITUDE, Side, Symbol, UnixNanos};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 
@@ -398,12 +398,19 @@ impl<C: Clock> StrategyEngine<C> {
             return;
         }
         let stale_ns = self.cfg.stale_after_ms.saturating_mul(1_000_000);
-        let ready: Vec<(Symbol, Latest, Forecast)> = as_of
+        // A position that cannot be valued in an exact decimal (absurd prices or sizes on the
+        // input) leaves its symbol out of the decision rather than overflowing.
+        let (ready, current): (Vec<(Symbol, Latest, Forecast)>, Vec<Decimal>) = as_of
             .into_iter()
             .filter(|(_, l)| now.saturating_sub(l.window_end) <= stale_ns)
             .filter_map(|(s, l)| l.forecast.clone().map(|f| (s, l, f)))
             .filter(|(_, l, f)| l.mid > Decimal::ZERO && l.half_spread_bps.is_finite() && f.expected_return.is_finite())
-            .collect();
+            .filter_map(|(s, l, f)| {
+                let held = self.book.position(&s).qty.checked_add(self.working(&s))?;
+                let value = held.checked_mul(l.mid)?;
+                Some(((s, l, f), value))
+            })
+            .unzip();
         if ready.is_empty() {
             return;
         }
@@ -411,8 +418,6 @@ impl<C: Clock> StrategyEngine<C> {
         let costs = self.cost.clone();
         let half_spread_coef = |s: &Symbol| costs.get(s).map_or(1.0, |c| c.half_spread_coef);
         let symbols: Vec<Symbol> = ready.iter().map(|(s, _, _)| s.clone()).collect();
-        let current: Vec<Decimal> =
-            ready.iter().map(|(s, l, _)| (self.book.position(s).qty + self.working(s)) * l.mid).collect();
         let problem = Problem {
             assets: ready
                 .iter()
@@ -436,10 +441,22 @@ impl<C: Clock> StrategyEngine<C> {
         for (((symbol, latest, forecast), target), current) in ready.into_iter().zip(targets).zip(current) {
             let Some(inst) = self.instruments.get(&symbol) else { continue };
             let Some(target) = Decimal::from_f64(target) else { continue };
-            let delta = (target - current) / latest.mid;
-            let lots = (delta.abs() / inst.lot_size).floor();
-            let qty = (lots * inst.lot_size).normalize();
-            if qty < inst.min_qty || qty * latest.mid < inst.min_notional {
+            // Checked: a mid far below any real market (1e-26, say) makes a quantity no exact
+            // decimal holds; such a trade is not made.
+            let Some(delta) = target.checked_sub(current).and_then(|d| d.checked_div(latest.mid)) else { continue };
+            let Some(qty) = delta
+                .abs()
+                .checked_div(inst.lot_size)
+                .and_then(|lots| lots.floor().checked_mul(inst.lot_size))
+                .map(|q| q.normalize())
+            else {
+                continue;
+            };
+            // Past the contract's bound, the Order Plane would only refuse it (`invalid_quantity`).
+            if qty < inst.min_qty
+                || qty > MAX_MAGNITUDE
+                || qty.checked_mul(latest.mid).is_none_or(|n| n < inst.min_notional)
+            {
                 continue;
             }
             let side = if delta.is_sign_positive() { Side::Buy } else { Side::Sell };

@@ -40,6 +40,16 @@ fn run(cfg: &AppConfig, halt_first: bool) -> Run {
 /// Runs the cores; with `redeliver = Some(n)`, every n rows the last few hundred Data Plane
 /// outputs are delivered again, as after a Data Plane restart from an older checkpoint.
 fn run_redelivering(cfg: &AppConfig, halt_first: bool, redeliver: Option<usize>) -> Run {
+    run_changed(cfg, halt_first, redeliver, &|_| {})
+}
+
+/// [`run_redelivering`] with every input row changed by `change` first.
+fn run_changed(
+    cfg: &AppConfig,
+    halt_first: bool,
+    redeliver: Option<usize>,
+    change: &dyn Fn(&mut data_plane::source::RawEvent),
+) -> Run {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(SPOT);
     let mut data = DataCore::new(&cfg.data_plane, "replay:t", source("data-plane"), ManualClock::new(UnixNanos(1)))
         .expecting(&data_plane::run::instruments(cfg));
@@ -105,7 +115,9 @@ fn run_redelivering(cfg: &AppConfig, halt_first: bool, redeliver: Option<usize>)
     };
     let mut recent = std::collections::VecDeque::new();
     for (row, item) in Replay::open(&path, 1).unwrap().enumerate() {
-        data.process(item.unwrap(), &mut outputs);
+        let mut ev = item.unwrap();
+        change(&mut ev);
+        data.process(ev, &mut outputs);
         if redeliver.is_some() {
             recent.extend(outputs.iter().cloned());
             while recent.len() > 300 {
@@ -121,6 +133,28 @@ fn run_redelivering(cfg: &AppConfig, halt_first: bool, redeliver: Option<usize>)
     data.end(&mut outputs);
     feed(&mut outputs, &mut strategy, &mut order);
     Run { last_event, intents, reports, strategy, order }
+}
+
+/// The sample with every price times 10^-26 passes the quality checks (positive, in range), and
+/// the Strategy Plane sized its trades with unchecked decimals: `Division overflowed`, at every
+/// restart of a replay. Such a market now makes no trade, and nothing panics.
+#[test]
+fn prices_far_below_any_market_make_no_trade_and_no_panic() {
+    use data_plane::source::{Num, RawBody};
+    let tiny = |n: &mut Num| {
+        if let Num::Value(d) = n {
+            *d *= Decimal::new(1, 26);
+        }
+    };
+    let r = run_changed(&AppConfig::default(), false, None, &|ev| match &mut ev.body {
+        RawBody::Quote { bid_px, ask_px, .. } => {
+            tiny(bid_px);
+            tiny(ask_px);
+        }
+        RawBody::Trade { price, .. } => tiny(price),
+    });
+    assert!(r.strategy.counters().decisions > 0, "the strategy decided on that market");
+    assert!(r.intents.is_empty(), "but no quantity of it is an exact decimal: {}", r.intents.len());
 }
 
 #[test]
