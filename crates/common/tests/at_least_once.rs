@@ -64,7 +64,7 @@ async fn a_restarted_consumer_resumes_after_the_last_acknowledged_message() {
     let mut publisher = Publisher::new(kafka::tracked_producer(&out_cfg, "test").unwrap(), &out_cfg, partitions);
 
     let group = unique("group_");
-    let consumer = Arc::new(kafka::consumer(&cfg, &group, "first").unwrap());
+    let consumer = Arc::new(kafka::GroupConsumer::new(&cfg, &group, "first").unwrap());
     consumer.subscribe(&[&input]).unwrap();
     let (acks, task) = AckQueue::spawn(16, publisher.deliveries().clone(), kafka::store_offsets(Arc::clone(&consumer)));
     for expected in 0..60 {

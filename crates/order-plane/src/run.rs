@@ -285,7 +285,8 @@ async fn serve(
     }
 
     let group = cfg.kafka.group(ORDER_PLANE_GROUP);
-    let consumer = Arc::new(kafka::consumer(&cfg.kafka, &group, &format!("order-plane-{}", cfg.instance_id()))?);
+    let consumer =
+        Arc::new(kafka::GroupConsumer::new(&cfg.kafka, &group, &format!("order-plane-{}", cfg.instance_id()))?);
     let intent_topic: Arc<str> = Arc::from(cfg.kafka.topic(ORDER_INTENTS));
     let market_topic: Arc<str> = Arc::from(cfg.kafka.topic(MARKET_EVENTS));
     consumer.subscribe(&[&*intent_topic, &*market_topic]).map_err(BrokerError::Client)?;

@@ -98,7 +98,7 @@ async fn serve(
     update_gauges(metrics, cfg, &engine);
     tracing::info!(restored = records.len(), halted = engine.halted(), "Positions rebuilt from exec_reports.");
 
-    let consumer = Arc::new(kafka::consumer(&cfg.kafka, &cfg.kafka.group(STRATEGY_PLANE_GROUP), &client_id)?);
+    let consumer = Arc::new(kafka::GroupConsumer::new(&cfg.kafka, &cfg.kafka.group(STRATEGY_PLANE_GROUP), &client_id)?);
     let inputs = [OFI_EVENTS, MARKET_EVENTS, EXEC_REPORTS];
     let names: [Arc<str>; 3] = inputs.map(|t| Arc::from(cfg.kafka.topic(t)));
     consumer.subscribe(&names.iter().map(AsRef::as_ref).collect::<Vec<_>>()).map_err(BrokerError::Client)?;

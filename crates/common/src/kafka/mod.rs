@@ -152,6 +152,52 @@ pub fn consumer(cfg: &KafkaConfig, group_id: &str, client_id: &str) -> Result<St
         .map_err(BrokerError::Client)
 }
 
+/// How long a stopping plane waits for its consumer to leave the group.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// A plane's group consumer ([`consumer`]) whose close cannot hold its shutdown for good.
+///
+/// Dropping a consumer leaves its group, and librdkafka can block there forever when a rebalance
+/// is served during the close (`rd_kafka_rebalance_protocol` waits for a reply that never comes,
+/// confluentinc/librdkafka#4041; seen here when a plane stopped while its group was assigning it
+/// partitions). So the close runs on a thread of its own and is given up after [`CLOSE_GRACE`]:
+/// the group then reassigns the partitions once the member's session times out, as after a crash,
+/// and nothing is lost (the offsets were committed before, by [`drain`]).
+pub struct GroupConsumer(Option<StreamConsumer>);
+
+impl GroupConsumer {
+    /// A plane's consumer in `group_id`; see [`consumer`].
+    pub fn new(cfg: &KafkaConfig, group_id: &str, client_id: &str) -> Result<Self, BrokerError> {
+        consumer(cfg, group_id, client_id).map(|c| Self(Some(c)))
+    }
+}
+
+impl std::ops::Deref for GroupConsumer {
+    type Target = StreamConsumer;
+    fn deref(&self) -> &StreamConsumer {
+        // Empty only inside `drop`.
+        self.0.as_ref().expect("the consumer is taken only when dropped")
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        let Some(consumer) = self.0.take() else { return };
+        let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+        let closing = std::thread::Builder::new().name("kafka-close".into()).spawn(move || {
+            drop(consumer);
+            let _ = closed_tx.send(());
+        });
+        if closing.is_ok() && closed_rx.recv_timeout(CLOSE_GRACE).is_err() {
+            tracing::warn!(
+                grace_s = CLOSE_GRACE.as_secs(),
+                "The Kafka consumer did not leave its group in time (librdkafka#4041); stopping without it: \
+                 the group reassigns its partitions after kafka.session_timeout_ms."
+            );
+        }
+    }
+}
+
 /// Creates each of `topics` (full names) that does not exist yet, and returns every topic's
 /// partition count.
 pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[String]) -> Result<HashMap<String, i32>, BrokerError> {
@@ -259,12 +305,12 @@ impl Consumed {
 /// are covered by it (an offset stands for everything before it), and a store costs a lookup of
 /// the topic in librdkafka.
 pub struct StoreOffsets {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<GroupConsumer>,
     newest: Vec<Consumed>,
 }
 
 /// [`StoreOffsets`] for `consumer`.
-pub fn store_offsets(consumer: Arc<StreamConsumer>) -> StoreOffsets {
+pub fn store_offsets(consumer: Arc<GroupConsumer>) -> StoreOffsets {
     StoreOffsets { consumer, newest: Vec::new() }
 }
 
@@ -407,9 +453,10 @@ pub fn backlog(consumer: &StreamConsumer, timeout: Duration) -> Result<HashMap<S
 }
 
 /// Sets `gauge{topic = label}` to [`backlog`] every `every`, for each `(full topic name, label)`
-/// of `topics`; a failed measurement leaves the last value and is logged at debug level.
+/// of `topics` that has partitions assigned (and removes the series of one that has none); a
+/// failed measurement leaves the last value and is logged at debug level.
 pub fn spawn_backlog_gauge(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<GroupConsumer>,
     gauge: prometheus::IntGaugeVec,
     topics: Vec<(String, &'static str)>,
     every: Duration,
@@ -422,7 +469,14 @@ pub fn spawn_backlog_gauge(
             match measured {
                 Ok(Ok(behind)) => {
                     for (topic, label) in &topics {
-                        gauge.with_label_values(&[*label]).set(behind.get(topic).copied().unwrap_or(0));
+                        // No series while no partition of the topic is assigned (a rebalance, a
+                        // start): nothing is known, and 0 would read as "all read".
+                        match behind.get(topic) {
+                            Some(records) => gauge.with_label_values(&[*label]).set(*records),
+                            None => {
+                                let _ = gauge.remove_label_values(&[*label]);
+                            }
+                        }
                     }
                 }
                 Ok(Err(e)) => tracing::debug!(error = %e, "Input backlog not measured this time."),
