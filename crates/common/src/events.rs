@@ -156,6 +156,10 @@ trait Checked {
     }
 }
 
+/// Largest sum of sizes an OFI window may carry (`ofi`, `ofi_normalized`, `trade_imbalance`,
+/// `mlofi`): 10^18.
+pub const MAX_WINDOW_SUM: Decimal = Decimal::from_parts(2_808_348_672, 232_830_643, 0, false, 0);
+
 /// Whether every value is inside ±[`MAX_MAGNITUDE`](crate::types::MAX_MAGNITUDE): a consumer can
 /// then multiply two of them (a notional) and add up many without overflowing an exact decimal,
 /// whoever wrote the record.
@@ -351,18 +355,14 @@ impl Checked for OfiWindow {
         if self.n_quotes == 0 && !quiet {
             return Err("an OFI window without quotes is a heartbeat: no trades, ofi and mid_change 0");
         }
-        let values = [
-            &self.ofi,
-            &self.mid_open,
-            &self.mid_close,
-            &self.mid_change,
-            &self.mean_depth,
-            &self.mean_spread,
-            &self.ofi_normalized,
-            &self.trade_imbalance,
-        ];
-        if !bounded(values.into_iter().chain(self.mlofi.iter().flatten())) {
-            return Err("every decimal of an OFI window must be within ±10^12");
+        // Prices and means of sizes are bounded as the quotes they come from are; the sums of
+        // sizes over a window get room for a million events at the bound (consumers use them as
+        // floats only).
+        let prices = [&self.mid_open, &self.mid_close, &self.mid_change, &self.mean_depth, &self.mean_spread];
+        let sums = [&self.ofi, &self.ofi_normalized, &self.trade_imbalance];
+        let sums_bounded = sums.into_iter().chain(self.mlofi.iter().flatten()).all(|v| v.abs() <= MAX_WINDOW_SUM);
+        if !bounded(prices) || !sums_bounded {
+            return Err("an OFI window's prices must be within ±10^12 and its sums within ±10^18");
         }
         Ok(())
     }

@@ -34,7 +34,7 @@ use common::events::{
     RejectReason, SCHEMA_VERSION, Source, TradingHalt,
 };
 use common::ids;
-use common::types::{EventId, Symbol, UnixNanos};
+use common::types::{EventId, MAX_MAGNITUDE, Symbol, UnixNanos};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
@@ -275,7 +275,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             side: intent.side,
             order_id: String::new(),
             venue: "risk".into(),
-            order_qty: intent.quantity,
+            order_qty: reportable(intent.quantity),
             cum_qty: Decimal::ZERO,
             cum_value: Decimal::ZERO,
             cum_commission: Decimal::ZERO,
@@ -376,7 +376,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 side,
                 order_id: String::new(),
                 venue: "risk".into(),
-                order_qty: quantity,
+                order_qty: reportable(quantity),
                 cum_qty: Decimal::ZERO,
                 cum_value: Decimal::ZERO,
                 cum_commission: Decimal::ZERO,
@@ -410,21 +410,27 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         position: u64,
         out: &mut Vec<Envelope<ExecEvent>>,
     ) -> bool {
-        // Market data of a symbol risk does not trade can place no order: the venue and the cost
-        // features keep no state for names anyone can write. (A live venue's quote still marks it,
-        // below, for a restored position in it.)
-        let tradable = self.risk.tradable(env.payload.symbol());
-        if !self.market_seen.first(env.payload.symbol(), env.ts_event, env.event_id) {
+        let symbol = env.payload.symbol();
+        if !self.risk.tradable(symbol) {
+            // Market data of a symbol risk does not trade can place no order: nothing keeps state
+            // for names anyone can write. Only a live venue's quote of one that holds a position
+            // (restored from the ledger: an instrument since removed) marks it for the limits.
+            if let MarketEvent::Quote(q) = &env.payload
+                && self.venue.mark_at(symbol, env.ts_event) == MarkAt::Live
+                && !self.risk.exposure(symbol).worst().is_zero()
+                && self.risk.mark(symbol).is_none_or(|m| m.ts <= env.ts_event)
+            {
+                self.risk.set_mark(symbol, Mark { mid: q.mid(), ts: env.ts_event });
+            }
+            return true;
+        }
+        if !self.market_seen.first(symbol, env.ts_event, env.event_id) {
             return false;
         }
-        if tradable {
-            self.venue.at_position(env.payload.symbol(), position);
-        }
+        self.venue.at_position(symbol, position);
         match &env.payload {
             MarketEvent::Quote(q) => {
-                if tradable {
-                    self.market.on_quote(env.ts_event, q);
-                }
+                self.market.on_quote(env.ts_event, q);
                 // Forgotten intent ids rely on a symbol's mark never moving back. Live quotes
                 // arrive in event-time order, but after a restart the mark restored from the last
                 // fill can be newer than the first quotes re-delivered from the committed offset.
@@ -435,11 +441,8 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                     self.risk.set_mark(&q.symbol, Mark { mid: q.mid(), ts: env.ts_event });
                 }
             }
-            MarketEvent::Trade(t) if tradable => self.market.on_trade(env.ts_event, t),
-            MarketEvent::Trade(_) | MarketEvent::Depth(_) | MarketEvent::Status(_) => {}
-        }
-        if !tradable {
-            return true;
+            MarketEvent::Trade(t) => self.market.on_trade(env.ts_event, t),
+            MarketEvent::Depth(_) | MarketEvent::Status(_) => {}
         }
         // Venue events are caused by their order's intent, whichever record let them happen: the
         // reports then do not depend on how the input topics interleaved.
@@ -895,6 +898,13 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
     pub fn remembered_intents(&self) -> usize {
         self.remembered.len()
     }
+}
+
+/// An intent's quantity as its reports carry it. One past the contract's bound (±10^12) is
+/// refused by risk (`invalid_quantity`, whose detail names it); the report then says 0, so that it
+/// stays a record every consumer reads (the Strategy Plane's and this plane's own rebuild).
+fn reportable(qty: Decimal) -> Decimal {
+    if qty.abs() <= MAX_MAGNITUDE { qty } else { Decimal::ZERO }
 }
 
 /// The intent a venue event is about.

@@ -1,7 +1,7 @@
 //! An order as a venue receives it, and the Order Plane's record of each order's progress.
 
 use common::events::{ExecStatus, IntentId, OrderType, TimeInForce};
-use common::types::{EventId, Side, Symbol, UnixNanos};
+use common::types::{EventId, MAX_MAGNITUDE, Side, Symbol, UnixNanos};
 use rust_decimal::Decimal;
 
 /// What a venue is asked to execute. Built only from a risk-approved intent.
@@ -85,7 +85,10 @@ impl OrderState {
         if self.arrival_mid <= Decimal::ZERO {
             return None;
         }
-        let signed = (avg - self.arrival_mid) * self.side.sign();
-        signed.checked_div(self.arrival_mid).map(|r| (r * Decimal::from(10_000)).round_dp(6).normalize())
+        // Checked and bounded: a valid intent may carry any positive arrival mid, a tiny one makes
+        // the ratio huge, and a report must stay within the contract's bound (±10^12).
+        let signed = avg.checked_sub(self.arrival_mid)?.checked_mul(self.side.sign())?;
+        let bps = signed.checked_div(self.arrival_mid)?.checked_mul(Decimal::from(10_000))?;
+        (bps.abs() <= MAX_MAGNITUDE).then(|| bps.round_dp(6).normalize())
     }
 }

@@ -150,7 +150,7 @@ impl RiskEngine {
 
     /// A fill of `qty` on `side`: moves quantity from working to filled.
     pub fn on_fill(&mut self, symbol: &Symbol, side: Side, qty: Decimal) {
-        let Some(e) = self.exposure_of(symbol) else { return };
+        let e = self.exposure.entry(symbol.clone()).or_default();
         match side {
             Side::Buy => e.open_buy = (e.open_buy - qty).max(Decimal::ZERO),
             Side::Sell => e.open_sell = (e.open_sell - qty).max(Decimal::ZERO),
@@ -161,7 +161,7 @@ impl RiskEngine {
     /// An order the venue already works, found rather than approved (placed before a restart):
     /// its quantity counts as working.
     pub fn on_working(&mut self, symbol: &Symbol, side: Side, qty: Decimal) {
-        let Some(e) = self.exposure_of(symbol) else { return };
+        let e = self.exposure.entry(symbol.clone()).or_default();
         match side {
             Side::Buy => e.open_buy += qty,
             Side::Sell => e.open_sell += qty,
@@ -171,21 +171,12 @@ impl RiskEngine {
     /// A fill of an order already closed (an execution reported after its order's cancel): the
     /// position moves, working quantity was released at the close.
     pub fn on_late_fill(&mut self, symbol: &Symbol, side: Side, qty: Decimal) {
-        if let Some(e) = self.exposure_of(symbol) {
-            e.position += side.sign() * qty;
-        }
-    }
-
-    /// The exposure of a configured instrument. Limits and marks cover configured instruments
-    /// only: a ledger record of any other name (no price to value it by, perhaps) must not hold
-    /// every later intent at `stale_market_data` for good, nor grow a map with each new name.
-    fn exposure_of(&mut self, symbol: &Symbol) -> Option<&mut Exposure> {
-        self.instruments.contains_key(symbol).then(|| self.exposure.entry(symbol.clone()).or_default())
+        self.exposure.entry(symbol.clone()).or_default().position += side.sign() * qty;
     }
 
     /// An order ended with `leaves` unfilled: that quantity no longer works.
     pub fn on_done(&mut self, symbol: &Symbol, side: Side, leaves: Decimal) {
-        let Some(e) = self.exposure_of(symbol) else { return };
+        let e = self.exposure.entry(symbol.clone()).or_default();
         match side {
             Side::Buy => e.open_buy = (e.open_buy - leaves).max(Decimal::ZERO),
             Side::Sell => e.open_sell = (e.open_sell - leaves).max(Decimal::ZERO),
@@ -207,8 +198,15 @@ impl RiskEngine {
 
     /// A symbol that holds exposure but has no mark (none seen since a restart): its value is
     /// unknown, so no limit can be checked.
+    ///
+    /// Only configured instruments count here: no quote of any other name ever comes, so its
+    /// exposure without a price (a ledger record of a name no instrument has) would refuse every
+    /// intent for good. It counts in the limits once a fill's price marks it.
     fn unmarked_exposure(&self) -> Option<&Symbol> {
-        self.exposure.iter().find(|(s, e)| !e.worst().is_zero() && !self.marks.contains_key(*s)).map(|(s, _)| s)
+        self.exposure
+            .iter()
+            .find(|(s, e)| !e.worst().is_zero() && !self.marks.contains_key(*s) && self.instruments.contains_key(*s))
+            .map(|(s, _)| s)
     }
 
     /// Worst-case gross and net over every symbol, with `symbol`'s exposure replaced by `with`.
@@ -217,7 +215,13 @@ impl RiskEngine {
         let (mut long, mut short) = (Decimal::ZERO, Decimal::ZERO);
         let others = self.exposure.iter().filter(|(s, _)| *s != symbol).map(|(s, e)| (s, *e));
         for (s, e) in others.chain(std::iter::once((symbol, with))) {
-            let mark = self.marks.get(s)?.mid;
+            let Some(mark) = self.marks.get(s).map(|m| m.mid) else {
+                // Unvalued: refuse, unless no price of it can ever come (see unmarked_exposure).
+                if self.instruments.contains_key(s) {
+                    return None;
+                }
+                continue;
+            };
             gross = gross.checked_add(e.worst().checked_mul(mark)?)?;
             long = long.checked_add(e.long_worst().checked_mul(mark)?)?;
             short = short.checked_add(e.short_worst().checked_mul(mark)?)?;

@@ -404,7 +404,9 @@ async fn serve(
                             if !engine.on_market_at(&env, position, &mut out) {
                                 market_duplicates.inc();
                             }
-                            held.market_symbol(at.partition, env.payload.symbol());
+                            if engine.risk().tradable(env.payload.symbol()) {
+                                held.market_symbol(at.partition, env.payload.symbol());
+                            }
                         }
                         Err(e) => decode_error(metrics, topic, at.partition, at.offset, &e),
                     }

@@ -621,11 +621,21 @@ fn a_ledger_fill_of_an_unconfigured_symbol_blocks_nothing_after_a_restart() {
         venue_mid: None,
     };
     let mut e = marked();
-    e.restore(&envelope(SEC / 2, ExecEvent::Report(fill)));
+    e.restore(&envelope(SEC / 2, ExecEvent::Report(fill.clone())));
     let mut out = Vec::new();
     e.finish_restore(UnixNanos(SEC), &mut out);
-    assert_eq!(e.risk().exposure(&sym("NOPE")).worst(), dec!(0), "no exposure for a name risk does not trade");
-    assert_eq!(quoted_intent(&mut e, 2 * SEC, "X", Side::Buy).1, IntentOutcome::Placed);
+    assert_eq!(quoted_intent(&mut e, 2 * SEC, "X", Side::Buy).1, IntentOutcome::Placed, "nothing blocks");
+
+    // With a price, the same position is real exposure (an instrument since removed from the
+    // configuration, still held at the broker) and counts in the limits: 5 × 150 = 750 of the
+    // 800 net limit leaves room for 0.4 of X at 100, not for 0.6.
+    let priced = ExecReport { last_px: Some(dec!(150)), last_qty: dec!(5), cum_qty: dec!(5), ..fill };
+    let mut e = marked();
+    e.restore(&envelope(SEC / 2, ExecEvent::Report(priced)));
+    e.finish_restore(UnixNanos(SEC), &mut out);
+    let buy = |qty| intent("X", Side::Buy, qty, None, TimeInForce::Ioc);
+    assert_eq!(send(&mut e, 2 * SEC, &buy(dec!(0.6))).0, rejected(RejectReason::MaxNetExposure));
+    assert_eq!(send(&mut e, 2 * SEC, &buy(dec!(0.4))).0, IntentOutcome::Placed);
 }
 
 #[test]
@@ -879,6 +889,29 @@ fn a_refused_late_copy_of_an_executed_intent_is_its_first_report_again_by_event_
         &mut malformed
     ));
     assert_eq!(refusal(&malformed), accepted, "an undecodable copy is answered under the same id");
+}
+
+/// The decoder leaves an intent's quantity for risk to refuse by name; the refusal must still be a
+/// record its readers decode (every decimal of a report within ±10^12), and its slippage too.
+#[test]
+fn refusals_and_fills_of_out_of_bound_intents_are_valid_reports() {
+    let mut e = marked();
+    let huge = intent("X", Side::Buy, dec!(100000000000000000000), None, TimeInForce::Ioc);
+    let mut out = Vec::new();
+    take(&mut e, &envelope(2 * SEC, IntentEvent::Intent(huge)), &mut out);
+    assert_eq!(reports(&out)[0].reason, Some(RejectReason::InvalidQuantity));
+    // A positive but absurd decision mid: the fill's slippage against it is no exact decimal.
+    let tiny_mid = OrderIntent {
+        arrival_mid: dec!(0.000000000000000000001),
+        ..intent("X", Side::Buy, dec!(1), None, TimeInForce::Ioc)
+    };
+    take(&mut e, &envelope(3 * SEC, IntentEvent::Intent(tiny_mid)), &mut out);
+    let reports = reports(&out);
+    assert!(reports.iter().any(|r| r.status == ExecStatus::Filled && r.slippage_bps.is_none()), "{reports:?}");
+    for env in &out {
+        let decoded = common::codec::decode::<ExecEvent>(&common::codec::encode(env));
+        assert!(decoded.is_ok(), "{decoded:?}");
+    }
 }
 
 #[test]

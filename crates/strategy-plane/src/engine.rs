@@ -463,8 +463,11 @@ impl<C: Clock> StrategyEngine<C> {
             let identity = format!("intent:{symbol}:{}", now.0);
             let intent_id = IntentId(ids::derive_uuid(now, identity.as_bytes()));
             let event_id = EventId(ids::derive_uuid(now, format!("intent-event:{symbol}:{}", now.0).as_bytes()));
-            let expected_cost_bps =
-                Decimal::from_f64(half_spread_coef(&symbol) * latest.half_spread_bps).unwrap_or_default().round_dp(4);
+            // Within the contract's bound, or the intent would be refused as malformed.
+            let expected_cost_bps = Decimal::from_f64(half_spread_coef(&symbol) * latest.half_spread_bps)
+                .unwrap_or_default()
+                .round_dp(4)
+                .clamp(-MAX_MAGNITUDE, MAX_MAGNITUDE);
             let mut signals: Vec<SignalValue> = SIGNALS
                 .iter()
                 .zip(forecast.contributions)

@@ -26,32 +26,46 @@ pub struct Position {
 }
 
 impl Position {
-    /// Applies one fill.
-    pub fn fill(&mut self, side: Side, qty: Decimal, px: Decimal, fee: Decimal) {
-        let signed = side.sign() * qty;
-        self.fees += fee;
-        if self.qty.is_zero() || self.qty.is_sign_positive() == signed.is_sign_positive() {
-            let total = self.qty.abs() + qty;
-            if !total.is_zero() {
-                self.avg_px = (self.qty.abs() * self.avg_px + qty * px) / total;
+    /// Applies one fill; `false` (and no change) when the result would not fit an exact decimal,
+    /// which only records far outside the contract's bounds, or very many of them, can cause.
+    pub fn fill(&mut self, side: Side, qty: Decimal, px: Decimal, fee: Decimal) -> bool {
+        match self.filled(side, qty, px, fee) {
+            Some(next) => {
+                *self = next;
+                true
             }
-            self.qty += signed;
-            return;
+            None => false,
+        }
+    }
+
+    fn filled(&self, side: Side, qty: Decimal, px: Decimal, fee: Decimal) -> Option<Self> {
+        let mut next = *self;
+        let signed = side.sign() * qty;
+        next.fees = self.fees.checked_add(fee)?;
+        next.qty = self.qty.checked_add(signed)?;
+        if self.qty.is_zero() || self.qty.is_sign_positive() == signed.is_sign_positive() {
+            let total = self.qty.abs().checked_add(qty)?;
+            if !total.is_zero() {
+                let value = self.qty.abs().checked_mul(self.avg_px)?.checked_add(qty.checked_mul(px)?)?;
+                next.avg_px = value.checked_div(total)?;
+            }
+            return Some(next);
         }
         let closed = qty.min(self.qty.abs());
         let direction = if self.qty.is_sign_positive() { Decimal::ONE } else { Decimal::NEGATIVE_ONE };
-        self.realized += closed * (px - self.avg_px) * direction;
-        self.qty += signed;
-        if self.qty.is_zero() {
-            self.avg_px = Decimal::ZERO;
-        } else if self.qty.is_sign_positive() != direction.is_sign_positive() {
-            self.avg_px = px;
+        let gain = closed.checked_mul(px.checked_sub(self.avg_px)?)?.checked_mul(direction)?;
+        next.realized = self.realized.checked_add(gain)?;
+        if next.qty.is_zero() {
+            next.avg_px = Decimal::ZERO;
+        } else if next.qty.is_sign_positive() != direction.is_sign_positive() {
+            next.avg_px = px;
         }
+        Some(next)
     }
 
     /// Unrealized PnL at `mark`.
     pub fn unrealized(&self, mark: Decimal) -> Decimal {
-        self.qty * (mark - self.avg_px)
+        self.qty.saturating_mul(mark.saturating_sub(self.avg_px))
     }
 }
 
@@ -82,8 +96,7 @@ impl Book {
         if r.last_qty <= Decimal::ZERO || !self.counted.insert(exec_id.clone()) {
             return false;
         }
-        self.positions.entry(r.symbol.clone()).or_default().fill(r.side, r.last_qty, px, r.commission);
-        true
+        self.positions.entry(r.symbol.clone()).or_default().fill(r.side, r.last_qty, px, r.commission)
     }
 
     /// Records the latest mid of `symbol`.
@@ -100,12 +113,12 @@ impl Book {
     pub fn pnl(&self, symbol: &Symbol) -> Decimal {
         let p = self.position(symbol);
         let mark = self.marks.get(symbol).copied().unwrap_or(p.avg_px);
-        p.realized + p.unrealized(mark) - p.fees
+        p.realized.saturating_add(p.unrealized(mark)).saturating_sub(p.fees)
     }
 
     /// Total PnL over every symbol.
     pub fn total_pnl(&self) -> Decimal {
-        self.positions.keys().map(|s| self.pnl(s)).sum()
+        self.positions.keys().map(|s| self.pnl(s)).fold(Decimal::ZERO, Decimal::saturating_add)
     }
 
     /// Symbols with a position record.
@@ -118,6 +131,31 @@ impl Book {
 mod tests {
     use super::*;
     use rust_decimal::dec;
+
+    /// Fills at the contract's bound (10^12 at 10^12) each move PnL by up to 10^24; the ledger
+    /// is kept forever, so about 80,000 of them overflowed an exact decimal and panicked the plane
+    /// at every restart. The fill that would overflow is refused and changes nothing.
+    #[test]
+    fn a_fill_that_would_overflow_is_refused_and_changes_nothing() {
+        let (big, low, high) = (dec!(1000000000000), dec!(1), dec!(1000000000000));
+        let mut p = Position::default();
+        let mut refused = None;
+        for round in 0..100_000u32 {
+            if !p.fill(Side::Buy, big, low, Decimal::ZERO) {
+                refused = Some(round);
+                break;
+            }
+            let before = p;
+            if !p.fill(Side::Sell, big, high, Decimal::ZERO) {
+                assert_eq!(p, before, "a refused fill leaves the position as it was");
+                refused = Some(round);
+                break;
+            }
+        }
+        let round = refused.expect("the realized PnL cannot grow for ever");
+        assert!(round > 70_000, "only near the decimal's limit: {round}");
+        assert!(p.realized > dec!(70000000000000000000000000000));
+    }
 
     #[test]
     fn average_cost_accounting_by_hand() {

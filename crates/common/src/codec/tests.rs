@@ -102,6 +102,12 @@ fn a_decimal_beyond_the_contract_bound_is_refused_on_every_topic() {
     assert_eq!(decode::<OfiEvent>(bad.as_bytes()).unwrap_err().reason(), "invalid_payload");
     let bad = window.replace("\"mlofi\":null", &format!("\"mlofi\":[\"1\",{huge}]"));
     assert_eq!(decode::<OfiEvent>(bad.as_bytes()).unwrap_err().reason(), "invalid_payload");
+    let bad = window.replace("\"mid_close\":\"61687\"", "\"mid_close\":\"10000000000000\"");
+    assert_eq!(decode::<OfiEvent>(bad.as_bytes()).unwrap_err().reason(), "invalid_payload", "a price past 10^12");
+    // Sums of sizes over a window may pass 10^12 (many large quotes), up to 10^18.
+    let big_sum = window.replace("\"ofi\":\"1.5\"", "\"ofi\":\"1000000000000000000\"");
+    assert!(decode::<OfiEvent>(big_sum.as_bytes()).is_ok());
+    assert_eq!(crate::events::MAX_WINDOW_SUM, dec!(1000000000000000000));
 }
 
 #[test]
