@@ -4,6 +4,7 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -26,12 +27,12 @@ pub enum ServiceError {
     #[error(transparent)]
     Broker(#[from] BrokerError),
     /// The HTTP port could not be opened.
-    #[error("cannot listen on port {port}: {source} (is another {plane} running? set {setting})")]
+    #[error("cannot listen on {addr}: {source} (is another {plane} running? set {setting}, or HTTP_BIND)")]
     Bind {
         /// The plane.
         plane: &'static str,
-        /// The port.
-        port: u16,
+        /// The address and port.
+        addr: SocketAddr,
         /// The environment name that moves it.
         setting: &'static str,
         /// Why.
@@ -64,11 +65,13 @@ impl ExitStatus for ServiceError {
     }
 }
 
-/// Where a plane listens: its name, port, and the environment name that moves the port.
+/// Where a plane listens: its name, address, port, and the environment name that moves the port.
 #[derive(Debug, Clone, Copy)]
 pub struct Endpoint {
     /// `data-plane`, …
     pub plane: &'static str,
+    /// The interface address (`HTTP_BIND`, [`AppConfig::http_bind`]).
+    pub bind: IpAddr,
     /// The port.
     pub port: u16,
     /// E.g. `DATA_PLANE_PORT`.
@@ -85,10 +88,11 @@ where
     let runtime = tokio::runtime::Runtime::new().map_err(|e| E::from(ServiceError::Runtime(e)))?;
     runtime.block_on(async {
         let shutdown = crate::shutdown::on_signal().map_err(|e| E::from(ServiceError::Runtime(e)))?;
-        let Endpoint { plane, port, setting } = endpoint;
-        let listener = TcpListener::bind(("0.0.0.0", port))
+        let Endpoint { plane, bind, port, setting } = endpoint;
+        let addr = SocketAddr::new(bind, port);
+        let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| E::from(ServiceError::Bind { plane, port, setting, source }))?;
+            .map_err(|source| E::from(ServiceError::Bind { plane, addr, setting, source }))?;
         run(listener, shutdown).await
     })
 }

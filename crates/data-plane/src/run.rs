@@ -75,7 +75,12 @@ impl ExitStatus for RunError {
 
 /// Starts a runtime, installs signal handlers, opens the HTTP port and runs until stopped.
 pub fn main(cfg: AppConfig) -> Result<(), RunError> {
-    let endpoint = Endpoint { plane: "data-plane", port: cfg.data_plane.http_port, setting: "DATA_PLANE_PORT" };
+    let endpoint = Endpoint {
+        plane: "data-plane",
+        bind: cfg.http_bind(),
+        port: cfg.data_plane.http_port,
+        setting: "DATA_PLANE_PORT",
+    };
     common::service::serve(endpoint, |listener, shutdown| run(cfg, listener, shutdown))
 }
 

@@ -36,6 +36,7 @@ pub type RunError = common::service::ServiceError;
 pub fn main(cfg: AppConfig) -> Result<(), RunError> {
     let endpoint = common::service::Endpoint {
         plane: "order-plane",
+        bind: cfg.http_bind(),
         port: cfg.order_plane.http_port,
         setting: "ORDER_PLANE_PORT",
     };
@@ -338,17 +339,23 @@ async fn serve(
                 update_gauges(metrics, &engine);
             }
             Some(cmd) = admin_rx.recv() => {
+                // The caller was already told "not applied"; applying it now would contradict that.
+                if cmd.applied.is_closed() {
+                    tracing::warn!(halted = cmd.halted, "Kill switch command dropped: its caller stopped waiting.");
+                    continue;
+                }
                 let now = SystemClock.now();
                 tracing::warn!(halted = cmd.halted, reason = %cmd.reason, "Kill switch changed.");
                 engine.set_halt(cmd.halted, &cmd.reason, cmd.cancel_open, now, &mut out);
+                update_gauges(metrics, &engine);
+                let _ = cmd.applied.send(());
                 tokio::select! {
                     biased;
                     () = shutdown.cancelled() => break,
                     published = deliver(&mut publisher, &out, metrics, &mut intents, &mut outbox) => published?,
                 }
                 out.clear();
-                update_gauges(metrics, &engine);
-                let _ = cmd.done.send(());
+                let _ = cmd.published.send(());
             }
             msg = consumer.recv() => {
                 let msg = match msg {

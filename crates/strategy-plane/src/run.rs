@@ -31,6 +31,7 @@ pub type RunError = common::service::ServiceError;
 pub fn main(cfg: AppConfig) -> Result<(), RunError> {
     let endpoint = common::service::Endpoint {
         plane: "strategy-plane",
+        bind: cfg.http_bind(),
         port: cfg.strategy_plane.http_port,
         setting: "STRATEGY_PLANE_PORT",
     };

@@ -39,6 +39,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("ENABLE_LIVE_TRADING", "trading.enable_live_trading"),
     ("DATA_SOURCE", "data_plane.source"),
     ("DATA_PLANE_PORT", "data_plane.http_port"),
+    ("HTTP_BIND", "app.http_bind"),
     ("REPLAY_PATH", "data_plane.replay.path"),
     ("REPLAY_SPEED", "data_plane.replay.speed"),
     ("REPLAY_LOOP", "data_plane.replay.loop_count"),

@@ -1,5 +1,6 @@
 //! The configuration's shape, defaults and validation rules.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use rust_decimal::Decimal;
@@ -41,11 +42,15 @@ pub struct AppSection {
     pub env: String,
     /// This instance's name in event envelopes; the host name when empty.
     pub instance_id: String,
+    /// The IP address every plane's HTTP port listens on (`HTTP_BIND`). Loopback by default: the
+    /// endpoints have no authentication but the admin token, so reaching them from elsewhere
+    /// (`0.0.0.0`, as in a container) is a choice made explicitly.
+    pub http_bind: String,
 }
 
 impl Default for AppSection {
     fn default() -> Self {
-        Self { env: "development".into(), instance_id: String::new() }
+        Self { env: "development".into(), instance_id: String::new(), http_bind: "127.0.0.1".into() }
     }
 }
 
@@ -579,6 +584,15 @@ impl AppConfig {
         let mut bad = |field: &str, message: String| {
             errors.push(FieldError { field: field.into(), message });
         };
+        if self.app.http_bind.parse::<IpAddr>().is_err() {
+            bad(
+                "app.http_bind",
+                format!(
+                    "{:?} is not an IP address (127.0.0.1: this host only; 0.0.0.0: every interface)",
+                    self.app.http_bind
+                ),
+            );
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             bad("log.level", format!("{:?} is not a log filter (try info or debug)", self.log.level));
         }
@@ -833,6 +847,11 @@ impl AppConfig {
         ReplaySpeed::parse(&self.data_plane.replay.speed).unwrap_or(ReplaySpeed::Max)
     }
 
+    /// The address the HTTP port listens on (valid after [`validate`](Self::validate)).
+    pub fn http_bind(&self) -> IpAddr {
+        self.app.http_bind.parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
     /// This instance's name: `app.instance_id`, or the host name.
     pub fn instance_id(&self) -> String {
         if !self.app.instance_id.is_empty() {
@@ -843,5 +862,36 @@ impl AppConfig {
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "local".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::super::load_from;
+    use super::AppConfig;
+
+    fn load(vars: &[(&str, &str)]) -> Result<AppConfig, super::ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.toml"), "").unwrap();
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        load_from(dir.path(), &vars)
+    }
+
+    #[test]
+    fn the_http_port_listens_on_loopback_unless_told_otherwise() {
+        assert_eq!(AppConfig::default().http_bind(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(load(&[]).unwrap().http_bind(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(load(&[("HTTP_BIND", "0.0.0.0")]).unwrap().http_bind(), IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(load(&[("HTTP_BIND", "::1")]).unwrap().http_bind(), "::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn an_http_bind_that_is_not_an_ip_address_is_named() {
+        for bad in ["not-an-ip", "localhost", "127.0.0.1:8000", ""] {
+            let err = load(&[("HTTP_BIND", bad)]).unwrap_err();
+            assert_eq!(err.fields(), vec!["app.http_bind"], "{bad:?}: {err}");
+        }
     }
 }
