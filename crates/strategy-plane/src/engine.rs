@@ -63,10 +63,15 @@ struct Latest {
     cause: EventId,
 }
 
+/// The share of `max_order_notional` an intent may ask for.
+const ORDER_NOTIONAL_MARGIN: Decimal = Decimal::from_parts(99, 0, 0, false, 2);
+
 /// The core.
 pub struct StrategyEngine<C> {
     cfg: StrategyPlaneConfig,
     limits: RiskConfig,
+    /// The Order Plane's `max_order_notional`: no intent asks for more.
+    max_order_notional: Decimal,
     instruments: HashMap<Symbol, InstrumentConfig>,
     clock: C,
     source: Arc<Source>,
@@ -112,9 +117,12 @@ fn to_f64(d: Decimal) -> f64 {
 
 impl<C: Clock> StrategyEngine<C> {
     /// A core with nothing learned yet.
+    /// `limits` and `max_order_notional` are the Order Plane's (`risk`, `order_plane`): the core
+    /// asks only for orders that pass them.
     pub fn new(
         cfg: &StrategyPlaneConfig,
         limits: &RiskConfig,
+        max_order_notional: Decimal,
         instruments: &[InstrumentConfig],
         source: Arc<Source>,
         clock: C,
@@ -127,6 +135,7 @@ impl<C: Clock> StrategyEngine<C> {
                 max_net_exposure: limits.max_net_exposure * share,
                 max_position_size: limits.max_position_size,
             },
+            max_order_notional,
             instruments: instruments
                 .iter()
                 .filter_map(|i| Symbol::new(&i.symbol).ok().map(|s| (s, i.clone())))
@@ -438,9 +447,18 @@ impl<C: Clock> StrategyEngine<C> {
             self.counters.solver_failures += 1;
             return;
         };
-        for (((symbol, latest, forecast), target), current) in ready.into_iter().zip(targets).zip(current) {
+        // Trades that shrink a position go first: risk judges a decision's orders one at a time,
+        // and a rebalance that moves exposure from one symbol to another within the gross and net
+        // limits passes only if the reduction is on the books when the increase is judged.
+        let mut trades: Vec<_> = ready
+            .into_iter()
+            .zip(targets)
+            .zip(current)
+            .filter_map(|((r, target), current)| Some((r, Decimal::from_f64(target)?, current)))
+            .collect();
+        trades.sort_by_key(|(_, target, current)| target.abs() >= current.abs());
+        for ((symbol, latest, forecast), target, current) in trades {
             let Some(inst) = self.instruments.get(&symbol) else { continue };
-            let Some(target) = Decimal::from_f64(target) else { continue };
             // Checked: a mid far below any real market (1e-26, say) makes a quantity no exact
             // decimal holds; such a trade is not made.
             let Some(delta) = target.checked_sub(current).and_then(|d| d.checked_div(latest.mid)) else { continue };
@@ -452,6 +470,14 @@ impl<C: Clock> StrategyEngine<C> {
             else {
                 continue;
             };
+            // A larger rebalance is made in steps, one per decision. Risk values the order at the
+            // quote in effect at the decision, which can be one this window did not see (a quote
+            // at that very instant): 1 % of margin.
+            let most = (self.max_order_notional * ORDER_NOTIONAL_MARGIN)
+                .checked_div(latest.mid)
+                .and_then(|q| q.checked_div(inst.lot_size))
+                .and_then(|lots| lots.floor().checked_mul(inst.lot_size));
+            let qty = most.map_or(qty, |most| qty.min(most.normalize()));
             // Past the contract's bound, the Order Plane would only refuse it (`invalid_quantity`).
             if qty < inst.min_qty
                 || qty > MAX_MAGNITUDE
@@ -545,7 +571,14 @@ mod tests {
     fn engine() -> StrategyEngine<ManualClock> {
         let cfg = AppConfig::default();
         let source = Arc::new(Source { plane: "strategy-plane".into(), instance: "test".into() });
-        StrategyEngine::new(&cfg.strategy_plane, &cfg.risk, &cfg.instruments, source, ManualClock::new(UnixNanos(1)))
+        StrategyEngine::new(
+            &cfg.strategy_plane,
+            &cfg.risk,
+            cfg.order_plane.max_order_notional,
+            &cfg.instruments,
+            source,
+            ManualClock::new(UnixNanos(1)),
+        )
     }
 
     #[test]

@@ -64,6 +64,7 @@ fn expected(cfg: &AppConfig) -> (Streams, Streams) {
     let mut strategy = StrategyEngine::new(
         &cfg.strategy_plane,
         &cfg.risk,
+        cfg.order_plane.max_order_notional,
         &cfg.instruments,
         source("strategy-plane"),
         ManualClock::new(UnixNanos(1)),

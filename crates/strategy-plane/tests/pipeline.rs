@@ -40,22 +40,24 @@ fn run(cfg: &AppConfig, halt_first: bool) -> Run {
 /// Runs the cores; with `redeliver = Some(n)`, every n rows the last few hundred Data Plane
 /// outputs are delivered again, as after a Data Plane restart from an older checkpoint.
 fn run_redelivering(cfg: &AppConfig, halt_first: bool, redeliver: Option<usize>) -> Run {
-    run_changed(cfg, halt_first, redeliver, &|_| {})
+    run_changed(SPOT, cfg, halt_first, redeliver, &|_| {})
 }
 
-/// [`run_redelivering`] with every input row changed by `change` first.
+/// [`run_redelivering`] of the sample `file`, with every input row changed by `change` first.
 fn run_changed(
+    file: &str,
     cfg: &AppConfig,
     halt_first: bool,
     redeliver: Option<usize>,
     change: &dyn Fn(&mut data_plane::source::RawEvent),
 ) -> Run {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(SPOT);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(file);
     let mut data = DataCore::new(&cfg.data_plane, "replay:t", source("data-plane"), ManualClock::new(UnixNanos(1)))
         .expecting(&data_plane::run::instruments(cfg));
     let mut strategy = StrategyEngine::new(
         &cfg.strategy_plane,
         &cfg.risk,
+        cfg.order_plane.max_order_notional,
         &cfg.instruments,
         source("strategy-plane"),
         ManualClock::new(UnixNanos(2)),
@@ -146,7 +148,7 @@ fn prices_far_below_any_market_make_no_trade_and_no_panic() {
             *d *= Decimal::new(1, 26);
         }
     };
-    let r = run_changed(&AppConfig::default(), false, None, &|ev| match &mut ev.body {
+    let r = run_changed(SPOT, &AppConfig::default(), false, None, &|ev| match &mut ev.body {
         RawBody::Quote { bid_px, ask_px, .. } => {
             tiny(bid_px);
             tiny(ask_px);
@@ -199,6 +201,23 @@ fn the_cores_trade_the_sample_within_every_rule() {
     }
     assert!(r.reports.iter().any(|x| x.status == ExecStatus::Filled), "something traded");
     println!("{} intents, {} reports, PnL {}", r.intents.len(), r.reports.len(), r.strategy.book().total_pnl());
+}
+
+/// The Order Plane refused 8 of 177 intents of the default run for `max_order_notional`, and a
+/// refused rebalance was asked for again at the next decision. Intents are now sized to the static
+/// limits risk checks, so on both shipped samples none is refused for one.
+#[test]
+fn no_intent_of_the_default_run_is_refused_for_a_static_limit() {
+    use common::events::RejectReason as R;
+    let statics = [R::MaxOrderNotional, R::MaxPositionSize, R::MaxGrossExposure, R::MaxNetExposure];
+    for file in [SPOT, "binance-usdm-btcusdt-2024-08-08.csv"] {
+        let r = run_changed(file, &AppConfig::default(), false, None, &|_| {});
+        let refused: Vec<_> = r.reports.iter().filter(|x| x.reason.is_some_and(|why| statics.contains(&why))).collect();
+        let fills = r.reports.iter().filter(|x| x.last_qty > Decimal::ZERO).count();
+        println!("{file}: {} intents, {fills} fills, {} refused for a static limit", r.intents.len(), refused.len());
+        assert!(!r.intents.is_empty() && fills > 0, "{file} trades");
+        assert!(refused.is_empty(), "{file}: {:?}", refused.iter().map(|x| (x.reason, &x.detail)).collect::<Vec<_>>());
+    }
 }
 
 #[test]
@@ -259,6 +278,7 @@ fn intents_do_not_depend_on_how_symbols_interleave() {
         let mut s = StrategyEngine::new(
             &cfg.strategy_plane,
             &cfg.risk,
+            cfg.order_plane.max_order_notional,
             &cfg.instruments,
             source("s"),
             ManualClock::new(UnixNanos(2)),
@@ -302,6 +322,7 @@ fn bad_exec_reports_are_counted_and_never_move_positions() {
     let mut s = StrategyEngine::new(
         &cfg.strategy_plane,
         &cfg.risk,
+        cfg.order_plane.max_order_notional,
         &cfg.instruments,
         source("s"),
         ManualClock::new(UnixNanos(2)),

@@ -42,8 +42,14 @@ fn expected(cfg: &AppConfig, path: &Path) -> BTreeMap<String, String> {
     let source = Arc::new(Source { plane: "x".into(), instance: "x".into() });
     let mut data = DataCore::new(&cfg.data_plane, "replay:x", Arc::clone(&source), ManualClock::new(UnixNanos(1)))
         .expecting(&data_plane::run::instruments(cfg));
-    let mut strategy =
-        StrategyEngine::new(&cfg.strategy_plane, &cfg.risk, &cfg.instruments, source, ManualClock::new(UnixNanos(1)));
+    let mut strategy = StrategyEngine::new(
+        &cfg.strategy_plane,
+        &cfg.risk,
+        cfg.order_plane.max_order_notional,
+        &cfg.instruments,
+        source,
+        ManualClock::new(UnixNanos(1)),
+    );
     let (mut out, mut intents) = (Vec::new(), Vec::new());
     for item in Replay::open(path, 1).unwrap() {
         data.process(item.unwrap(), &mut out);
