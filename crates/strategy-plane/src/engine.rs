@@ -364,8 +364,9 @@ impl<C: Clock> StrategyEngine<C> {
     }
 
     /// Each symbol's latest window ending at or before `now`; older ones are dropped. Windows
-    /// enter the covariance here, in (window end, symbol) order and never past `now`, so the
-    /// estimate neither looks ahead nor depends on which symbol's stream arrived first.
+    /// enter the covariance here, one joint return vector per window in window order and never
+    /// past `now`, so the estimate neither looks ahead nor depends on which symbol's stream
+    /// arrived first.
     fn as_of(&mut self, now: UnixNanos) -> Vec<(Symbol, Latest)> {
         let mut fresh: Vec<(UnixNanos, Symbol, UnixNanos, f64)> = Vec::new();
         for (symbol, queue) in &mut self.latest {
@@ -374,10 +375,19 @@ impl<C: Clock> StrategyEngine<C> {
                 fresh.push((l.window_end, symbol.clone(), l.window_start, l.ret));
             }
         }
-        fresh.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        for (_, symbol, start, ret) in fresh {
-            self.cov.update(&symbol, start.0, ret);
+        // One joint update per window, in window order, its symbols in name order: every
+        // symbol's windows up to `now` are here (the decision waited for every stream).
+        fresh.sort_by(|a, b| (a.2, a.0, &a.1).cmp(&(b.2, b.0, &b.1)));
+        let mut window: Vec<(Symbol, f64)> = Vec::new();
+        let mut start = None;
+        for (_, symbol, window_start, ret) in fresh {
+            if start.is_some_and(|s| s != window_start) {
+                self.cov.update_window(&std::mem::take(&mut window));
+            }
+            start = Some(window_start);
+            window.push((symbol, ret));
         }
+        self.cov.update_window(&window);
         let mut current = Vec::new();
         for (symbol, queue) in &mut self.latest {
             while queue.len() > 1 && queue.get(1).is_some_and(|l| l.window_end <= now) {
