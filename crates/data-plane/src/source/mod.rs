@@ -11,7 +11,7 @@ mod parquet_file;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use common::types::{Side, Symbol, UnixNanos};
+use common::types::{MAX_SYMBOL_LEN, Side, Symbol, UnixNanos};
 use rust_decimal::Decimal;
 
 /// The columns of the replay format, in file order.
@@ -198,12 +198,26 @@ impl Symbols {
         if let Some(s) = self.0.iter().find(|s| s.as_str() == name) {
             return Ok(s.clone());
         }
-        let symbol = Symbol::new(name).map_err(|e| e.to_string())?;
+        let symbol = Symbol::new(name).map_err(|_| {
+            format!("invalid symbol {}: 1 to {MAX_SYMBOL_LEN} characters of A-Z a-z 0-9 . _ : / -", quoted(name))
+        })?;
         if self.0.len() == Self::MAX {
             self.0.clear();
         }
         self.0.push(symbol.clone());
         Ok(symbol)
+    }
+}
+
+/// Characters of a bad field an error message quotes.
+const QUOTED_CHARS: usize = 40;
+
+/// `v` as an error message quotes it: whole when short, else its start and its size (one bad
+/// 5 MB field per row made a log of 100 MB).
+fn quoted(v: &str) -> String {
+    match v.char_indices().nth(QUOTED_CHARS) {
+        None => format!("{v:?}"),
+        Some((end, _)) => format!("{:?}… ({} bytes)", &v[..end], v.len()),
     }
 }
 
@@ -220,11 +234,11 @@ fn row_from_fields(
         .parse::<i64>()
         .ok()
         .filter(|t| *t >= 0)
-        .ok_or_else(|| format!("ts_event_ns {ts:?} is not an integer in 0..=9223372036854775807"))?
+        .ok_or_else(|| format!("ts_event_ns {} is not an integer in 0..=9223372036854775807", quoted(ts)))?
         .unsigned_abs();
     let symbol = symbols.get(symbol)?;
     let [bid_px, bid_sz, ask_px, ask_sz, price, size, aggressor] = fields;
-    let num = |name: &str, v: &str| Num::parse(v).ok_or_else(|| format!("{name} {v:?} is not a number"));
+    let num = |name: &str, v: &str| Num::parse(v).ok_or_else(|| format!("{name} {} is not a number", quoted(v)));
     let body = match kind {
         "quote" => RawBody::Quote {
             bid_px: num("bid_px", bid_px)?,
@@ -238,10 +252,10 @@ fn row_from_fields(
             aggressor: match aggressor {
                 "buy" => Side::Buy,
                 "sell" => Side::Sell,
-                other => return Err(format!("aggressor {other:?} is not buy or sell")),
+                other => return Err(format!("aggressor {} is not buy or sell", quoted(other))),
             },
         },
-        other => return Err(format!("kind {other:?} is not quote or trade")),
+        other => return Err(format!("kind {} is not quote or trade", quoted(other))),
     };
     Ok((UnixNanos(ts), symbol, body))
 }
@@ -412,6 +426,30 @@ mod tests {
         assert_eq!(lines, vec![Ok(0), Err(3), Err(4), Err(5), Err(6), Err(7), Ok(6)]);
         let RawBody::Quote { bid_px, .. } = &items[6].as_ref().unwrap().body else { panic!() };
         assert_eq!(*bid_px, Num::NonFinite);
+    }
+
+    /// 20 bad rows of 5 MB each made a 105 MB log: a message quoted the whole field. Every
+    /// field a message names is quoted by its first 40 characters and its size.
+    #[test]
+    fn a_bad_field_is_quoted_short_whatever_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = "9".repeat(1_000_000) + "x";
+        let rows = [
+            format!("{big},AAA,quote,1,1,2,1,,,"),
+            format!("1000,{big},quote,1,1,2,1,,,"),
+            format!("1000,AAA,{big},1,1,2,1,,,"),
+            format!("1000,AAA,quote,{big},1,2,1,,,"),
+            format!("1000,AAA,trade,,,,,1,1,{big}"),
+        ];
+        let f = write(dir.path(), "x.csv", &format!("{HEADER}{}\n", rows.join("\n")));
+        let errors: Vec<String> = Replay::open(&f, 1).unwrap().map(|i| i.unwrap_err().reason).collect();
+        assert_eq!(errors.len(), 5);
+        for e in &errors {
+            assert!(e.len() < 200, "{} bytes: {:.200}", e.len(), e);
+            assert!(e.contains("(1000001 bytes)"), "{e:.200}");
+        }
+        assert!(errors[3].starts_with("bid_px \"9999"), "{}", errors[3]);
+        assert_eq!(quoted("61686.5"), "\"61686.5\"", "a short field whole");
     }
 
     #[test]
