@@ -62,3 +62,30 @@ fn the_full_opt_in_allows_a_live_port() {
 fn the_ibkr_source_needs_contracts() {
     assert_eq!(fields(load(&[("DATA_SOURCE", "ibkr")])), ["ibkr.contracts"]);
 }
+
+/// `IBKR_PORT=4003 ORDER_VENUE=ibkr` passed: a gateway on any other port than the four documented
+/// ones may be live, so it needs the operator to name it, or the live opt-in.
+#[test]
+fn an_undocumented_port_needs_to_be_allowed_by_name() {
+    let venue = ("ALGOTRADER__ORDER_PLANE__VENUE", "ibkr");
+    assert_eq!(fields(load(&[("IBKR_PORT", "4003"), venue])), ["ibkr.port"]);
+    assert!(load(&[("IBKR_PORT", "4003"), ("IBKR_ALLOW_PORT", "4003"), venue]).is_ok());
+    assert_eq!(fields(load(&[("IBKR_PORT", "4003"), ("IBKR_ALLOW_PORT", "4004")])), ["ibkr.port"]);
+    let live = [("APP_ENV", "production"), ("ENABLE_LIVE_TRADING", "true"), ("ENABLE_PAPER_TRADING", "false")];
+    assert!(load(&[&[("IBKR_PORT", "4003")][..], &live[..]].concat()).is_ok(), "the live opt-in covers it");
+}
+
+/// `ENABLE_PAPER_TRADING=false ENABLE_LIVE_TRADING=false ORDER_VENUE=ibkr` still traded.
+#[test]
+fn paper_off_with_live_off_is_refused() {
+    let r = load(&[("ENABLE_PAPER_TRADING", "false"), ("ALGOTRADER__ORDER_PLANE__VENUE", "ibkr")]);
+    assert_eq!(fields(r), ["trading.enable_paper_trading"]);
+}
+
+/// An `ADMIN_TOKEN` of 16 spaces passed.
+#[test]
+fn a_blank_admin_token_is_refused() {
+    let r = load(&[("ADMIN_ENABLED", "true"), ("ADMIN_TOKEN", "                ")]);
+    assert_eq!(fields(r), ["order_plane.admin_token"]);
+    assert!(load(&[("ADMIN_ENABLED", "true"), ("ADMIN_TOKEN", "a-real-token-of-sixteen")]).is_ok());
+}

@@ -97,6 +97,8 @@ async fn live_ticks_are_published_and_a_gateway_drop_flags_the_next_windows() {
     cfg.data_plane.source = "ibkr".into();
     cfg.ibkr.host = "127.0.0.1".into();
     cfg.ibkr.port = gw.port();
+    // The fake gateway's port is none of IB's: named, as an operator names a tunnel's.
+    cfg.ibkr.allow_port = gw.port();
     cfg.ibkr.client_id = 11;
     cfg.ibkr.request_timeout_ms = 3_000;
     cfg.ibkr.contracts = vec![

@@ -171,6 +171,8 @@ async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
     cfg.kafka.topic_prefix = unique("ibkr_");
     cfg.order_plane.venue = "ibkr".into();
     cfg.ibkr.port = gw.port();
+    // The fake gateway's port is none of IB's: named, as an operator names a tunnel's.
+    cfg.ibkr.allow_port = gw.port();
     cfg.ibkr.order_client_id = 7;
     cfg.ibkr.request_timeout_ms = 3_000;
     cfg.instruments = vec![InstrumentConfig {

@@ -268,7 +268,11 @@ mod tests {
                 ("MAX_GROSS_EXPOSURE", "250000.50"),
                 ("MAX_NET_EXPOSURE", "100000"),
                 ("MAX_POSITION_SIZE", "50000"),
+                // Paper off alone is refused (nothing would say how orders trade): the whole
+                // live opt-in, as documented.
                 ("ENABLE_PAPER_TRADING", "false"),
+                ("ENABLE_LIVE_TRADING", "true"),
+                ("APP_ENV", "production"),
                 ("REPLAY_SPEED", "10x"),
                 ("OFI_WINDOW_MS", "500"),
             ]),

@@ -29,6 +29,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("KAFKA_MIN_INSYNC_REPLICAS", "kafka.min_insync_replicas"),
     ("IBKR_HOST", "ibkr.host"),
     ("IBKR_PORT", "ibkr.port"),
+    ("IBKR_ALLOW_PORT", "ibkr.allow_port"),
     ("IBKR_CLIENT_ID", "ibkr.client_id"),
     ("IBKR_ORDER_CLIENT_ID", "ibkr.order_client_id"),
     ("IBKR_ACCOUNT", "ibkr.account"),

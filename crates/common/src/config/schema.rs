@@ -144,6 +144,9 @@ pub struct IbkrConfig {
     pub host: String,
     /// 7497 TWS paper, 4002 Gateway paper (7496 / 4001 are live).
     pub port: u16,
+    /// Another port a paper gateway listens on (a tunnel, a second gateway), accepted as
+    /// `port` without the live opt-in; 0: none.
+    pub allow_port: u16,
     /// API client id of the Data Plane's feed; unique per connection to one gateway.
     pub client_id: i32,
     /// API client id of the Order Plane's order session. IB scopes open orders and executions by
@@ -168,6 +171,7 @@ impl Default for IbkrConfig {
         Self {
             host: "127.0.0.1".into(),
             port: 7497,
+            allow_port: 0,
             client_id: 1,
             order_client_id: 2,
             account: Secret::default(),
@@ -181,6 +185,8 @@ impl Default for IbkrConfig {
 
 /// Ports of live-trading sessions: TWS 7496, IB Gateway 4001.
 pub const IBKR_LIVE_PORTS: [u16; 2] = [7496, 4001];
+/// IB's documented paper ports: TWS, IB Gateway.
+pub const IBKR_PAPER_PORTS: [u16; 2] = [7497, 4002];
 
 /// One IB contract (`[[ibkr.contracts]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -680,6 +686,26 @@ impl AppConfig {
                 "ibkr.port",
                 format!("{} is a live-trading port (paper: 7497 TWS, 4002 Gateway); {live_rule}", self.ibkr.port),
             );
+        } else if !IBKR_PAPER_PORTS.contains(&self.ibkr.port) && self.ibkr.port != self.ibkr.allow_port && !live_allowed
+        {
+            // A gateway on another port may be live: the port alone no longer says it is paper.
+            bad(
+                "ibkr.port",
+                format!(
+                    "{} is not an IB paper port (7497 TWS, 4002 Gateway): set IBKR_ALLOW_PORT={} if a paper \
+                     gateway listens there, or {live_rule}",
+                    self.ibkr.port, self.ibkr.port
+                ),
+            );
+        }
+        // Orders go to IB as paper or as live; with both off the venue would still trade.
+        if !self.trading.enable_paper_trading && !self.trading.enable_live_trading {
+            bad(
+                "trading.enable_paper_trading",
+                "paper and live trading are both off: ENABLE_PAPER_TRADING=true (the default) trades paper; \
+                 live needs the full opt-in"
+                    .into(),
+            );
         }
         for (field, v) in [
             ("risk.max_gross_exposure", self.risk.max_gross_exposure),
@@ -769,7 +795,8 @@ impl AppConfig {
         if !["simulated", "ibkr"].contains(&o.venue.as_str()) {
             bad("order_plane.venue", format!("must be simulated or ibkr, got {:?}", o.venue));
         }
-        if o.admin_enabled && o.admin_token.expose().len() < 16 {
+        // Blank characters are no secret: 16 spaces passed before.
+        if o.admin_enabled && o.admin_token.expose().trim().chars().count() < 16 {
             bad("order_plane.admin_token", "admin_enabled needs ADMIN_TOKEN of at least 16 characters".into());
         }
         if o.max_order_notional <= Decimal::ZERO {
