@@ -12,13 +12,72 @@ use super::{AppConfig, AppSection, ConfigError, ENV_KEYS, ENV_PREFIX, FieldError
 /// the working directory, then the process environment.
 pub fn load(config_dir: &Path) -> Result<AppConfig, ConfigError> {
     let mut vars: Vec<(String, String)> = match dotenvy::from_path_iter(".env") {
-        Ok(iter) => iter.collect::<Result<_, _>>().map_err(|e| ConfigError::Load(format!(".env: {e}")))?,
+        Ok(iter) => {
+            iter.enumerate().map(|(n, entry)| entry.map_err(|e| env_file_error(n, &e))).collect::<Result<_, _>>()?
+        }
         Err(e) if e.not_found() => Vec::new(),
-        Err(e) => return Err(ConfigError::Load(format!(".env: {e}"))),
+        Err(e) => return Err(env_file_error(0, &e)),
     };
+    let misspelt = misspelt_names(vars.iter().map(|(name, _)| name.as_str()));
     // Variables that are not UTF-8 cannot be ours; skip them instead of panicking.
     vars.extend(std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))));
-    load_from(config_dir, &vars)
+    match (load_from(config_dir, &vars), misspelt.is_empty()) {
+        (Ok(cfg), true) => Ok(cfg),
+        (Ok(_), false) => Err(ConfigError::Invalid(misspelt)),
+        (Err(ConfigError::Invalid(mut errors)), _) => {
+            errors.extend(misspelt);
+            Err(ConfigError::Invalid(errors))
+        }
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// A `.env` that cannot be read, said without quoting its line: the line may hold a secret.
+fn env_file_error(entry: usize, e: &dotenvy::Error) -> ConfigError {
+    match e {
+        dotenvy::Error::LineParse(_, at) => ConfigError::Load(format!(
+            ".env: entry {} cannot be parsed at character {at} (its text is not shown: it may hold a secret)",
+            entry + 1
+        )),
+        other => ConfigError::Load(format!(".env: {other}")),
+    }
+}
+
+/// Names the helper scripts and docker-compose read from `.env`: not configuration, never flagged.
+const OPERATIONS_NAMES: &[&str] = &[
+    "GRAFANA_ADMIN_PASSWORD",
+    "PROMETHEUS_PORT",
+    "BROKER_PORT",
+    "KAFKA_CONTROLLER_PORT",
+    "KAFKA_NODES",
+    "KAFKA_PORTS",
+    "KAFKA_CONTROLLER_PORTS",
+    "KAFKA_HEAP",
+    "KAFKA_OPTS",
+    "KAFKA_CACHE",
+    "INSTALL_DEV",
+    "RUN_DIR",
+    "NO_BUILD",
+];
+
+/// `.env` names one or two edits from a documented name (`KILL_SWITHC`, `MAX_GROSS_EXPOSUR`): a
+/// typo there was silently ignored, so the setting it meant kept its default.
+fn misspelt_names<'a>(names: impl Iterator<Item = &'a str>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for name in names {
+        if ENV_KEYS.iter().any(|(n, _)| *n == name) || name.starts_with(ENV_PREFIX) || OPERATIONS_NAMES.contains(&name)
+        {
+            continue;
+        }
+        let closest = ENV_KEYS.iter().map(|(n, _)| (strsim::osa_distance(n, name), *n)).min();
+        if let Some((_, documented)) = closest.filter(|(distance, _)| *distance <= 2) {
+            errors.push(FieldError {
+                field: format!(".env {name}"),
+                message: format!("not a documented name; did you mean {documented}?"),
+            });
+        }
+    }
+    errors
 }
 
 /// Loads the configuration from `config_dir` and the given environment variables (later entries
@@ -228,6 +287,40 @@ mod tests {
         let paper = load_from(&shipped_dir(), &env(&[("KAFKA_TOPIC_PREFIX", "paper.")])).unwrap();
         assert_eq!(paper.kafka.topic(crate::topics::ORDER_INTENTS), "paper.order_intents");
         assert_eq!(paper.kafka.group(crate::topics::ORDER_PLANE_GROUP), "paper.order-plane");
+    }
+
+    /// `KILL_SWITHC=true` and `MAX_GROSS_EXPOSUR=1` in `.env` were silently ignored.
+    #[test]
+    fn a_misspelt_env_file_name_is_named_with_the_one_it_meant() {
+        let names = [
+            "KILL_SWITHC",
+            "MAX_GROSS_EXPOSUR",
+            "KILL_SWITCH",
+            "GRAFANA_ADMIN_PASSWORD",
+            "HOME",
+            "ALGOTRADER__KAFKA__LINGER_MS",
+        ];
+        let errors = misspelt_names(names.into_iter());
+        let said: Vec<(&str, &str)> = errors.iter().map(|e| (e.field.as_str(), e.message.as_str())).collect();
+        assert_eq!(
+            said,
+            [
+                (".env KILL_SWITHC", "not a documented name; did you mean KILL_SWITCH?"),
+                (".env MAX_GROSS_EXPOSUR", "not a documented name; did you mean MAX_GROSS_EXPOSURE?"),
+            ]
+        );
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.env.example");
+        let vars: Vec<(String, String)> = dotenvy::from_path_iter(example).unwrap().map(Result::unwrap).collect();
+        assert!(misspelt_names(vars.iter().map(|(k, _)| k.as_str())).is_empty(), "every shipped name is known");
+    }
+
+    /// A `.env` parse error printed the whole line, secret included.
+    #[test]
+    fn an_unparsable_env_file_line_is_not_quoted() {
+        let error = env_file_error(4, &dotenvy::Error::LineParse("ADMIN_TOKEN=s3cret-value'".into(), 12));
+        let text = error.to_string();
+        assert!(!text.contains("s3cret") && !text.contains("ADMIN_TOKEN"), "{text}");
+        assert!(text.contains("entry 5") && text.contains("character 12"), "{text}");
     }
 
     #[test]
