@@ -177,3 +177,34 @@ async fn a_replayed_event_is_stamped_with_its_publication_time() {
     let msg = next(&consumer).await;
     assert_eq!(msg.timestamp().to_millis(), Some(made_ms), "the record carries ts_init, not ts_event");
 }
+
+/// The backlog is what the consumer has not read, whatever it committed: after reading 20 of 50
+/// records and committing nothing (Kafka's lag would say 50), it is 30, then 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_counts_what_is_not_read_yet_not_what_is_committed() {
+    let broker = Broker::shared();
+    let cfg = KafkaConfig { bootstrap_servers: broker.bootstrap(), partitions: 1, ..KafkaConfig::default() };
+    let input = unique("backlog_");
+    kafka::ensure_topics(&cfg, std::slice::from_ref(&input)).await.unwrap();
+    let producer = kafka::producer(&cfg, "test").unwrap();
+    for i in 0..50 {
+        let payload = i.to_string();
+        producer
+            .send(FutureRecord::<str, str>::to(&input).key("k").payload(&payload), Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    let consumer = Arc::new(kafka::GroupConsumer::new(&cfg, &unique("group_"), "backlog").unwrap());
+    consumer.subscribe(&[&input]).unwrap();
+    let backlog = |c: Arc<kafka::GroupConsumer>| async move {
+        tokio::task::spawn_blocking(move || kafka::backlog(&c, Duration::from_secs(10)).unwrap()).await.unwrap()
+    };
+    for _ in 0..20 {
+        next(&consumer).await;
+    }
+    assert_eq!(backlog(Arc::clone(&consumer)).await.get(&input), Some(&30));
+    for _ in 0..30 {
+        next(&consumer).await;
+    }
+    assert_eq!(backlog(Arc::clone(&consumer)).await.get(&input), Some(&0));
+}

@@ -30,7 +30,7 @@ use common::clock::Clock;
 use common::config::{FeeSchedule, InstrumentConfig, OrderPlaneConfig, RiskConfig};
 use common::dedup::Dedup;
 use common::events::{
-    CancelIntent, Envelope, ExecEvent, ExecReport, ExecStatus, IntentEvent, IntentId, MarketEvent, OrderIntent,
+    CancelIntent, Envelope, ExecEvent, ExecReport, ExecStatus, IntentEvent, IntentId, MarketEvent, OrderIntent, Quote,
     RejectReason, SCHEMA_VERSION, Source, TradingHalt,
 };
 use common::ids;
@@ -416,11 +416,9 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             // for names anyone can write. Only a live venue's quote of one that holds a position
             // (restored from the ledger: an instrument since removed) marks it for the limits.
             if let MarketEvent::Quote(q) = &env.payload
-                && self.venue.mark_at(symbol, env.ts_event) == MarkAt::Live
                 && !self.risk.exposure(symbol).worst().is_zero()
-                && self.risk.mark(symbol).is_none_or(|m| m.ts <= env.ts_event)
             {
-                self.risk.set_mark(symbol, Mark { mid: q.mid(), ts: env.ts_event });
+                self.mark_live(q, env.ts_event);
             }
             return true;
         }
@@ -431,15 +429,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         match &env.payload {
             MarketEvent::Quote(q) => {
                 self.market.on_quote(env.ts_event, q);
-                // Forgotten intent ids rely on a symbol's mark never moving back. Live quotes
-                // arrive in event-time order, but after a restart the mark restored from the last
-                // fill can be newer than the first quotes re-delivered from the committed offset.
-                // An event-time venue sets marks as intents are judged instead (see `execute`).
-                if self.venue.mark_at(&q.symbol, env.ts_event) == MarkAt::Live
-                    && self.risk.mark(&q.symbol).is_none_or(|m| m.ts <= env.ts_event)
-                {
-                    self.risk.set_mark(&q.symbol, Mark { mid: q.mid(), ts: env.ts_event });
-                }
+                self.mark_live(q, env.ts_event);
             }
             MarketEvent::Trade(t) => self.market.on_trade(env.ts_event, t),
             MarketEvent::Depth(_) | MarketEvent::Status(_) => {}
@@ -451,6 +441,17 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         self.apply(events, None, out);
         self.release(env.payload.symbol(), out);
         true
+    }
+
+    /// A live venue's quote marks its symbol for risk. Forgotten intent ids rely on a symbol's
+    /// mark never moving back. Live quotes arrive in event-time order, but after a restart the
+    /// mark restored from the last fill can be newer than the first quotes re-delivered from the
+    /// committed offset. An event-time venue sets marks as intents are judged instead (see
+    /// `execute`).
+    fn mark_live(&mut self, q: &Quote, ts: UnixNanos) {
+        if self.venue.mark_at(&q.symbol, ts) == MarkAt::Live && self.risk.mark(&q.symbol).is_none_or(|m| m.ts <= ts) {
+            self.risk.set_mark(&q.symbol, Mark { mid: q.mid(), ts });
+        }
     }
 
     /// Judges the held intents of `symbol` whose decision time its market data has now reached.

@@ -378,16 +378,10 @@ impl<C: Clock> StrategyEngine<C> {
         // One joint update per window, in window order, its symbols in name order: every
         // symbol's windows up to `now` are here (the decision waited for every stream).
         fresh.sort_by(|a, b| (a.2, a.0, &a.1).cmp(&(b.2, b.0, &b.1)));
-        let mut window: Vec<(Symbol, f64)> = Vec::new();
-        let mut start = None;
-        for (_, symbol, window_start, ret) in fresh {
-            if start.is_some_and(|s| s != window_start) {
-                self.cov.update_window(&std::mem::take(&mut window));
-            }
-            start = Some(window_start);
-            window.push((symbol, ret));
+        for window in fresh.chunk_by(|a, b| a.2 == b.2) {
+            let returns: Vec<(Symbol, f64)> = window.iter().map(|(_, symbol, _, ret)| (symbol.clone(), *ret)).collect();
+            self.cov.update_window(&returns);
         }
-        self.cov.update_window(&window);
         let mut current = Vec::new();
         for (symbol, queue) in &mut self.latest {
             while queue.len() > 1 && queue.get(1).is_some_and(|l| l.window_end <= now) {
@@ -472,22 +466,16 @@ impl<C: Clock> StrategyEngine<C> {
             // Checked: a mid far below any real market (1e-26, say) makes a quantity no exact
             // decimal holds; such a trade is not made.
             let Some(delta) = target.checked_sub(current).and_then(|d| d.checked_div(latest.mid)) else { continue };
-            let Some(qty) = delta
-                .abs()
-                .checked_div(inst.lot_size)
-                .and_then(|lots| lots.floor().checked_mul(inst.lot_size))
-                .map(|q| q.normalize())
-            else {
-                continue;
-            };
             // A larger rebalance is made in steps, one per decision. Risk values the order at the
             // quote in effect at the decision, which can be one this window did not see (a quote
             // at that very instant): 1 % of margin.
-            let most = (self.max_order_notional * ORDER_NOTIONAL_MARGIN)
-                .checked_div(latest.mid)
-                .and_then(|q| q.checked_div(inst.lot_size))
-                .and_then(|lots| lots.floor().checked_mul(inst.lot_size));
-            let qty = most.map_or(qty, |most| qty.min(most.normalize()));
+            let most = (self.max_order_notional * ORDER_NOTIONAL_MARGIN).checked_div(latest.mid);
+            let wanted = most.map_or(delta.abs(), |most| delta.abs().min(most));
+            let Some(qty) = wanted.checked_div(inst.lot_size).and_then(|lots| lots.floor().checked_mul(inst.lot_size))
+            else {
+                continue;
+            };
+            let qty = qty.normalize();
             // Past the contract's bound, the Order Plane would only refuse it (`invalid_quantity`).
             if qty < inst.min_qty
                 || qty > MAX_MAGNITUDE

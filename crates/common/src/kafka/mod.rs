@@ -435,17 +435,19 @@ pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<
 /// Blocking (one watermark request per partition): call it from `spawn_blocking`.
 pub fn backlog(consumer: &StreamConsumer, timeout: Duration) -> Result<HashMap<String, i64>, KafkaError> {
     let positions = consumer.position()?;
-    let committed = consumer.committed(timeout)?;
     let offset = |o: Offset| match o {
         Offset::Offset(at) => Some(at),
         _ => None,
     };
+    // Asked of the broker only while some partition has not been read from yet.
+    let unread = positions.elements().iter().any(|p| offset(p.offset()).is_none());
+    let committed = if unread { Some(consumer.committed(timeout)?) } else { None };
     let mut behind: HashMap<String, i64> = HashMap::new();
     for p in positions.elements() {
         let (topic, partition) = (p.topic(), p.partition());
         let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
         let at = offset(p.offset())
-            .or_else(|| committed.find_partition(topic, partition).and_then(|c| offset(c.offset())))
+            .or_else(|| committed.as_ref()?.find_partition(topic, partition).and_then(|c| offset(c.offset())))
             .unwrap_or(low);
         *behind.entry(topic.to_owned()).or_default() += high.saturating_sub(at).max(0);
     }
