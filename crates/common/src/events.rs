@@ -157,7 +157,7 @@ trait Checked {
 }
 
 /// Largest sum of sizes an OFI window may carry (`ofi`, `ofi_normalized`, `trade_imbalance`,
-/// `mlofi`): 10^18.
+/// `trade_volume`, `mlofi`): 10^18.
 pub const MAX_WINDOW_SUM: Decimal = Decimal::from_parts(2_808_348_672, 232_830_643, 0, false, 0);
 
 /// Whether every value is inside ±[`MAX_MAGNITUDE`](crate::types::MAX_MAGNITUDE): a consumer can
@@ -340,6 +340,10 @@ pub struct OfiWindow {
     pub ofi_normalized: Decimal,
     /// Aggressive buy size minus aggressive sell size.
     pub trade_imbalance: Decimal,
+    /// Σ trade sizes, buys and sells: the volume the Strategy Plane's impact estimate divides by.
+    /// Absent (0) in records written before it was published.
+    #[serde(default)]
+    pub trade_volume: Decimal,
     /// Multi-level OFI per level, best first (Xu, Gould & Howison 2019), when depth was seen.
     pub mlofi: Option<Vec<Decimal>>,
     /// The symbol's feed was stale or reconnected inside or just before this window.
@@ -359,8 +363,11 @@ impl Checked for OfiWindow {
         // sizes over a window get room for a million events at the bound (consumers use them as
         // floats only).
         let prices = [&self.mid_open, &self.mid_close, &self.mid_change, &self.mean_depth, &self.mean_spread];
-        let sums = [&self.ofi, &self.ofi_normalized, &self.trade_imbalance];
+        let sums = [&self.ofi, &self.ofi_normalized, &self.trade_imbalance, &self.trade_volume];
         let sums_bounded = sums.into_iter().chain(self.mlofi.iter().flatten()).all(|v| v.abs() <= MAX_WINDOW_SUM);
+        if self.trade_volume.is_sign_negative() && !self.trade_volume.is_zero() {
+            return Err("trade_volume must not be negative");
+        }
         if !bounded(prices) || !sums_bounded {
             return Err("an OFI window's prices must be within ±10^12 and its sums within ±10^18");
         }

@@ -6,6 +6,7 @@
 //! - [`types`]: checked newtypes (`Symbol`, `Price`, `Quantity`, `UnixNanos`, `EventId`).
 //! - [`events`]: the envelope and the four payload families, one per topic.
 //! - [`codec`]: strict JSON encoding and decoding of envelopes.
+//! - [`fees`]: each instrument's fee schedule; [`commission`]: IBKR's tiered US-stock schedule.
 //! - [`ids`]: deterministic, time-ordered event ids.
 //! - [`dedup`]: dropping re-delivered events by event id.
 //! - [`clock`]: the injected clock.
@@ -16,14 +17,16 @@
 //! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
 //! - [`service`]: a plane binary's start-up and exit codes.
 //!
-//! Pure modules (`types`, `events`, `codec`, `ids`, `dedup`, `clock`) use no async runtime, so
+//! Pure modules (`types`, `events`, `codec`, `ids`, `dedup`, `clock`, `fees`) use no async runtime, so
 //! the planes' synchronous cores can depend on them freely.
 
 pub mod clock;
 pub mod codec;
+pub mod commission;
 pub mod config;
 pub mod dedup;
 pub mod events;
+pub mod fees;
 pub mod http;
 pub mod ids;
 pub mod kafka;

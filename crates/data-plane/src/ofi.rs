@@ -57,6 +57,7 @@ struct Window {
     depth_sum: Decimal,
     spread_sum: Decimal,
     trade_imbalance: Decimal,
+    trade_volume: Decimal,
     mlofi: Option<Vec<Decimal>>,
     data_gap: bool,
     last_quote: Option<EventId>,
@@ -129,6 +130,7 @@ impl OfiEngine {
             depth_sum: Decimal::ZERO,
             spread_sum: Decimal::ZERO,
             trade_imbalance: Decimal::ZERO,
+            trade_volume: Decimal::ZERO,
             mlofi: None,
             data_gap: false,
             last_quote: None,
@@ -162,6 +164,7 @@ impl OfiEngine {
                 mean_spread: mean_spread.normalize(),
                 ofi_normalized: ofi_normalized.normalize(),
                 trade_imbalance: w.trade_imbalance.normalize(),
+                trade_volume: w.trade_volume.normalize(),
                 mlofi: w.mlofi.map(|v| v.into_iter().map(|d| d.normalize()).collect()),
                 data_gap: w.data_gap,
             },
@@ -190,13 +193,14 @@ impl OfiEngine {
         state.last_mid = Some(mid);
     }
 
-    /// Adds an accepted trade to its window's trade imbalance.
+    /// Adds an accepted trade to its window's trade imbalance and volume.
     pub fn on_trade(&mut self, ts: UnixNanos, t: &Trade, out: &mut Vec<ClosedWindow>) {
         let window_ns = self.window_ns;
         let state = self.state(&t.symbol);
         let w = Self::roll(window_ns, state, &t.symbol, ts, out);
         w.n_trades += 1;
         w.trade_imbalance += t.aggressor.sign() * t.size.get();
+        w.trade_volume += t.size.get();
     }
 
     /// Adds a depth snapshot to the window's multi-level OFI: the CKS contribution computed level
@@ -294,6 +298,7 @@ impl OfiEngine {
                 mean_spread: Decimal::ZERO,
                 ofi_normalized: Decimal::ZERO,
                 trade_imbalance: Decimal::ZERO,
+                trade_volume: Decimal::ZERO,
                 mlofi: None,
                 data_gap: false,
             };

@@ -39,12 +39,12 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
 use crate::cost_model::CostModel;
-use crate::fees::{self, Filled};
 use crate::market::{MarketState, impact_feature};
 use crate::order::OrderState;
 use crate::remembered::RememberedIntents;
 use crate::risk::{Mark, RiskEngine};
 use crate::venue::{MarkAt, Venue, VenueEvent};
+use common::fees::{self, Filled};
 
 /// What became of an intent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,6 @@
 //! - [`venue`]: the [`venue::Venue`] trait and the events venues report.
 //! - [`simulated`]: the event-time simulated venue (latency, liquidity, queue, collar).
 //! - [`ibkr_venue`]: the IBKR venue (TWS / IB Gateway through the `ibkr` crate's order session).
-//! - [`fees`]: each instrument's fee schedule; [`commission`]: IBKR's tiered US-stock schedule.
 //! - [`cost_model`]: online transaction-cost learning (robust RLS, square-root impact).
 //! - [`market`]: latest quote, volatility and volume per symbol.
 //! - [`order`]: orders and their state.
@@ -14,10 +13,8 @@
 //! - [`metrics`], [`run`], [`admin`]: the async shell, its metrics and the kill-switch endpoint.
 
 pub mod admin;
-pub mod commission;
 pub mod cost_model;
 pub mod engine;
-pub mod fees;
 pub mod ibkr_venue;
 pub mod market;
 pub mod metrics;

@@ -5,9 +5,13 @@
 //! - `ibkr_tiered`: IBKR Pro's US-stock schedule ([`crate::commission`]); the order's cumulative
 //!   commission follows the schedule, so its first fill pays the minimum and later fills the
 //!   increments.
+//!
+//! The Order Plane charges fills by [`fill_fee`]; the Strategy Plane weighs the same schedule
+//! before it trades ([`taker_rate`], [`order_fee`]), so the two never disagree on what a fee is.
 
-use common::config::FeeSchedule;
+use crate::config::FeeSchedule;
 use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 
 use crate::commission;
 
@@ -35,6 +39,26 @@ pub fn fill_fee(schedule: &FeeSchedule, maker: bool, before: Filled, after: Fill
             (now - was).max(Decimal::ZERO)
         }
     }
+}
+
+/// The part of a market order's fee that grows with its value, per unit of value (a fraction):
+/// the taker rate, or the tiered schedule's dearest per-share rate at `price` (a month's volume is
+/// not known before it trades), at most its cap. Not finite when `price` is not positive.
+pub fn taker_rate(schedule: &FeeSchedule, price: Decimal) -> f64 {
+    let rate = match schedule {
+        FeeSchedule::Bps { taker_bps, .. } => Some(*taker_bps / Decimal::from(10_000)),
+        FeeSchedule::IbkrTiered => {
+            commission::rate(Decimal::ZERO).checked_div(price).map(|r| r.min(commission::MAX_FRACTION))
+        }
+    };
+    rate.filter(|_| price > Decimal::ZERO).and_then(|r| r.to_f64()).unwrap_or(f64::NAN)
+}
+
+/// What a market order of `qty` at `price` is expected to pay in all (the tiered schedule at its
+/// first tier, its minimum included).
+pub fn order_fee(schedule: &FeeSchedule, qty: Decimal, price: Decimal) -> Decimal {
+    let value = qty.checked_mul(price).unwrap_or(Decimal::MAX);
+    fill_fee(schedule, false, Filled::default(), Filled { qty, value }, Decimal::ZERO)
 }
 
 #[cfg(test)]
@@ -76,5 +100,18 @@ mod tests {
             dec!(100),
         );
         assert_eq!((first, second), (dec!(0.35), dec!(3.15)));
+    }
+
+    #[test]
+    fn the_strategy_expects_the_taker_rate_and_the_tiered_minimum() {
+        let spot = FeeSchedule::Bps { maker_bps: dec!(2), taker_bps: dec!(10) };
+        assert_eq!(taker_rate(&spot, dec!(61686)), 0.001);
+        // 0.0035 USD a share at $50 is 0.007 % of value; at $0.20 it would be 1.75 %, capped at 1 %.
+        assert_eq!(taker_rate(&FeeSchedule::IbkrTiered, dec!(50)), 0.00007);
+        assert_eq!(taker_rate(&FeeSchedule::IbkrTiered, dec!(0.2)), 0.01);
+        assert!(taker_rate(&FeeSchedule::IbkrTiered, dec!(0)).is_nan());
+        // 20 shares at $50: 0.07 by rate, 0.35 by the minimum.
+        assert_eq!(order_fee(&FeeSchedule::IbkrTiered, dec!(20), dec!(50)), dec!(0.35));
+        assert_eq!(order_fee(&spot, dec!(0.5), dec!(2000)), dec!(1));
     }
 }
