@@ -65,6 +65,8 @@ fi
 export RUN_DIR BROKER_PORT KAFKA_CONTROLLER_PORT DATA_PLANE_PORT STRATEGY_PLANE_PORT ORDER_PLANE_PORT PROMETHEUS_PORT
 export KAFKA_BOOTSTRAP_SERVERS
 export REPLAY_SPEED="$SPEED" REPLAY_LOOP=1 LOG_LEVEL=info
+# The invariants are about trades; with the shipped fees weighed, the samples make none.
+export COST_AVERSION=0
 # Secrets the system holds; none may appear in a log, a metric or a record.
 export IBKR_ACCOUNT="DU$RANDOM$RANDOM" ADMIN_ENABLED=true ADMIN_TOKEN="chaos-token-$RANDOM$RANDOM"
 export GRAFANA_ADMIN_PASSWORD="chaos-grafana-$RANDOM$RANDOM"
@@ -137,6 +139,7 @@ if [ "$CLUSTER" = 0 ]; then
         "DECISION_INTERVAL_MS=0|strategy_plane.decision_interval_ms"
         "RISK_AVERSION=-1|strategy_plane.risk_aversion"
         "LIMIT_SHARE=2|strategy_plane.limit_share"
+        "COST_AVERSION=-0.5|strategy_plane.cost_aversion"
         "MAX_GROSS_EXPOSURE=abc|risk.max_gross_exposure"
         "MAX_NET_EXPOSURE=-1|risk.max_net_exposure"
         "MAX_POSITION_SIZE=-3|risk.max_position_size"

@@ -28,8 +28,10 @@ fn problem(n: usize, seed: u64) -> Problem {
         .map(|_| Asset {
             mu: (rng(&mut s) - 0.5) * 2e-4,
             cost: 2e-5 * rng(&mut s),
+            impact: 1e-9 * rng(&mut s),
             current: (rng(&mut s) - 0.5) * 20_000.0,
             max_position: 100_000.0,
+            ..Asset::default()
         })
         .collect();
     Problem { assets, covariance, risk_aversion: 1e-4, max_gross: 1_000_000.0, max_net: 500_000.0 }

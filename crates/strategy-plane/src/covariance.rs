@@ -202,8 +202,9 @@ mod tests {
                     .map(|i| crate::optimizer::Asset {
                         mu: if i % 2 == 0 { 1e-5 } else { -1e-5 },
                         cost: 1e-6,
-                        current: 0.0,
+                        impact: if i % 3 == 0 { 1e-9 } else { 0.0 },
                         max_position: 1_000.0,
+                        ..crate::optimizer::Asset::default()
                     })
                     .collect(),
                 covariance: m,

@@ -14,19 +14,19 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use common::clock::Clock;
-use common::config::{InstrumentConfig, RiskConfig, StrategyPlaneConfig};
+use common::config::{AppConfig, InstrumentConfig, RiskConfig, StrategyPlaneConfig};
 use common::dedup::{Dedup, Recent};
 use common::events::{
     CostModelUpdate, DecisionMark, Envelope, ExecEvent, IntentEvent, IntentId, MarketEvent, OfiEvent, OrderIntent,
     OrderType, SCHEMA_VERSION, SignalValue, Source, TimeInForce,
 };
-use common::ids;
 use common::types::{EventId, MAX_MAGNITUDE, Side, Symbol, UnixNanos};
+use common::{fees, ids};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 
 use crate::covariance::EwmaCovariance;
-use crate::optimizer::{Asset, Problem, optimize};
+use crate::optimizer::{Asset, Problem, Trading, optimize};
 use crate::positions::Book;
 use crate::signals::{Forecast, SIGNALS, SymbolSignals};
 
@@ -61,6 +61,54 @@ struct Latest {
     half_spread_bps: f64,
     forecast: Option<Forecast>,
     cause: EventId,
+    /// Σ trade sizes in the window.
+    volume: f64,
+}
+
+/// One symbol of a decision.
+struct Candidate {
+    symbol: Symbol,
+    /// The latest window, when fresh.
+    latest: Option<Latest>,
+    forecast: Option<Forecast>,
+    /// The position, filled and in flight, at the latest mid (account currency, signed).
+    value: Decimal,
+    trading: Trading,
+    cost: Cost,
+}
+
+/// What trading a symbol is expected to cost.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    /// Fees per unit of value traded (the schedule's rate; a fixed part is judged per order).
+    fee_rate: f64,
+    /// The learned spread cost, bps.
+    spread_bps: f64,
+    /// Every cost that does not depend on the size, per unit of value (a fraction).
+    linear: f64,
+    /// The learned square-root impact coefficient (`cost_bps = b · σ_bps · sqrt(qty / volume)`).
+    impact_coef: f64,
+    /// The value traded in the market over the impact horizon.
+    notional_volume: f64,
+}
+
+impl Cost {
+    /// The optimizer's `κ`: trading value `d` costs `κ · d^{3/2}`, since the Order Plane's model
+    /// charges `b · σ_bps · sqrt(d / V)` bps of `d` (`V`: the market's traded value). `variance`
+    /// is the symbol's return variance per window.
+    fn impact_per_notional(&self, variance: f64) -> f64 {
+        if !(self.impact_coef > 0.0 && self.notional_volume > 0.0 && variance > 0.0) {
+            return 0.0;
+        }
+        let kappa = self.impact_coef * variance.sqrt() / self.notional_volume.sqrt();
+        if kappa.is_finite() { kappa } else { 0.0 }
+    }
+
+    /// An order's whole expected cost in bps of its `notional`, its `fee` included.
+    fn expected_bps(&self, fee: f64, notional: f64, variance: f64) -> f64 {
+        let impact_bps = self.impact_per_notional(variance) * notional.sqrt() * 1e4;
+        fee / notional * 1e4 + self.spread_bps + impact_bps
+    }
 }
 
 /// The share of `max_order_notional` an intent may ask for.
@@ -78,6 +126,10 @@ pub struct StrategyEngine<C> {
     signals: HashMap<Symbol, SymbolSignals>,
     /// Each symbol's recent windows, oldest first, until a decision has used them.
     latest: BTreeMap<Symbol, VecDeque<Latest>>,
+    /// Each symbol's traded size per window over the last `impact_volume_window_s`, as of the
+    /// latest decision: the volume of the impact estimate.
+    volumes: HashMap<Symbol, VecDeque<(UnixNanos, f64)>>,
+    volume_window_ns: u64,
     cov: EwmaCovariance,
     book: Book,
     /// Intents without a final report: symbol, signed open quantity, decision time.
@@ -116,17 +168,10 @@ fn to_f64(d: Decimal) -> f64 {
 }
 
 impl<C: Clock> StrategyEngine<C> {
-    /// A core with nothing learned yet.
-    /// `limits` and `max_order_notional` are the Order Plane's (`risk`, `order_plane`): the core
-    /// asks only for orders that pass them.
-    pub fn new(
-        cfg: &StrategyPlaneConfig,
-        limits: &RiskConfig,
-        max_order_notional: Decimal,
-        instruments: &[InstrumentConfig],
-        source: Arc<Source>,
-        clock: C,
-    ) -> Self {
+    /// A core with nothing learned yet. It reads the Order Plane's limits too (`risk`,
+    /// `order_plane.max_order_notional`): it asks only for orders that pass them.
+    pub fn new(app: &AppConfig, source: Arc<Source>, clock: C) -> Self {
+        let (cfg, limits, instruments) = (&app.strategy_plane, &app.risk, &app.instruments);
         let share = Decimal::from_f64(cfg.limit_share).unwrap_or(Decimal::ONE);
         Self {
             cfg: cfg.clone(),
@@ -135,7 +180,7 @@ impl<C: Clock> StrategyEngine<C> {
                 max_net_exposure: limits.max_net_exposure * share,
                 max_position_size: limits.max_position_size,
             },
-            max_order_notional,
+            max_order_notional: app.order_plane.max_order_notional,
             instruments: instruments
                 .iter()
                 .filter_map(|i| Symbol::new(&i.symbol).ok().map(|s| (s, i.clone())))
@@ -144,6 +189,8 @@ impl<C: Clock> StrategyEngine<C> {
             source,
             signals: HashMap::new(),
             latest: BTreeMap::new(),
+            volumes: HashMap::new(),
+            volume_window_ns: app.order_plane.impact_volume_window_s.saturating_mul(1_000_000_000),
             cov: EwmaCovariance::new(cfg.covariance_alpha),
             book: Book::default(),
             inflight: HashMap::new(),
@@ -220,6 +267,7 @@ impl<C: Clock> StrategyEngine<C> {
             half_spread_bps,
             forecast,
             cause: env.event_id,
+            volume: to_f64(w.trade_volume),
         };
         self.latest.entry(w.symbol.clone()).or_default().push_back(latest);
         self.advance(out);
@@ -370,9 +418,14 @@ impl<C: Clock> StrategyEngine<C> {
     fn as_of(&mut self, now: UnixNanos) -> Vec<(Symbol, Latest)> {
         let mut fresh: Vec<(UnixNanos, Symbol, UnixNanos, f64)> = Vec::new();
         for (symbol, queue) in &mut self.latest {
+            let volumes = self.volumes.entry(symbol.clone()).or_default();
             for l in queue.iter_mut().filter(|l| !l.counted && l.window_end <= now) {
                 l.counted = true;
                 fresh.push((l.window_end, symbol.clone(), l.window_start, l.ret));
+                volumes.push_back((l.window_end, l.volume));
+            }
+            while volumes.front().is_some_and(|(end, _)| now.saturating_sub(*end) >= self.volume_window_ns) {
+                volumes.pop_front();
             }
         }
         // One joint update per window, in window order, its symbols in name order: every
@@ -410,41 +463,32 @@ impl<C: Clock> StrategyEngine<C> {
             self.counters.halted_decisions += 1;
             return;
         }
-        let stale_ns = self.cfg.stale_after_ms.saturating_mul(1_000_000);
-        // A position that cannot be valued in an exact decimal (absurd prices or sizes on the
-        // input) leaves its symbol out of the decision rather than overflowing.
-        let (ready, current): (Vec<(Symbol, Latest, Forecast)>, Vec<Decimal>) = as_of
-            .into_iter()
-            .filter(|(_, l)| now.saturating_sub(l.window_end) <= stale_ns)
-            .filter_map(|(s, l)| l.forecast.clone().map(|f| (s, l, f)))
-            .filter(|(_, l, f)| l.mid > Decimal::ZERO && l.half_spread_bps.is_finite() && f.expected_return.is_finite())
-            .filter_map(|(s, l, f)| {
-                let held = self.book.position(&s).qty.checked_add(self.working(&s))?;
-                let value = held.checked_mul(l.mid)?;
-                Some(((s, l, f), value))
-            })
-            .unzip();
-        if ready.is_empty() {
+        let assets = self.assets(now, as_of);
+        if !assets.iter().any(|a| a.trading != Trading::Held) {
             return;
         }
         self.counters.decisions += 1;
-        let costs = self.cost.clone();
-        let half_spread_coef = |s: &Symbol| costs.get(s).map_or(1.0, |c| c.half_spread_coef);
-        let symbols: Vec<Symbol> = ready.iter().map(|(s, _, _)| s.clone()).collect();
+        let symbols: Vec<Symbol> = assets.iter().map(|a| a.symbol.clone()).collect();
+        let covariance = self.cov.matrix(&symbols);
+        let capital = to_f64(self.limits.max_gross_exposure);
+        let cost_aversion = self.cfg.cost_aversion;
         let problem = Problem {
-            assets: ready
+            assets: assets
                 .iter()
-                .zip(&current)
-                .map(|((s, l, f), c)| Asset {
-                    mu: f.expected_return,
-                    cost: half_spread_coef(s) * l.half_spread_bps / 1e4,
-                    current: to_f64(*c),
-                    max_position: to_f64(self.limits.max_position_size),
+                .enumerate()
+                .map(|(i, a)| Asset {
+                    mu: a.forecast.as_ref().map_or(0.0, |f| f.expected_return),
+                    cost: cost_aversion * a.cost.linear,
+                    impact: cost_aversion * a.cost.impact_per_notional(covariance[i][i]),
+                    current: to_f64(a.value),
+                    max_position: to_f64(self.limits.max_position_size).max(to_f64(a.value).abs()),
+                    trading: a.trading,
                 })
                 .collect(),
-            covariance: self.cov.matrix(&symbols),
-            risk_aversion: self.cfg.risk_aversion,
-            max_gross: to_f64(self.limits.max_gross_exposure),
+            covariance,
+            // λ is per unit of the variance of the return on the limit capital: γ = λ / C.
+            risk_aversion: self.cfg.risk_aversion / capital,
+            max_gross: capital,
             max_net: to_f64(self.limits.max_net_exposure),
         };
         let Ok(targets) = optimize(&problem) else {
@@ -454,18 +498,20 @@ impl<C: Clock> StrategyEngine<C> {
         // Trades that shrink a position go first: risk judges a decision's orders one at a time,
         // and a rebalance that moves exposure from one symbol to another within the gross and net
         // limits passes only if the reduction is on the books when the increase is judged.
-        let mut trades: Vec<_> = ready
+        let mut trades: Vec<_> = assets
             .into_iter()
-            .zip(targets)
-            .zip(current)
-            .filter_map(|((r, target), current)| Some((r, Decimal::from_f64(target)?, current)))
+            .enumerate()
+            .zip(targets.iter())
+            .filter(|((_, a), _)| a.trading != Trading::Held)
+            .filter_map(|((i, a), target)| Some((i, a, Decimal::from_f64(*target)?)))
             .collect();
-        trades.sort_by_key(|(_, target, current)| target.abs() >= current.abs());
-        for ((symbol, latest, forecast), target, current) in trades {
-            let Some(inst) = self.instruments.get(&symbol) else { continue };
+        trades.sort_by_key(|(_, a, target)| target.abs() >= a.value.abs());
+        for (i, asset, target) in trades {
+            let Some(inst) = self.instruments.get(&asset.symbol) else { continue };
+            let Some(latest) = asset.latest else { continue };
             // Checked: a mid far below any real market (1e-26, say) makes a quantity no exact
             // decimal holds; such a trade is not made.
-            let Some(delta) = target.checked_sub(current).and_then(|d| d.checked_div(latest.mid)) else { continue };
+            let Some(delta) = target.checked_sub(asset.value).and_then(|d| d.checked_div(latest.mid)) else { continue };
             // A larger rebalance is made in steps, one per decision. Risk values the order at the
             // quote in effect at the decision, which can be one this window did not see (a quote
             // at that very instant): 1 % of margin.
@@ -477,21 +523,33 @@ impl<C: Clock> StrategyEngine<C> {
             };
             let qty = qty.normalize();
             // Past the contract's bound, the Order Plane would only refuse it (`invalid_quantity`).
-            if qty < inst.min_qty
-                || qty > MAX_MAGNITUDE
-                || qty.checked_mul(latest.mid).is_none_or(|n| n < inst.min_notional)
-            {
+            let Some(notional) = qty.checked_mul(latest.mid) else { continue };
+            if qty < inst.min_qty || qty > MAX_MAGNITUDE || notional < inst.min_notional {
                 continue;
             }
             let side = if delta.is_sign_positive() { Side::Buy } else { Side::Sell };
-            let identity = format!("intent:{symbol}:{}", now.0);
+            let fee = fees::order_fee(&inst.fees, qty, latest.mid);
+            // The optimizer weighed fees as a rate; a schedule's fixed part (IBKR's minimum per
+            // order) it could not see. A trade that adds exposure is made only if what the
+            // objective gains from it pays that part too; a reduction is always made.
+            let fixed = to_f64(fee) - asset.cost.fee_rate * to_f64(notional);
+            let reduces = target.abs() < asset.value.abs();
+            if fixed > 0.0 && !reduces {
+                let traded = to_f64(side.sign() * notional);
+                if problem.gain(&targets, i, traded) < cost_aversion * fixed {
+                    continue;
+                }
+            }
+            let identity = format!("intent:{}:{}", asset.symbol, now.0);
             let intent_id = IntentId(ids::derive_uuid(now, identity.as_bytes()));
-            let event_id = EventId(ids::derive_uuid(now, format!("intent-event:{symbol}:{}", now.0).as_bytes()));
-            // Within the contract's bound, or the intent would be refused as malformed.
-            let expected_cost_bps = Decimal::from_f64(half_spread_coef(&symbol) * latest.half_spread_bps)
-                .unwrap_or_default()
-                .round_dp(4)
-                .clamp(-MAX_MAGNITUDE, MAX_MAGNITUDE);
+            let event_id =
+                EventId(ids::derive_uuid(now, format!("intent-event:{}:{}", asset.symbol, now.0).as_bytes()));
+            // What the order is expected to cost in all, fee included, in bps of its value; within
+            // the contract's bound, or the intent would be refused as malformed.
+            let expected = asset.cost.expected_bps(to_f64(fee), to_f64(notional), problem.covariance[i][i]);
+            let expected_cost_bps =
+                Decimal::from_f64(expected).unwrap_or_default().round_dp(4).clamp(-MAX_MAGNITUDE, MAX_MAGNITUDE);
+            let forecast = asset.forecast.unwrap_or_default();
             let mut signals: Vec<SignalValue> = SIGNALS
                 .iter()
                 .zip(forecast.contributions)
@@ -500,7 +558,7 @@ impl<C: Clock> StrategyEngine<C> {
             signals.push(SignalValue { name: "expected_return".into(), value: forecast.expected_return });
             let intent = OrderIntent {
                 intent_id,
-                symbol: symbol.clone(),
+                symbol: asset.symbol.clone(),
                 side,
                 quantity: qty,
                 order_type: OrderType::Market,
@@ -510,7 +568,7 @@ impl<C: Clock> StrategyEngine<C> {
                 expected_cost_bps,
                 signals,
             };
-            self.track(intent_id, symbol, side.sign() * qty, now);
+            self.track(intent_id, asset.symbol, side.sign() * qty, now);
             self.issued.insert(intent_id);
             out.push(Envelope {
                 schema_version: SCHEMA_VERSION,
@@ -521,6 +579,65 @@ impl<C: Clock> StrategyEngine<C> {
                 causation_id: Some(latest.cause),
                 payload: IntentEvent::Intent(intent),
             });
+        }
+    }
+
+    /// Every symbol the decision at `now` must weigh: each configured symbol with a fresh window
+    /// and a forecast may trade; every other position held (a symbol warming up, stale, or not
+    /// configured) counts in the gross and net limits, and is only reduced, or held where it
+    /// cannot be traded. A position that cannot be valued in an exact decimal (absurd prices or
+    /// sizes on the input) leaves its symbol out rather than overflowing.
+    fn assets(&self, now: UnixNanos, as_of: Vec<(Symbol, Latest)>) -> Vec<Candidate> {
+        let stale_ns = self.cfg.stale_after_ms.saturating_mul(1_000_000);
+        let mut latest: BTreeMap<Symbol, Latest> = as_of.into_iter().collect();
+        let held: Vec<Symbol> = self.book.symbols().chain(self.working.keys()).cloned().collect();
+        let symbols: std::collections::BTreeSet<Symbol> = latest.keys().cloned().chain(held).collect();
+        let mut assets = Vec::new();
+        for symbol in symbols {
+            let qty = self.book.position(&symbol).qty.checked_add(self.working(&symbol));
+            let Some(qty) = qty else { continue };
+            let window = latest.remove(&symbol);
+            let fresh = window.as_ref().filter(|l| {
+                now.saturating_sub(l.window_end) <= stale_ns && l.mid > Decimal::ZERO && l.half_spread_bps.is_finite()
+            });
+            let inst = self.instruments.get(&symbol);
+            let forecast = fresh.and_then(|l| l.forecast.clone()).filter(|f| f.expected_return.is_finite());
+            let trading = match (inst, fresh, &forecast) {
+                (Some(_), Some(_), Some(_)) => Trading::Free,
+                (Some(_), Some(_), None) => Trading::ReduceOnly,
+                _ => Trading::Held,
+            };
+            if trading != Trading::Free && qty.is_zero() {
+                continue;
+            }
+            // A position without a fresh window is valued at its last window's mid, or, with none
+            // since the start, at its average price: both are event-time facts.
+            let mark = window.as_ref().map(|l| l.mid).filter(|m| *m > Decimal::ZERO);
+            let Some(value) = qty.checked_mul(mark.unwrap_or(self.book.position(&symbol).avg_px)) else { continue };
+            let cost = match (inst, fresh) {
+                (Some(inst), Some(l)) => self.expected_cost(&symbol, inst, l),
+                _ => Cost::default(),
+            };
+            assets.push(Candidate { symbol, latest: fresh.cloned(), forecast, value, trading, cost });
+        }
+        assets
+    }
+
+    /// What trading `symbol` is expected to cost at its latest window, per the instrument's fee
+    /// schedule and the Order Plane's cost model for it (before it has one: the half spread).
+    fn expected_cost(&self, symbol: &Symbol, inst: &InstrumentConfig, l: &Latest) -> Cost {
+        let model = self.cost.get(symbol);
+        let (spread_coef, impact_coef) = model.map_or((1.0, 0.0), |c| (c.half_spread_coef, c.impact_coef));
+        let volume: f64 = self.volumes.get(symbol).map_or(0.0, |v| v.iter().map(|(_, v)| v).sum());
+        let fee_rate = fees::taker_rate(&inst.fees, l.mid);
+        let spread_bps = spread_coef * l.half_spread_bps;
+        let linear = fee_rate + spread_bps / 1e4;
+        Cost {
+            fee_rate,
+            spread_bps,
+            linear: if linear.is_finite() { linear.max(0.0) } else { 0.0 },
+            impact_coef,
+            notional_volume: volume * to_f64(l.mid),
         }
     }
 }
@@ -569,14 +686,7 @@ mod tests {
     fn engine() -> StrategyEngine<ManualClock> {
         let cfg = AppConfig::default();
         let source = Arc::new(Source { plane: "strategy-plane".into(), instance: "test".into() });
-        StrategyEngine::new(
-            &cfg.strategy_plane,
-            &cfg.risk,
-            cfg.order_plane.max_order_notional,
-            &cfg.instruments,
-            source,
-            ManualClock::new(UnixNanos(1)),
-        )
+        StrategyEngine::new(&cfg, source, ManualClock::new(UnixNanos(1)))
     }
 
     #[test]

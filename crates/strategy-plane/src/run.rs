@@ -73,14 +73,7 @@ async fn serve(
     };
     health.set_broker_reachable(true);
     let source = Arc::new(Source { plane: "strategy-plane".into(), instance: instance.into() });
-    let mut engine = StrategyEngine::new(
-        &cfg.strategy_plane,
-        &cfg.risk,
-        cfg.order_plane.max_order_notional,
-        &cfg.instruments,
-        source,
-        SystemClock,
-    );
+    let mut engine = StrategyEngine::new(cfg, source, SystemClock);
 
     // Positions first: no decision before every past fill is known.
     let (kafka_cfg, ledger) = (cfg.kafka.clone(), cfg.kafka.topic(EXEC_REPORTS));

@@ -141,7 +141,7 @@ impl<const N: usize> Rls<N> {
 }
 
 /// A forecast for the next window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Forecast {
     /// Expected return of the mid over the next window (fraction).
     pub expected_return: f64,

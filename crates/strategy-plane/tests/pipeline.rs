@@ -21,6 +21,16 @@ use strategy_plane::engine::StrategyEngine;
 
 const SPOT: &str = "binance-spot-btcusdt-ethusdt-2024-08-09.csv";
 
+/// The shipped configuration with the trading costs left out of decisions. Binance's 10 bp fee is
+/// more than any forecast of the samples (the largest is 0.11 bp), so with the costs weighed
+/// nothing trades (`the_shipped_fees_exceed_every_forecast_of_the_samples`); the tests that use
+/// this one check what happens to trades, not whether they pay.
+fn trading() -> AppConfig {
+    let mut cfg = AppConfig::default();
+    cfg.strategy_plane.cost_aversion = 0.0;
+    cfg
+}
+
 fn source(plane: &str) -> Arc<Source> {
     Arc::new(Source { plane: plane.into(), instance: "t".into() })
 }
@@ -54,14 +64,7 @@ fn run_changed(
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(file);
     let mut data = DataCore::new(&cfg.data_plane, "replay:t", source("data-plane"), ManualClock::new(UnixNanos(1)))
         .expecting(&data_plane::run::instruments(cfg));
-    let mut strategy = StrategyEngine::new(
-        &cfg.strategy_plane,
-        &cfg.risk,
-        cfg.order_plane.max_order_notional,
-        &cfg.instruments,
-        source("strategy-plane"),
-        ManualClock::new(UnixNanos(2)),
-    );
+    let mut strategy = StrategyEngine::new(cfg, source("strategy-plane"), ManualClock::new(UnixNanos(2)));
     let ticks = cfg.instruments.iter().map(|i| (Symbol::new(&i.symbol).unwrap(), i.tick_size)).collect();
     let venue = SimulatedVenue::new(SimulatedConfig::new(&cfg.order_plane, ticks));
     let mut order = OrderEngine::new(
@@ -148,7 +151,7 @@ fn prices_far_below_any_market_make_no_trade_and_no_panic() {
             *d *= Decimal::new(1, 26);
         }
     };
-    let r = run_changed(SPOT, &AppConfig::default(), false, None, &|ev| match &mut ev.body {
+    let r = run_changed(SPOT, &trading(), false, None, &|ev| match &mut ev.body {
         RawBody::Quote { bid_px, ask_px, .. } => {
             tiny(bid_px);
             tiny(ask_px);
@@ -161,7 +164,7 @@ fn prices_far_below_any_market_make_no_trade_and_no_panic() {
 
 #[test]
 fn the_cores_trade_the_sample_within_every_rule() {
-    let cfg = AppConfig::default();
+    let cfg = trading();
     let r = run(&cfg, false);
     assert!(r.intents.len() > 10, "only {} intents", r.intents.len());
     assert!(r.strategy.counters().signals > 0);
@@ -205,13 +208,14 @@ fn the_cores_trade_the_sample_within_every_rule() {
 
 /// The Order Plane refused 8 of 177 intents of the default run for `max_order_notional`, and a
 /// refused rebalance was asked for again at the next decision. Intents are now sized to the static
-/// limits risk checks, so on both shipped samples none is refused for one.
+/// limits risk checks, so on both shipped samples none is refused for one, even with the costs
+/// left out (the most trading the limits allow).
 #[test]
 fn no_intent_of_the_default_run_is_refused_for_a_static_limit() {
     use common::events::RejectReason as R;
     let statics = [R::MaxOrderNotional, R::MaxPositionSize, R::MaxGrossExposure, R::MaxNetExposure];
     for file in [SPOT, "binance-usdm-btcusdt-2024-08-08.csv"] {
-        let r = run_changed(file, &AppConfig::default(), false, None, &|_| {});
+        let r = run_changed(file, &trading(), false, None, &|_| {});
         let refused: Vec<_> = r.reports.iter().filter(|x| x.reason.is_some_and(|why| statics.contains(&why))).collect();
         let fills = r.reports.iter().filter(|x| x.last_qty > Decimal::ZERO).count();
         println!("{file}: {} intents, {fills} fills, {} refused for a static limit", r.intents.len(), refused.len());
@@ -220,9 +224,78 @@ fn no_intent_of_the_default_run_is_refused_for_a_static_limit() {
     }
 }
 
+/// With the costs weighed, a trade is made only when its expected gain pays them. Binance spot
+/// charges 10 bp; no forecast of either sample reaches 0.11 bp: nothing trades, though the
+/// strategy decides all along.
+#[test]
+fn the_shipped_fees_exceed_every_forecast_of_the_samples() {
+    for file in [SPOT, "binance-usdm-btcusdt-2024-08-08.csv"] {
+        let r = run_changed(file, &AppConfig::default(), false, None, &|_| {});
+        assert!(r.strategy.counters().decisions > 100, "{file}: {}", r.strategy.counters().decisions);
+        assert!(r.intents.is_empty(), "{file}: {} intents", r.intents.len());
+    }
+}
+
+/// The fee is a cost the optimizer weighs like the others: the dearer it is, the fewer the trades
+/// and the less paid in fees; at 0 (only the spread weighed), the forecasts trade.
+#[test]
+fn the_dearer_the_fee_the_fewer_the_trades() {
+    use common::config::FeeSchedule;
+    let mut seen = Vec::new();
+    for bps in [0, 1, 10] {
+        let mut cfg = AppConfig::default();
+        for inst in &mut cfg.instruments {
+            inst.fees = FeeSchedule::Bps { maker_bps: Decimal::from(bps), taker_bps: Decimal::from(bps) };
+        }
+        let r = run(&cfg, false);
+        let paid: Decimal = r.reports.iter().map(|x| x.commission).sum();
+        println!("{bps} bp: {} intents, fees {paid}", r.intents.len());
+        seen.push((r.intents.len(), paid));
+    }
+    assert!(seen[0].0 > 10, "with no fee, the forecasts trade: {seen:?}");
+    assert!(seen[1].0 < seen[0].0 && seen[2].0 <= seen[1].0, "{seen:?}");
+    assert_eq!(seen[2].0, 0, "{seen:?}");
+}
+
+/// IBKR's tiered schedule is 0.0035 USD a share (0.0006 bp of BTC at 61,000) but at least USD 0.35
+/// an order: the rate alone would let the optimizer trade as if fees were 0. An order that adds
+/// exposure is made only if its gain pays the minimum, and its gain is at most `|μ| × value`.
+#[test]
+fn the_tiered_minimum_stops_orders_whose_gain_does_not_pay_it() {
+    use common::config::FeeSchedule;
+    let mut cfg = AppConfig::default();
+    for inst in &mut cfg.instruments {
+        inst.fees = FeeSchedule::IbkrTiered;
+    }
+    let tiered = run(&cfg, false);
+    for inst in &mut cfg.instruments {
+        inst.fees = FeeSchedule::Bps { maker_bps: Decimal::ZERO, taker_bps: Decimal::ZERO };
+    }
+    let free = run(&cfg, false);
+    println!("tiered: {} intents; no fee: {}", tiered.intents.len(), free.intents.len());
+    assert!(tiered.intents.len() < free.intents.len() / 2, "{} of {}", tiered.intents.len(), free.intents.len());
+    // Every intent of a decision is settled before the next: an intent finds its symbol's position
+    // at the sum of the fills of the symbol's earlier intents.
+    let mut filled: HashMap<IntentId, Decimal> = HashMap::new();
+    for r in &tiered.reports {
+        *filled.entry(r.intent_id).or_default() += r.side.sign() * r.last_qty;
+    }
+    let mut position: HashMap<Symbol, Decimal> = HashMap::new();
+    for env in &tiered.intents {
+        let IntentEvent::Intent(i) = &env.payload else { continue };
+        let held = position.entry(i.symbol.clone()).or_default();
+        if (*held + i.side.sign() * i.quantity).abs() > held.abs() {
+            let mu = i.signals.iter().find(|s| s.name == "expected_return").unwrap().value.abs();
+            let value = (i.quantity * i.arrival_mid).to_string().parse::<f64>().unwrap();
+            assert!(mu * value >= 0.35, "{i:?}");
+        }
+        *held += filled.get(&i.intent_id).copied().unwrap_or_default();
+    }
+}
+
 #[test]
 fn the_same_input_gives_byte_identical_intents() {
-    let cfg = AppConfig::default();
+    let cfg = trading();
     let (a, b) = (run(&cfg, false), run(&cfg, false));
     let bytes = |r: &Run| r.intents.iter().map(codec::encode).collect::<Vec<_>>();
     assert_eq!(bytes(&a), bytes(&b));
@@ -230,7 +303,7 @@ fn the_same_input_gives_byte_identical_intents() {
 
 #[test]
 fn redelivered_market_data_changes_nothing() {
-    let cfg = AppConfig::default();
+    let cfg = trading();
     let (clean, redelivered) = (run(&cfg, false), run_redelivering(&cfg, false, Some(7_919)));
     let bytes = |r: &Run| r.intents.iter().map(codec::encode).collect::<Vec<_>>();
     assert_eq!(bytes(&clean), bytes(&redelivered));
@@ -242,14 +315,14 @@ fn redelivered_market_data_changes_nothing() {
 
 #[test]
 fn no_intents_while_halted() {
-    let r = run(&AppConfig::default(), true);
+    let r = run(&trading(), true);
     assert!(r.intents.is_empty());
     assert!(r.strategy.counters().halted_decisions > 0);
 }
 
 #[test]
 fn an_unknown_symbol_is_counted_and_never_traded() {
-    let mut cfg = AppConfig::default();
+    let mut cfg = trading();
     cfg.instruments.retain(|i| i.symbol == "BTCUSDT");
     let r = run(&cfg, false);
     assert!(r.strategy.counters().unknown_symbol > 0);
@@ -258,7 +331,7 @@ fn an_unknown_symbol_is_counted_and_never_traded() {
 
 #[test]
 fn intents_do_not_depend_on_how_symbols_interleave() {
-    let cfg = AppConfig::default();
+    let cfg = trading();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(SPOT);
     let mut data = DataCore::new(&cfg.data_plane, "replay:t", source("data-plane"), ManualClock::new(UnixNanos(1)))
         .expecting(&data_plane::run::instruments(&cfg));
@@ -275,14 +348,7 @@ fn intents_do_not_depend_on_how_symbols_interleave() {
         })
         .collect();
     let decide = |order: Vec<&Envelope<OfiEvent>>| {
-        let mut s = StrategyEngine::new(
-            &cfg.strategy_plane,
-            &cfg.risk,
-            cfg.order_plane.max_order_notional,
-            &cfg.instruments,
-            source("s"),
-            ManualClock::new(UnixNanos(2)),
-        );
+        let mut s = StrategyEngine::new(&cfg, source("s"), ManualClock::new(UnixNanos(2)));
         let mut intents = Vec::new();
         for w in order {
             s.on_ofi(w, &mut intents);
@@ -318,15 +384,8 @@ fn intents_do_not_depend_on_how_symbols_interleave() {
 
 #[test]
 fn bad_exec_reports_are_counted_and_never_move_positions() {
-    let cfg = AppConfig::default();
-    let mut s = StrategyEngine::new(
-        &cfg.strategy_plane,
-        &cfg.risk,
-        cfg.order_plane.max_order_notional,
-        &cfg.instruments,
-        source("s"),
-        ManualClock::new(UnixNanos(2)),
-    );
+    let cfg = trading();
+    let mut s = StrategyEngine::new(&cfg, source("s"), ManualClock::new(UnixNanos(2)));
     let btc = Symbol::new("BTCUSDT").unwrap();
     let report = |qty: Decimal, exec_id: &str| Envelope {
         schema_version: SCHEMA_VERSION,

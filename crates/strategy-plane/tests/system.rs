@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 const ROWS: usize = 30_000;
 
 /// The configuration of a test run: the broker, a fresh topic prefix, the fixture replayed at
-/// full speed, no log files.
+/// full speed, no log files, and the trading costs left out of decisions (the shipped fees
+/// exceed every forecast of the samples: nothing would trade).
 fn config(broker: &Broker, fixture: &Path, prefix: &str, instance: &str) -> AppConfig {
     let mut cfg = AppConfig::default();
     cfg.log.dir = "".into();
@@ -34,6 +35,7 @@ fn config(broker: &Broker, fixture: &Path, prefix: &str, instance: &str) -> AppC
     cfg.kafka.topic_prefix = unique(prefix);
     cfg.data_plane.replay.path = fixture.to_owned();
     cfg.data_plane.replay.speed = "max".into();
+    cfg.strategy_plane.cost_aversion = 0.0;
     cfg
 }
 
@@ -42,14 +44,7 @@ fn expected(cfg: &AppConfig, path: &Path) -> BTreeMap<String, String> {
     let source = Arc::new(Source { plane: "x".into(), instance: "x".into() });
     let mut data = DataCore::new(&cfg.data_plane, "replay:x", Arc::clone(&source), ManualClock::new(UnixNanos(1)))
         .expecting(&data_plane::run::instruments(cfg));
-    let mut strategy = StrategyEngine::new(
-        &cfg.strategy_plane,
-        &cfg.risk,
-        cfg.order_plane.max_order_notional,
-        &cfg.instruments,
-        source,
-        ManualClock::new(UnixNanos(1)),
-    );
+    let mut strategy = StrategyEngine::new(cfg, source, ManualClock::new(UnixNanos(1)));
     let (mut out, mut intents) = (Vec::new(), Vec::new());
     for item in Replay::open(path, 1).unwrap() {
         data.process(item.unwrap(), &mut out);

@@ -49,6 +49,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("STRATEGY_PLANE_PORT", "strategy_plane.http_port"),
     ("DECISION_INTERVAL_MS", "strategy_plane.decision_interval_ms"),
     ("RISK_AVERSION", "strategy_plane.risk_aversion"),
+    ("COST_AVERSION", "strategy_plane.cost_aversion"),
     ("LIMIT_SHARE", "strategy_plane.limit_share"),
     ("ORDER_PLANE_PORT", "order_plane.http_port"),
     ("ORDER_VENUE", "order_plane.venue"),
