@@ -185,10 +185,19 @@ pub fn spawn_broker_check(
     })
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// What `/metrics` serves for `registry`: the Prometheus text format.
+///
+/// # Errors
+/// A metric could not be encoded.
+pub fn render(registry: &Registry) -> Result<Vec<u8>, prometheus::Error> {
     let mut body = Vec::new();
-    match TextEncoder::new().encode(&state.registry.gather(), &mut body) {
-        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
+    TextEncoder::new().encode(&registry.gather(), &mut body)?;
+    Ok(body)
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    match render(&state.registry) {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
