@@ -32,6 +32,12 @@ echo "${#scripts[@]} scripts clean: ${scripts[*]}"
 step "hadolint docker/Dockerfile"
 hadolint docker/Dockerfile
 
+step "dashboard: datasources and metric names, offline (the queries are evaluated on the stack below)"
+python3 docker/tests/dashboard_check.py \
+    --dashboard docker/grafana/dashboards/algotrader-overview.json \
+    --datasources docker/grafana/provisioning/datasources/prometheus.yml \
+    --sources crates/*/src/metrics.rs
+
 WORK="$(mktemp -d)"
 STACK_UP=""
 cleanup() {

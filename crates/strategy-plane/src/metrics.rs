@@ -51,7 +51,7 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let vec = |name: &str, help: &str, labels: &[&str]| GaugeVec::new(Opts::new(name, help), labels);
         let m = Self {
-            registry: Registry::new(),
+            registry: common::http::registry()?,
             messages_processed: IntCounterVec::new(
                 Opts::new("strategy_plane_messages_processed_total", "Records consumed."),
                 &["topic"],
@@ -142,5 +142,12 @@ mod tests {
         let names = exported_names(&Metrics::new().unwrap());
         assert!(names.iter().any(|n| n == "strategy_plane_pnl_total"), "{names:?}");
         assert!(!names.iter().any(|n| n == "strategy_plane_portfolio_pnl"), "one name for one gauge: {names:?}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_plane_exports_its_process_metrics() {
+        let names = exported_names(&Metrics::new().unwrap());
+        assert!(names.iter().any(|n| n == "process_resident_memory_bytes"), "{names:?}");
     }
 }
