@@ -64,6 +64,29 @@ docker-compose -f "$WORK/compose/docker-compose.yml" config -q
 replicas="$(docker-compose -f "$WORK/compose/docker-compose.yml" config | grep -c 'container_name: algotrader-strategy' || true)"
 [ "$replicas" -eq 0 ] || fail "strategy-plane has a container name, so it cannot scale"
 
+step "docker-compose: each secret reaches only the service that uses it; Kafka UI read-only; INSTALL_DEV"
+# Marked values for the secrets, so the resolved file shows every service that receives one.
+sed -i -e 's/^ADMIN_TOKEN=.*/ADMIN_TOKEN=ops-check-admin-token/' -e 's/^IBKR_ACCOUNT=.*/IBKR_ACCOUNT=ops-check-ibkr-account/' \
+    -e 's/^GRAFANA_ADMIN_PASSWORD=.*/GRAFANA_ADMIN_PASSWORD=ops-check-grafana-password/' "$WORK/compose/.env"
+resolved="$(INSTALL_DEV=true docker-compose -f "$WORK/compose/docker-compose.yml" config)"
+holders() { # value: the services whose resolved configuration holds it, space-separated
+    awk -v value="$1" '
+        /^services:/ { inside = 1; next }
+        inside && /^[^ ]/ { inside = 0 }
+        inside && /^  [A-Za-z0-9_-]+:$/ { service = $1; sub(/:$/, "", service) }
+        inside && index($0, value) { print service }' <<<"$resolved" | sort -u | paste -sd ' ' -
+}
+for secret in ops-check-admin-token:order-plane ops-check-ibkr-account:order-plane ops-check-grafana-password:grafana; do
+    got="$(holders "${secret%%:*}")"
+    [ "$got" = "${secret#*:}" ] || fail "${secret%%:*} (from .env) reaches '${got}', not only ${secret#*:}"
+done
+! grep -q 'env_file' <<<"$resolved" || fail "a service has env_file: it hands every secret in .env to that service"
+[ "$(holders 'KAFKA_CLUSTERS_0_READONLY: "true"')" = kafka-ui ] || fail "Kafka UI is not read-only"
+[ "$(holders 'INSTALL_DEV: "true"')" = "data-plane order-plane strategy-plane" ] ||
+    fail "INSTALL_DEV from the environment is not a build argument of the planes' image"
+[ "$(holders 'host.docker.internal:host-gateway')" = "data-plane order-plane strategy-plane" ] ||
+    fail "the planes cannot reach TWS / IB Gateway on the host (extra_hosts host.docker.internal:host-gateway)"
+
 step "promtool check config docker/prometheus/prometheus.yml"
 promtool check config docker/prometheus/prometheus.yml
 
