@@ -246,10 +246,11 @@ native_build() {
 }
 
 # Docker mode's scrape config with the planes at their native addresses, so both modes scrape
-# the same jobs from one file.
+# the same jobs from one file, and its alert rules beside it, where rule_files looks.
 native_prometheus_config() {
     local out="$STATE_DIR/prometheus/prometheus.yml"
     mkdir -p "$STATE_DIR/prometheus/data"
+    cp docker/prometheus/alerts.yml "$STATE_DIR/prometheus/alerts.yml"
     sed -e "s/\"data-plane:8000\"/\"127.0.0.1:${PLANE_PORT[data-plane]}\"/" \
         -e "s/\"order-plane:8002\"/\"127.0.0.1:${PLANE_PORT[order-plane]}\"/" \
         -e "/^    dns_sd_configs:/,/^        port: 8001/c\\    static_configs:\\n      - targets: [\"127.0.0.1:${PLANE_PORT[strategy-plane]}\"]" \

@@ -87,8 +87,12 @@ done
 [ "$(holders 'host.docker.internal:host-gateway')" = "data-plane order-plane strategy-plane" ] ||
     fail "the planes cannot reach TWS / IB Gateway on the host (extra_hosts host.docker.internal:host-gateway)"
 
-step "promtool check config docker/prometheus/prometheus.yml"
+step "promtool check config docker/prometheus/prometheus.yml (and the rule files it loads)"
 promtool check config docker/prometheus/prometheus.yml
+
+step "promtool check rules and test rules: docker/prometheus/alerts.yml"
+promtool check rules docker/prometheus/alerts.yml
+promtool test rules docker/prometheus/alerts_test.yml
 
 # promtool's lint wants `_total` on counters only, but the specification names the portfolio PnL
 # gauge strategy_plane_pnl_total (a PnL falls as well as rises, so it cannot be a counter). That
@@ -121,6 +125,15 @@ STACK_UP=1
 "$HELPER" start
 "$HELPER" status | grep -E '^prometheus +running .*ready' >/dev/null || fail "status does not show Prometheus running and ready"
 promtool check config "$RUN_DIR/state/prometheus/prometheus.yml"
+rules_loaded() {
+    curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/rules" | python3 -c '
+import json, sys
+groups = json.load(sys.stdin)["data"]["groups"]
+print(sum(len(g["rules"]) for g in groups if g["name"] == "algotrader"))'
+}
+want="$(grep -c '^      - alert: ' docker/prometheus/alerts.yml)"
+got="$(rules_loaded)" || fail "cannot read the native Prometheus's rules"
+[ "$got" = "$want" ] || fail "the native Prometheus loaded $got of the $want alert rules in docker/prometheus/alerts.yml"
 
 step "dashboard queries through Prometheus's HTTP API"
 python3 docker/tests/dashboard_check.py \
