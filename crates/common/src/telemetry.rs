@@ -8,13 +8,17 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Starts logging at `level` (a filter such as `info`), to stdout and to `<dir>/<name>.log.<date>`
-/// when `dir` is not empty. Keep the returned guard alive: dropping it flushes the file.
+/// Starts logging at `level` (a `log.level` value such as `INFO` or `data_plane=debug,info`), to
+/// stdout and to `<dir>/<name>.log.<date>` when `dir` is not empty. Keep the returned guard
+/// alive: dropping it flushes the file.
 ///
 /// # Errors
-/// The log folder cannot be created or written; the message names `log.dir`.
+/// The level is not one ([`crate::config::log_filter`]), or the log folder cannot be created or
+/// written; the message names `log.level` or `log.dir`.
 pub fn init(level: &str, dir: &Path, name: &str) -> Result<Option<WorkerGuard>, String> {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = crate::config::log_filter(level)
+        .and_then(|filter| EnvFilter::try_new(filter).map_err(|e| e.to_string()))
+        .map_err(|e| format!("invalid configuration:\n  - log.level: {e}"))?;
     let stdout = tracing_subscriber::fmt::layer().with_target(false).with_ansi(std::io::stdout().is_terminal());
     if dir.as_os_str().is_empty() {
         let _ = tracing_subscriber::registry().with(filter).with(stdout).try_init();

@@ -34,7 +34,7 @@ pub struct Metrics {
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
+        let registry = common::http::registry()?;
         let m = Self {
             messages_processed: IntCounter::new(
                 "data_plane_messages_processed_total",

@@ -81,7 +81,7 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
         let m = Self {
-            registry: Registry::new(),
+            registry: common::http::registry()?,
             messages_processed: IntCounterVec::new(
                 Opts::new("order_plane_messages_processed_total", "Records consumed."),
                 &["topic"],

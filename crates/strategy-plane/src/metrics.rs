@@ -51,7 +51,7 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let vec = |name: &str, help: &str, labels: &[&str]| GaugeVec::new(Opts::new(name, help), labels);
         let m = Self {
-            registry: Registry::new(),
+            registry: common::http::registry()?,
             messages_processed: IntCounterVec::new(
                 Opts::new("strategy_plane_messages_processed_total", "Records consumed."),
                 &["topic"],
@@ -79,7 +79,7 @@ impl Metrics {
                 "strategy_plane_unknown_intent_total",
                 "Exec reports for intents this plane did not issue.",
             )?,
-            pnl_total: Gauge::new("strategy_plane_portfolio_pnl", "Realized plus unrealized PnL minus fees.")?,
+            pnl_total: Gauge::new("strategy_plane_pnl_total", "Realized plus unrealized PnL minus fees, all symbols.")?,
             position: vec("strategy_plane_position", "Position quantity.", &["symbol"])?,
             pnl: vec("strategy_plane_pnl", "PnL by symbol.", &["symbol"])?,
             fees: vec("strategy_plane_fees", "Fees paid by symbol.", &["symbol"])?,
@@ -124,5 +124,30 @@ impl Metrics {
         r.register(Box::new(m.halted.clone()))?;
         r.register(Box::new(m.assigned_partitions.clone()))?;
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+
+    /// The names a scrape of this plane's `/metrics` shows, from the `# TYPE` lines.
+    fn exported_names(metrics: &Metrics) -> Vec<String> {
+        let body = String::from_utf8(common::http::render(&metrics.registry).unwrap()).unwrap();
+        body.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next().map(str::to_owned)).collect()
+    }
+
+    #[test]
+    fn the_portfolio_pnl_has_the_specifications_name() {
+        let names = exported_names(&Metrics::new().unwrap());
+        assert!(names.iter().any(|n| n == "strategy_plane_pnl_total"), "{names:?}");
+        assert!(!names.iter().any(|n| n == "strategy_plane_portfolio_pnl"), "one name for one gauge: {names:?}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_plane_exports_its_process_metrics() {
+        let names = exported_names(&Metrics::new().unwrap());
+        assert!(names.iter().any(|n| n == "process_resident_memory_bytes"), "{names:?}");
     }
 }

@@ -58,7 +58,9 @@ impl Default for AppSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LogConfig {
-    /// A `tracing` filter: `info`, `debug`, `data_plane=debug,info`, …
+    /// A level (`DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL`, any case; also `trace`, `warn`,
+    /// `off`) or `target=level` directives with an optional default level:
+    /// `data_plane=debug,info`. [`log_filter`] turns it into a `tracing` filter.
     pub level: String,
     /// Folder for log files; empty disables file logging.
     pub dir: PathBuf,
@@ -67,6 +69,49 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self { level: "info".into(), dir: PathBuf::from("logs") }
+    }
+}
+
+/// The `tracing` filter that a `log.level` value stands for, or why the value is not one.
+///
+/// `tracing` reads any bare word as a target name, so a level it does not know (`WARNING`,
+/// `verbose`) would silently select a target no code logs under and switch logging off: every
+/// bare word must be a level here, and every `target=level` must end in one.
+pub fn log_filter(value: &str) -> Result<String, String> {
+    const HINT: &str = "(DEBUG, INFO, WARNING, ERROR, CRITICAL, or target=level such as data_plane=debug,info)";
+    let mut directives = Vec::new();
+    for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let translated = match directive.rsplit_once('=') {
+            Some((target, level)) if !target.trim().is_empty() => {
+                let level =
+                    tracing_level(level).ok_or_else(|| format!("{directive:?}: {level:?} is not a level {HINT}"))?;
+                format!("{}={level}", target.trim())
+            }
+            _ => tracing_level(directive)
+                .ok_or_else(|| format!("{directive:?} is neither a level nor target=level {HINT}"))?
+                .to_owned(),
+        };
+        directives.push(translated);
+    }
+    if directives.is_empty() {
+        return Err(format!("must not be empty {HINT}"));
+    }
+    let filter = directives.join(",");
+    tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| format!("{value:?} is not a log filter: {e}"))?;
+    Ok(filter)
+}
+
+/// A level as the specification spells it (Python's names) or as `tracing` does, any case.
+fn tracing_level(name: &str) -> Option<&'static str> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "trace" => Some("trace"),
+        "debug" => Some("debug"),
+        "info" => Some("info"),
+        "warn" | "warning" => Some("warn"),
+        // tracing has no level above error.
+        "error" | "critical" => Some("error"),
+        "off" => Some("off"),
+        _ => None,
     }
 }
 
@@ -611,8 +656,8 @@ impl AppConfig {
                 ),
             );
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            bad("log.level", format!("{:?} is not a log filter (try info or debug)", self.log.level));
+        if let Err(message) = log_filter(&self.log.level) {
+            bad("log.level", message);
         }
         let k = &self.kafka;
         if k.bootstrap_servers.trim().is_empty() {
@@ -912,7 +957,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::super::load_from;
-    use super::AppConfig;
+    use super::{AppConfig, log_filter};
 
     fn load(vars: &[(&str, &str)]) -> Result<AppConfig, super::ConfigError> {
         let dir = tempfile::tempdir().unwrap();
@@ -934,6 +979,45 @@ mod tests {
         for bad in ["not-an-ip", "localhost", "127.0.0.1:8000", ""] {
             let err = load(&[("HTTP_BIND", bad)]).unwrap_err();
             assert_eq!(err.fields(), vec!["app.http_bind"], "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn log_levels_are_read_as_the_specification_writes_them() {
+        for (value, filter) in [
+            ("DEBUG", "debug"),
+            ("INFO", "info"),
+            ("WARNING", "warn"),
+            ("ERROR", "error"),
+            ("CRITICAL", "error"),
+            ("Warning", "warn"),
+            ("critical", "error"),
+            ("warn", "warn"),
+            ("trace", "trace"),
+            ("off", "off"),
+            (" info ", "info"),
+            ("data_plane=DEBUG,INFO", "data_plane=debug,info"),
+            ("data_plane=debug, rdkafka=WARNING, critical", "data_plane=debug,rdkafka=warn,error"),
+            ("common::kafka=trace", "common::kafka=trace"),
+        ] {
+            assert_eq!(log_filter(value).as_deref(), Ok(filter), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn a_log_level_that_is_neither_a_level_nor_a_filter_is_named() {
+        for bad in ["verbose", "data_plane", "data_plane=loud", "=debug", "info,chatty", "", " , ", "data_plane=[x"] {
+            assert!(log_filter(bad).is_err(), "{bad:?} is accepted");
+            let err = load(&[("LOG_LEVEL", bad)]).unwrap_err();
+            assert_eq!(err.fields(), vec!["log.level"], "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_documented_log_levels_load() {
+        for level in ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] {
+            let cfg = load(&[("LOG_LEVEL", level)]).unwrap_or_else(|e| panic!("{level}: {e}"));
+            assert_eq!(cfg.log.level, level, "the value is kept as written; log_filter translates it");
         }
     }
 }
