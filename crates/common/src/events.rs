@@ -664,15 +664,21 @@ impl Checked for ExecReport {
 }
 keyed_by_symbol!(ExecReport);
 
-/// The Order Plane's current transaction-cost model: `cost_bps = half_spread_coef · half_spread_bps
-/// + impact_coef · σ_bps · sqrt(qty / volume)`.
+/// The Order Plane's current transaction-cost model of one symbol: `cost_bps = intercept_bps +
+/// half_spread_coef · half_spread_bps + impact_coef · σ_bps · sqrt(qty / volume)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CostModelUpdate {
+    /// What every order costs whatever its spread and size, bps (0 in records from before it).
+    #[serde(default)]
+    pub intercept_bps: f64,
     /// Weight of the half spread (1.0 = pay the half spread).
     pub half_spread_coef: f64,
     /// Coefficient of the square-root impact term.
     pub impact_coef: f64,
+    /// Standard error of `intercept_bps`.
+    #[serde(default)]
+    pub intercept_stderr: f64,
     /// Standard error of `half_spread_coef`.
     pub half_spread_stderr: f64,
     /// Standard error of `impact_coef`.
@@ -687,11 +693,12 @@ pub struct CostModelUpdate {
     /// order. Absent in records written when one model served every symbol (not restored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symbol: Option<Symbol>,
-    /// The estimator's whole state, `[P₀₀, P₀₁, P₁₀, P₁₁, residual variance]` (rounding keeps
-    /// `P` only nearly symmetric), so a restarted Order Plane continues exactly where it stopped:
-    /// the same fills then give the same models.
+    /// The estimator's whole state: its 3 × 3 covariance `P` row by row (intercept, half spread,
+    /// impact; rounding keeps it only nearly symmetric), then the residual variance, so a
+    /// restarted Order Plane continues exactly where it stopped: the same fills then give the
+    /// same models. Records from before the intercept have 5 values (`P` of the other two).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<[f64; 5]>,
+    pub state: Option<Vec<f64>>,
 }
 impl Checked for CostModelUpdate {}
 impl Keyed for CostModelUpdate {

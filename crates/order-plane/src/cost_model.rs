@@ -1,12 +1,15 @@
-//! Transaction-cost learning from the Order Plane's own fills.
+//! Transaction-cost learning from the Order Plane's own fills, one model per symbol.
 //!
 //! Model (square-root law, Almgren et al. 2005): the implementation shortfall of an order versus
 //! its arrival mid, in basis points, is
-//! `cost_bps = a · half_spread_bps + b · σ_bps · sqrt(qty / volume)`.
-//! `a` and `b` are estimated online by recursive least squares with exponential forgetting `λ`.
-//! Robustness: a residual beyond `k` robust standard deviations (an EWMA of absolute residuals)
-//! gets Huber weight `k·s/|e|`, so one freak fill cannot drag the fit. Coefficients are projected
-//! onto `≥ 0` after each step: paying to cross the spread and to move the price is never negative.
+//! `cost_bps = c + a · half_spread_bps + b · σ_bps · sqrt(qty / volume)`.
+//! The intercept `c` holds what every order pays whatever its spread and size (the mid's drift
+//! between decision and arrival, say), which `a` absorbed before. `c`, `a` and `b` are estimated
+//! online by recursive least squares with exponential forgetting `λ`. Robustness: a residual
+//! beyond `k` robust standard deviations (an EWMA of absolute residuals) gets Huber weight
+//! `k·s/|e|`, so one freak fill cannot drag the fit. `a` and `b` are projected onto `≥ 0` after
+//! each step: paying to cross the spread and to move the price is never negative; `c` may be
+//! either sign (a venue that fills better than the arrival mid on average).
 
 use common::events::CostModelUpdate;
 use common::types::Symbol;
@@ -15,12 +18,16 @@ use common::types::Symbol;
 const WARMUP: u64 = 10;
 /// Weight of the latest residual in the scale and variance estimates.
 const SCALE_ALPHA: f64 = 0.05;
+/// Coefficients: intercept, half spread, impact.
+const K: usize = 3;
+/// The prior variance of each coefficient: wide, so the first fills decide.
+const PRIOR: f64 = 100.0;
 
 /// Online cost model.
 #[derive(Debug, Clone)]
 pub struct CostModel {
-    theta: [f64; 2],
-    p: [[f64; 2]; 2],
+    theta: [f64; K],
+    p: [[f64; K]; K],
     lambda: f64,
     huber_k: f64,
     scale: f64,
@@ -28,35 +35,45 @@ pub struct CostModel {
     n: u64,
 }
 
+fn prior() -> [[f64; K]; K] {
+    let mut p = [[0.0; K]; K];
+    for (i, row) in p.iter_mut().enumerate() {
+        row[i] = PRIOR;
+    }
+    p
+}
+
 impl CostModel {
-    /// Starts at `a = 1` (pay the half spread), `b = 0`, with wide uncertainty.
+    /// Starts at `c = 0`, `a = 1` (pay the half spread), `b = 0`, with wide uncertainty.
     pub fn new(lambda: f64, huber_k: f64) -> Self {
-        Self { theta: [1.0, 0.0], p: [[100.0, 0.0], [0.0, 100.0]], lambda, huber_k, scale: 0.0, resid_var: 0.0, n: 0 }
+        Self { theta: [0.0, 1.0, 0.0], p: prior(), lambda, huber_k, scale: 0.0, resid_var: 0.0, n: 0 }
     }
 
     /// Expected cost in bps for the given features.
     pub fn predict(&self, half_spread_bps: f64, impact_feature: f64) -> f64 {
-        self.theta[0] * half_spread_bps + self.theta[1] * impact_feature
+        self.theta[0] + self.theta[1] * half_spread_bps + self.theta[2] * impact_feature
     }
 
     /// Learns from one completed order. Non-finite inputs are ignored.
     pub fn update(&mut self, half_spread_bps: f64, impact_feature: f64, cost_bps: f64) {
-        let x = [half_spread_bps, impact_feature];
+        let x = [1.0, half_spread_bps, impact_feature];
         if !(x.iter().all(|v| v.is_finite()) && cost_bps.is_finite()) {
             return;
         }
-        let e = cost_bps - self.predict(x[0], x[1]);
+        let e = cost_bps - self.predict(x[1], x[2]);
         let limit = self.huber_k * self.scale;
         let w = if self.n >= WARMUP && limit > 0.0 && e.abs() > limit { limit / e.abs() } else { 1.0 };
-        let px = [self.p[0][0] * x[0] + self.p[0][1] * x[1], self.p[1][0] * x[0] + self.p[1][1] * x[1]];
-        let denom = self.lambda / w + x[0] * px[0] + x[1] * px[1];
+        let px: [f64; K] = std::array::from_fn(|i| (0..K).map(|j| self.p[i][j] * x[j]).sum());
+        let denom = self.lambda / w + (0..K).map(|i| x[i] * px[i]).sum::<f64>();
         if denom.abs() < 1e-12 {
             return;
         }
-        let k = [px[0] / denom, px[1] / denom];
+        let k: [f64; K] = std::array::from_fn(|i| px[i] / denom);
         for (i, ki) in k.iter().enumerate() {
-            self.theta[i] = (self.theta[i] + ki * e).max(0.0);
+            self.theta[i] += ki * e;
         }
+        self.theta[1] = self.theta[1].max(0.0);
+        self.theta[2] = self.theta[2].max(0.0);
         for (row, ki) in self.p.iter_mut().zip(k) {
             for (cell, pxj) in row.iter_mut().zip(px) {
                 *cell = (*cell - ki * pxj) / self.lambda;
@@ -71,47 +88,69 @@ impl CostModel {
     /// The coefficients and their standard errors, for `exec_reports` and metrics.
     pub fn snapshot(&self, symbol: &Symbol) -> CostModelUpdate {
         let se = |i: usize| (self.p[i][i].max(0.0) * self.resid_var).sqrt();
+        let mut state: Vec<f64> = self.p.iter().flatten().copied().collect();
+        state.push(self.resid_var);
         CostModelUpdate {
-            half_spread_coef: self.theta[0],
-            impact_coef: self.theta[1],
-            half_spread_stderr: se(0),
-            impact_stderr: se(1),
+            intercept_bps: self.theta[0],
+            half_spread_coef: self.theta[1],
+            impact_coef: self.theta[2],
+            intercept_stderr: se(0),
+            half_spread_stderr: se(1),
+            impact_stderr: se(2),
             residual_scale_bps: self.scale,
             residual_std_bps: self.resid_var.sqrt(),
             n_fills: self.n,
             symbol: Some(symbol.clone()),
-            state: Some([self.p[0][0], self.p[0][1], self.p[1][0], self.p[1][1], self.resid_var]),
+            state: Some(state),
         }
     }
 
     /// Continues from a published snapshot after a restart: exactly, from its `state`; from a
     /// record without one, the coefficients, their variances (`P_ii = stderr² / residual
     /// variance`) and the residual scale, so the first fills after a restart move the model no
-    /// more than they would have before it.
+    /// more than they would have before it. A record from before the intercept (a 2 × 2 state)
+    /// keeps its two coefficients and starts the intercept at 0 with the prior's uncertainty.
     pub fn restore(&mut self, s: &CostModelUpdate) {
         let values = [
             s.half_spread_coef,
             s.impact_coef,
             s.half_spread_stderr,
             s.impact_stderr,
+            s.intercept_stderr,
             s.residual_scale_bps,
             s.residual_std_bps,
         ];
-        if !values.iter().all(|v| v.is_finite() && *v >= 0.0) {
+        if !(values.iter().all(|v| v.is_finite() && *v >= 0.0) && s.intercept_bps.is_finite()) {
             return;
         }
-        self.theta = [s.half_spread_coef, s.impact_coef];
+        self.theta = [s.intercept_bps, s.half_spread_coef, s.impact_coef];
         self.n = s.n_fills;
         self.scale = s.residual_scale_bps;
         self.resid_var = s.residual_std_bps * s.residual_std_bps;
-        if let Some([p00, p01, p10, p11, resid_var]) = s.state.filter(|v| v.iter().all(|x| x.is_finite())) {
-            self.p = [[p00, p01], [p10, p11]];
-            self.resid_var = resid_var;
-        } else if self.resid_var > 0.0 {
-            self.p = [
-                [s.half_spread_stderr * s.half_spread_stderr / self.resid_var, 0.0],
-                [0.0, s.impact_stderr * s.impact_stderr / self.resid_var],
-            ];
+        let state = s.state.as_deref().filter(|v| v.iter().all(|x| x.is_finite()));
+        match state {
+            Some(v) if v.len() == K * K + 1 => {
+                for (i, row) in self.p.iter_mut().enumerate() {
+                    row.copy_from_slice(&v[i * K..(i + 1) * K]);
+                }
+                self.resid_var = v[K * K];
+            }
+            Some(&[p00, p01, p10, p11, resid_var]) => {
+                self.p = prior();
+                self.p[1][1] = p00;
+                self.p[1][2] = p01;
+                self.p[2][1] = p10;
+                self.p[2][2] = p11;
+                self.resid_var = resid_var;
+            }
+            _ if self.resid_var > 0.0 => {
+                let stderrs = [s.intercept_stderr, s.half_spread_stderr, s.impact_stderr];
+                self.p = [[0.0; K]; K];
+                for (i, se) in stderrs.iter().enumerate() {
+                    self.p[i][i] = if *se > 0.0 { se * se / self.resid_var } else { PRIOR };
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -155,6 +194,35 @@ mod tests {
         assert!((s.half_spread_coef - true_a).abs() < 0.15, "half spread {} vs {true_a}", s.half_spread_coef);
         assert!(s.impact_stderr > 0.0 && s.impact_stderr < 0.1, "stderr {}", s.impact_stderr);
         assert_eq!(s.n_fills, 3_000);
+    }
+
+    #[test]
+    fn a_fixed_cost_per_order_is_the_intercept_not_the_spread_coefficient() {
+        // Every order pays 2 bp whatever its spread (a drift between decision and arrival), plus
+        // the half spread: c = 2, a = 1. Without an intercept, a soaked it up.
+        let mut rng = Rng(5);
+        let mut model = CostModel::new(0.995, 3.0);
+        for _ in 0..3_000 {
+            let half_spread = 0.5 + 4.5 * rng.next();
+            model.update(half_spread, 20.0 * rng.next(), 2.0 + half_spread + 0.3 * rng.normal());
+        }
+        let s = model.snapshot(&Symbol::new("X").unwrap());
+        assert!((s.intercept_bps - 2.0).abs() < 0.1, "{s:?}");
+        assert!((s.half_spread_coef - 1.0).abs() < 0.05 && s.impact_coef < 0.02, "{s:?}");
+        assert!(s.intercept_stderr > 0.0 && s.intercept_stderr < 0.1, "{s:?}");
+    }
+
+    #[test]
+    fn a_record_from_before_the_intercept_restores_its_two_coefficients() {
+        let old = r#"{"half_spread_coef":0.9,"impact_coef":0.6,"half_spread_stderr":0.04,"impact_stderr":0.1,"residual_scale_bps":1.5,"residual_std_bps":2.0,"n_fills":40,"symbol":"X","state":[0.0004,0.0,0.0,0.0025,4.0]}"#;
+        let mut model = CostModel::new(0.995, 3.0);
+        model.restore(&serde_json::from_str(old).unwrap());
+        let s = model.snapshot(&Symbol::new("X").unwrap());
+        assert_eq!((s.intercept_bps, s.half_spread_coef, s.impact_coef, s.n_fills), (0.0, 0.9, 0.6, 40));
+        // The intercept starts with the prior's uncertainty: sqrt(100 × 4) = 20 bp.
+        assert_eq!(s.intercept_stderr, 20.0);
+        assert!((s.half_spread_stderr - 0.04).abs() < 1e-12, "{s:?}");
+        assert_eq!(s.state.as_ref().map(Vec::len), Some(10));
     }
 
     #[test]

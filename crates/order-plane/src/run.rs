@@ -633,8 +633,10 @@ fn observe(metrics: &Metrics, env: &Envelope<ExecEvent>, intents: &mut HashMap<I
         }
         ExecEvent::CostModel(c) => {
             let symbol = c.symbol.as_ref().map_or("", Symbol::as_str);
+            metrics.cost_coefficient.with_label_values(&[symbol, "intercept"]).set(c.intercept_bps);
             metrics.cost_coefficient.with_label_values(&[symbol, "half_spread"]).set(c.half_spread_coef);
             metrics.cost_coefficient.with_label_values(&[symbol, "impact"]).set(c.impact_coef);
+            metrics.cost_stderr.with_label_values(&[symbol, "intercept"]).set(c.intercept_stderr);
             metrics.cost_stderr.with_label_values(&[symbol, "half_spread"]).set(c.half_spread_stderr);
             metrics.cost_stderr.with_label_values(&[symbol, "impact"]).set(c.impact_stderr);
         }
