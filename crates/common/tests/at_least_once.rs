@@ -208,3 +208,49 @@ async fn the_backlog_counts_what_is_not_read_yet_not_what_is_committed() {
     }
     assert_eq!(backlog(Arc::clone(&consumer)).await.get(&input), Some(&0));
 }
+
+/// A restarted plane reads back the records just before where its group resumes, partition by
+/// partition, to rebuild what it had learned; nothing of the group moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_records_before_the_committed_offsets_are_read_back() {
+    use rdkafka::{Offset, TopicPartitionList};
+    let broker = Broker::shared();
+    let cfg = KafkaConfig { bootstrap_servers: broker.bootstrap(), partitions: 2, ..KafkaConfig::default() };
+    let topic = unique("hist_");
+    kafka::ensure_topics(&cfg, std::slice::from_ref(&topic)).await.unwrap();
+    let producer = kafka::producer(&cfg, "test").unwrap();
+    for i in 0..100 {
+        let payload = i.to_string();
+        let record = FutureRecord::<str, str>::to(&topic).partition(i % 2).payload(&payload);
+        producer.send(record, Duration::from_secs(10)).await.unwrap();
+    }
+    let group = unique("group_");
+    let read = |per_partition: u64| {
+        let (cfg, topic, group) = (cfg.clone(), topic.clone(), group.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut records =
+                kafka::read_before_committed(&cfg, &topic, &group, per_partition, Duration::from_secs(30))
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| (r.partition, r.offset, String::from_utf8(r.payload).unwrap()))
+                    .collect::<Vec<_>>();
+            records.sort();
+            records
+        })
+    };
+    assert!(read(10).await.unwrap().is_empty(), "a group that never committed has nothing to rebuild");
+
+    // Partition 0 (even payloads) committed at 30, partition 1 (odd) at 4.
+    let consumer = kafka::consumer(&cfg, &group, "test").unwrap();
+    let mut committed = TopicPartitionList::new();
+    committed.add_partition_offset(&topic, 0, Offset::Offset(30)).unwrap();
+    committed.add_partition_offset(&topic, 1, Offset::Offset(4)).unwrap();
+    consumer.commit(&committed, rdkafka::consumer::CommitMode::Sync).unwrap();
+    drop(consumer);
+
+    let records = read(10).await.unwrap();
+    let want: Vec<(i32, i64, String)> =
+        (20..30).map(|o| (0, o, (2 * o).to_string())).chain((0..4).map(|o| (1, o, (2 * o + 1).to_string()))).collect();
+    assert_eq!(records, want);
+    assert_eq!(read(10).await.unwrap(), want, "reading changed nothing of the group");
+}

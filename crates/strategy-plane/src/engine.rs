@@ -82,7 +82,7 @@ struct Candidate {
 struct Cost {
     /// Fees per unit of value traded (the schedule's rate; a fixed part is judged per order).
     fee_rate: f64,
-    /// The learned spread cost, bps.
+    /// The learned cost that does not depend on the size (intercept and spread), bps.
     spread_bps: f64,
     /// Every cost that does not depend on the size, per unit of value (a fraction).
     linear: f64,
@@ -231,22 +231,40 @@ impl<C: Clock> StrategyEngine<C> {
 
     /// Handles one `ofi_events` record; may decide and append intents to `out`.
     pub fn on_ofi(&mut self, env: &Envelope<OfiEvent>, out: &mut Vec<Envelope<IntentEvent>>) {
+        if !self.learn(env) {
+            return;
+        }
+        let OfiEvent::Window(w) = &env.payload;
+        let newest = &mut self.marks.entry(w.symbol.clone()).or_insert((UnixNanos(0), 0)).0;
+        *newest = (*newest).max(w.window_end);
+        self.advance(out);
+        self.mark(out);
+    }
+
+    /// Learns from one `ofi_events` record read back at start-up, from before where the plane's
+    /// consumer group resumes: the signals and the covariance take up about where they were
+    /// before the restart, so the plane trades again at its first decision instead of warming up
+    /// for `warmup_windows`. Nothing is decided or marked on it, and its symbol is not traded
+    /// until its live stream reaches a decision.
+    pub fn warm(&mut self, env: &Envelope<OfiEvent>) {
+        self.learn(env);
+    }
+
+    /// Feeds a window to its symbol's signals and keeps it for the next decision; whether it was
+    /// new and about a configured symbol.
+    fn learn(&mut self, env: &Envelope<OfiEvent>) -> bool {
         let OfiEvent::Window(w) = &env.payload;
         if !self.ofi_seen.first(&w.symbol, env.ts_event, env.event_id) {
             self.counters.duplicate_ofi += 1;
-            return;
+            return false;
         }
         if !self.instruments.contains_key(&w.symbol) {
             self.counters.unknown_symbol += 1;
-            return;
+            return false;
         }
-        let newest = &mut self.marks.entry(w.symbol.clone()).or_insert((UnixNanos(0), 0)).0;
-        *newest = (*newest).max(w.window_end);
         // A heartbeat (a window without quotes) only says the symbol's stream has got this far.
         if w.n_quotes == 0 {
-            self.advance(out);
-            self.mark(out);
-            return;
+            return true;
         }
         let (warmup, forgetting) = (self.cfg.warmup_windows, self.cfg.signal_forgetting);
         let forecast =
@@ -270,8 +288,7 @@ impl<C: Clock> StrategyEngine<C> {
             volume: to_f64(w.trade_volume),
         };
         self.latest.entry(w.symbol.clone()).or_default().push_back(latest);
-        self.advance(out);
-        self.mark(out);
+        true
     }
 
     /// Marks, for every symbol, each decision its stream has reached (a window ending at or after
@@ -594,13 +611,20 @@ impl<C: Clock> StrategyEngine<C> {
         let symbols: std::collections::BTreeSet<Symbol> = latest.keys().cloned().chain(held).collect();
         let mut assets = Vec::new();
         for symbol in symbols {
+            // Instances that share the partitions each weigh the symbols they read, under their
+            // share of the limits; the others' positions are theirs to count.
+            if !self.expect_all && !self.marks.contains_key(&symbol) {
+                continue;
+            }
             let qty = self.book.position(&symbol).qty.checked_add(self.working(&symbol));
             let Some(qty) = qty else { continue };
             let window = latest.remove(&symbol);
             let fresh = window.as_ref().filter(|l| {
                 now.saturating_sub(l.window_end) <= stale_ns && l.mid > Decimal::ZERO && l.half_spread_bps.is_finite()
             });
-            let inst = self.instruments.get(&symbol);
+            // Only a symbol whose live stream this instance reads is traded: windows read back at a
+            // start (`warm`) may be of symbols another instance now trades.
+            let inst = self.instruments.get(&symbol).filter(|_| self.marks.contains_key(&symbol));
             let forecast = fresh.and_then(|l| l.forecast.clone()).filter(|f| f.expected_return.is_finite());
             let trading = match (inst, fresh, &forecast) {
                 (Some(_), Some(_), Some(_)) => Trading::Free,
@@ -627,10 +651,11 @@ impl<C: Clock> StrategyEngine<C> {
     /// schedule and the Order Plane's cost model for it (before it has one: the half spread).
     fn expected_cost(&self, symbol: &Symbol, inst: &InstrumentConfig, l: &Latest) -> Cost {
         let model = self.cost.get(symbol);
-        let (spread_coef, impact_coef) = model.map_or((1.0, 0.0), |c| (c.half_spread_coef, c.impact_coef));
+        let (intercept, spread_coef, impact_coef) =
+            model.map_or((0.0, 1.0, 0.0), |c| (c.intercept_bps, c.half_spread_coef, c.impact_coef));
         let volume: f64 = self.volumes.get(symbol).map_or(0.0, |v| v.iter().map(|(_, v)| v).sum());
         let fee_rate = fees::taker_rate(&inst.fees, l.mid);
-        let spread_bps = spread_coef * l.half_spread_bps;
+        let spread_bps = intercept + spread_coef * l.half_spread_bps;
         let linear = fee_rate + spread_bps / 1e4;
         Cost {
             fee_rate,

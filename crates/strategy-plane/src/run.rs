@@ -1,4 +1,5 @@
-//! The Strategy Plane's IO shell: rebuild positions from `exec_reports`, then consume
+//! The Strategy Plane's IO shell: rebuild positions from `exec_reports` and the signals from the
+//! latest `ofi_events` before where its group resumes, then consume
 //! `ofi_events`, `market_events` and `exec_reports`, run the core, publish `order_intents`, and
 //! store offsets once the intents are on the broker.
 
@@ -95,11 +96,38 @@ async fn serve(
             }
         }
     }
-    let mut seen = engine.counters();
-    update_gauges(metrics, cfg, &engine);
     tracing::info!(restored = records.len(), halted = engine.halted(), "Positions rebuilt from exec_reports.");
 
-    let consumer = Arc::new(kafka::GroupConsumer::new(&cfg.kafka, &cfg.kafka.group(STRATEGY_PLANE_GROUP), &client_id)?);
+    // Then what the signals and the covariance had learned: the windows just before where the
+    // group resumes.
+    let group = cfg.kafka.group(STRATEGY_PLANE_GROUP);
+    let per_partition = cfg.strategy_plane.rebuild_windows.saturating_mul(cfg.instruments.len().max(1) as u64);
+    let (kafka_cfg, topic, from) = (cfg.kafka.clone(), cfg.kafka.topic(OFI_EVENTS), group.clone());
+    let read = tokio::task::spawn_blocking(move || {
+        kafka::read_before_committed(&kafka_cfg, &topic, &from, per_partition, Duration::from_secs(60))
+    });
+    let windows = tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        records = read => records.map_err(|_| BrokerError::TaskLost)??,
+    };
+    for r in &windows {
+        match codec::decode::<OfiEvent>(&r.payload) {
+            Ok(env) => engine.warm(&env),
+            Err(e) => {
+                let at = Consumed {
+                    topic: Arc::from(cfg.kafka.topic(OFI_EVENTS)),
+                    partition: r.partition,
+                    offset: r.offset,
+                };
+                decode_error(metrics, OFI_EVENTS, &at, &e);
+            }
+        }
+    }
+    let mut seen = engine.counters();
+    update_gauges(metrics, cfg, &engine);
+    tracing::info!(windows = windows.len(), "Signals and covariance rebuilt from ofi_events.");
+
+    let consumer = Arc::new(kafka::GroupConsumer::new(&cfg.kafka, &group, &client_id)?);
     let inputs = [OFI_EVENTS, MARKET_EVENTS, EXEC_REPORTS];
     let names: [Arc<str>; 3] = inputs.map(|t| Arc::from(cfg.kafka.topic(t)));
     consumer.subscribe(&names.iter().map(AsRef::as_ref).collect::<Vec<_>>()).map_err(BrokerError::Client)?;

@@ -53,6 +53,79 @@ fn run_redelivering(cfg: &AppConfig, halt_first: bool, redeliver: Option<usize>)
     run_changed(SPOT, cfg, halt_first, redeliver, &|_| {})
 }
 
+/// The Strategy and Order cores wired together, fed the Data Plane core's outputs.
+struct Cores {
+    last_event: UnixNanos,
+    intents: Vec<Envelope<IntentEvent>>,
+    reports: Vec<ExecReport>,
+    strategy: StrategyEngine<ManualClock>,
+    order: OrderEngine<SimulatedVenue, ManualClock>,
+}
+
+impl Cores {
+    fn new(cfg: &AppConfig) -> Self {
+        let strategy = StrategyEngine::new(cfg, source("strategy-plane"), ManualClock::new(UnixNanos(2)));
+        let ticks = cfg.instruments.iter().map(|i| (Symbol::new(&i.symbol).unwrap(), i.tick_size)).collect();
+        let venue = SimulatedVenue::new(SimulatedConfig::new(&cfg.order_plane, ticks));
+        let order = OrderEngine::new(
+            &cfg.risk,
+            &cfg.order_plane,
+            &cfg.instruments,
+            venue,
+            source("order-plane"),
+            ManualClock::new(UnixNanos(3)),
+        );
+        Self { last_event: UnixNanos(0), intents: Vec::new(), reports: Vec::new(), strategy, order }
+    }
+
+    fn feed(&mut self, outputs: &mut Vec<Output>) {
+        let mut exec = Vec::new();
+        for o in outputs.drain(..) {
+            let mut new_intents = Vec::new();
+            match o {
+                Output::Market(env) => {
+                    self.last_event = self.last_event.max(env.ts_event);
+                    self.strategy.on_market(&env);
+                    self.order.on_market(&env, &mut exec);
+                }
+                Output::Ofi(env) => self.strategy.on_ofi(&env, &mut new_intents),
+                Output::Rejected { .. } => {}
+            }
+            // A final report can let a waiting decision run, whose intents report in turn.
+            loop {
+                for i in new_intents.drain(..) {
+                    self.order.on_intent(&i, &mut exec);
+                    if matches!(i.payload, IntentEvent::Intent(_)) {
+                        self.intents.push(i);
+                    }
+                }
+                if exec.is_empty() {
+                    break;
+                }
+                for e in std::mem::take(&mut exec) {
+                    self.strategy.on_exec(&e, true, &mut new_intents);
+                    if let ExecEvent::Report(r) = &e.payload {
+                        self.reports.push(r.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The Data Plane core's outputs for the sample `file`.
+fn data_outputs(file: &str, cfg: &AppConfig) -> Vec<Output> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(file);
+    let mut data = DataCore::new(&cfg.data_plane, "replay:t", source("data-plane"), ManualClock::new(UnixNanos(1)))
+        .expecting(&data_plane::run::instruments(cfg));
+    let mut outputs = Vec::new();
+    for item in Replay::open(&path, 1).unwrap() {
+        data.process(item.unwrap(), &mut outputs);
+    }
+    data.end(&mut outputs);
+    outputs
+}
+
 /// [`run_redelivering`] of the sample `file`, with every input row changed by `change` first.
 fn run_changed(
     file: &str,
@@ -64,60 +137,15 @@ fn run_changed(
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(file);
     let mut data = DataCore::new(&cfg.data_plane, "replay:t", source("data-plane"), ManualClock::new(UnixNanos(1)))
         .expecting(&data_plane::run::instruments(cfg));
-    let mut strategy = StrategyEngine::new(cfg, source("strategy-plane"), ManualClock::new(UnixNanos(2)));
-    let ticks = cfg.instruments.iter().map(|i| (Symbol::new(&i.symbol).unwrap(), i.tick_size)).collect();
-    let venue = SimulatedVenue::new(SimulatedConfig::new(&cfg.order_plane, ticks));
-    let mut order = OrderEngine::new(
-        &cfg.risk,
-        &cfg.order_plane,
-        &cfg.instruments,
-        venue,
-        source("order-plane"),
-        ManualClock::new(UnixNanos(3)),
-    );
-    let (mut outputs, mut intents, mut exec, mut reports) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut cores = Cores::new(cfg);
+    let mut outputs = Vec::new();
     if halt_first {
         let mut halt = Vec::new();
-        order.set_halt(true, "test", None, UnixNanos(0), &mut halt);
+        cores.order.set_halt(true, "test", None, UnixNanos(0), &mut halt);
         for e in &halt {
-            strategy.on_exec(e, true, &mut Vec::new());
+            cores.strategy.on_exec(e, true, &mut Vec::new());
         }
     }
-    let mut last_event = UnixNanos(0);
-    let mut feed = |outputs: &mut Vec<Output>,
-                    strategy: &mut StrategyEngine<ManualClock>,
-                    order: &mut OrderEngine<SimulatedVenue, ManualClock>| {
-        for o in outputs.drain(..) {
-            let mut new_intents = Vec::new();
-            match o {
-                Output::Market(env) => {
-                    last_event = last_event.max(env.ts_event);
-                    strategy.on_market(&env);
-                    order.on_market(&env, &mut exec);
-                }
-                Output::Ofi(env) => strategy.on_ofi(&env, &mut new_intents),
-                Output::Rejected { .. } => {}
-            }
-            // A final report can let a waiting decision run, whose intents report in turn.
-            loop {
-                for i in new_intents.drain(..) {
-                    order.on_intent(&i, &mut exec);
-                    if matches!(i.payload, IntentEvent::Intent(_)) {
-                        intents.push(i);
-                    }
-                }
-                if exec.is_empty() {
-                    break;
-                }
-                for e in std::mem::take(&mut exec) {
-                    strategy.on_exec(&e, true, &mut new_intents);
-                    if let ExecEvent::Report(r) = &e.payload {
-                        reports.push(r.clone());
-                    }
-                }
-            }
-        }
-    };
     let mut recent = std::collections::VecDeque::new();
     for (row, item) in Replay::open(&path, 1).unwrap().enumerate() {
         let mut ev = item.unwrap();
@@ -129,15 +157,53 @@ fn run_changed(
                 recent.pop_front();
             }
         }
-        feed(&mut outputs, &mut strategy, &mut order);
+        cores.feed(&mut outputs);
         if redeliver.is_some_and(|n| row % n == n - 1) {
             let mut again: Vec<Output> = recent.iter().cloned().collect();
-            feed(&mut again, &mut strategy, &mut order);
+            cores.feed(&mut again);
         }
     }
     data.end(&mut outputs);
-    feed(&mut outputs, &mut strategy, &mut order);
+    cores.feed(&mut outputs);
+    let Cores { last_event, intents, reports, strategy, order } = cores;
     Run { last_event, intents, reports, strategy, order }
+}
+
+/// A restarted Strategy Plane reads back the windows before where its group resumes
+/// (`StrategyEngine::warm`): it trades at its first decision, where a cold one warms up for
+/// `warmup_windows` of event time first.
+#[test]
+fn a_core_warmed_on_the_windows_before_a_restart_trades_at_its_first_decision() {
+    let cfg = trading();
+    let outputs = data_outputs(SPOT, &cfg);
+    let ofi_end = |o: &Output| match o {
+        Output::Ofi(env) => {
+            let OfiEvent::Window(w) = &env.payload;
+            Some(w.window_end)
+        }
+        _ => None,
+    };
+    // The restart: half way through the sample, at an OFI window.
+    let cut = (outputs.len() / 2..outputs.len()).find(|&i| ofi_end(&outputs[i]).is_some()).unwrap();
+    let resumed_at = ofi_end(&outputs[cut]).unwrap();
+    let first_intent = |warm: bool| {
+        let mut cores = Cores::new(&cfg);
+        if warm {
+            for o in &outputs[..cut] {
+                if let Output::Ofi(env) = o {
+                    cores.strategy.warm(env);
+                }
+            }
+        }
+        cores.feed(&mut outputs[cut..].to_vec());
+        assert!(!cores.intents.is_empty(), "warm: {warm}");
+        cores.intents[0].ts_event.0 - resumed_at.0
+    };
+    let interval = cfg.strategy_plane.decision_interval_ms * 1_000_000;
+    let (warm, cold) = (first_intent(true), first_intent(false));
+    println!("first intent after the restart: warmed {warm} ns, cold {cold} ns");
+    assert!(warm <= interval, "warmed: {warm} ns");
+    assert!(cold >= cfg.strategy_plane.warmup_windows * 1_000_000_000, "cold: {cold} ns");
 }
 
 /// The sample with every price times 10^-26 passes the quality checks (positive, in range), and

@@ -159,6 +159,14 @@ async fn positions(addr: SocketAddr, symbols: &[String]) -> BTreeMap<String, f64
         .collect()
 }
 
+/// What each symbol's signals have learned, as the plane exports it.
+async fn learned(addr: SocketAddr, symbols: &[String]) -> BTreeMap<String, Option<f64>> {
+    let (_, body) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics").unwrap()).await.unwrap();
+    let fits = ["strategy_plane_ofi_r2_predictive", "strategy_plane_ofi_r2_contemporaneous"];
+    let series = symbols.iter().flat_map(|s| fits.map(|fit| format!("{fit}{{symbol=\"{s}\"}}")));
+    series.map(|name| (name.clone(), metric(&body, &name))).collect()
+}
+
 async fn start_strategy(
     cfg: &AppConfig,
 ) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<Result<(), strategy_plane::run::RunError>>) {
@@ -177,7 +185,7 @@ async fn start_strategy(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_strategy_plane_rebuilds_the_ledger_positions() {
+async fn a_restarted_strategy_plane_rebuilds_the_ledger_positions_and_its_signals() {
     let broker = Broker::shared();
     let dir = tempfile::tempdir().unwrap();
     let (fixture, _) = spot_fixture(dir.path(), ROWS);
@@ -229,12 +237,16 @@ async fn a_restarted_strategy_plane_rebuilds_the_ledger_positions() {
     }
     order_stop.cancel();
     order.await.unwrap().unwrap();
-    // ...and a new instance rebuilds exactly them from exec_reports.
+    let fits = learned(addr, &symbols).await;
+    assert!(fits.values().all(Option::is_some), "{fits:?}");
+    // ...and a new instance rebuilds exactly them from exec_reports, and its signals from the
+    // windows before where its group resumes (here every window of the fixture: the same fits).
     stop.cancel();
     strategy.await.unwrap().unwrap();
     let (addr, stop, strategy) = start_strategy(&cfg).await;
     let after = positions(addr, &symbols).await;
     assert_eq!(after, before, "positions after the restart");
+    assert_eq!(learned(addr, &symbols).await, fits, "signals after the restart");
     stop.cancel();
     strategy.await.unwrap().unwrap();
 }

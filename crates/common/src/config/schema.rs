@@ -493,6 +493,10 @@ pub struct StrategyPlaneConfig {
     pub stale_after_ms: u64,
     /// EWMA weight of the latest window in the return covariance.
     pub covariance_alpha: f64,
+    /// At start-up, windows per symbol read back from `ofi_events` before where the consumer
+    /// group resumes, to rebuild the signals and the covariance (0: none; the plane then warms up
+    /// for `warmup_windows` again).
+    pub rebuild_windows: u64,
 }
 
 impl Default for StrategyPlaneConfig {
@@ -507,6 +511,7 @@ impl Default for StrategyPlaneConfig {
             limit_share: 1.0,
             stale_after_ms: 5_000,
             covariance_alpha: 0.05,
+            rebuild_windows: 2_000,
         }
     }
 }
@@ -844,6 +849,9 @@ impl AppConfig {
         }
         if sp.stale_after_ms == 0 {
             bad("strategy_plane.stale_after_ms", "must be positive".into());
+        }
+        if sp.rebuild_windows > 100_000 {
+            bad("strategy_plane.rebuild_windows", format!("must be at most 100000, got {}", sp.rebuild_windows));
         }
         if !(sp.covariance_alpha > 0.0 && sp.covariance_alpha < 1.0) {
             bad("strategy_plane.covariance_alpha", format!("must be in (0, 1), got {}", sp.covariance_alpha));

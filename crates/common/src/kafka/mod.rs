@@ -382,24 +382,93 @@ pub struct Record {
 /// acknowledged to an `acks=all` producer by then lies below it.
 pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Vec<Record>, BrokerError> {
     let unreachable = |source| BrokerError::Unreachable { servers: cfg.bootstrap_servers.clone(), source };
-    let consumer: BaseConsumer = base(cfg, "algotrader-rebuild")
-        .set("group.id", format!("rebuild-{}-{:?}", std::process::id(), std::time::SystemTime::now()))
+    let group = format!("rebuild-{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    let consumer = reader(cfg, &group)?;
+    let mut ranges = HashMap::new();
+    for p in partition_ids(&consumer, topic, timeout).map_err(unreachable)? {
+        let (low, high) = watermarks(&consumer, topic, p, timeout).map_err(unreachable)?;
+        ranges.insert(p, (low, high));
+    }
+    read_ranges(cfg, &consumer, topic, ranges, timeout)
+}
+
+/// Reads, from each partition of `topic`, the last `per_partition` records before the offset
+/// `group` has committed there (nothing where it has not committed): what a plane's learned
+/// state was last built from, to take it up again after a restart. Outside the group: nothing is
+/// joined or committed. Blocking: call it from `spawn_blocking`.
+pub fn read_before_committed(
+    cfg: &KafkaConfig,
+    topic: &str,
+    group: &str,
+    per_partition: u64,
+    timeout: Duration,
+) -> Result<Vec<Record>, BrokerError> {
+    let unreachable = |source| BrokerError::Unreachable { servers: cfg.bootstrap_servers.clone(), source };
+    let consumer = reader(cfg, group)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in partition_ids(&consumer, topic, timeout).map_err(unreachable)? {
+        tpl.add_partition(topic, p);
+    }
+    // A group's coordinator is found (or, for a group new to the cluster, its offsets topic
+    // created) while the first requests fail with a retriable code: asked again until `timeout`.
+    let deadline = std::time::Instant::now() + timeout;
+    let committed = loop {
+        match consumer.committed_offsets(tpl.clone(), timeout) {
+            Err(e) if coordinator_pending(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            answer => break answer.map_err(unreachable)?,
+        }
+    };
+    let back = i64::try_from(per_partition).unwrap_or(i64::MAX);
+    let mut ranges = HashMap::new();
+    for e in committed.elements() {
+        if let Offset::Offset(end) = e.offset() {
+            let (low, _) = watermarks(&consumer, topic, e.partition(), timeout).map_err(unreachable)?;
+            ranges.insert(e.partition(), (low.max(end.saturating_sub(back)), end));
+        }
+    }
+    read_ranges(cfg, &consumer, topic, ranges, timeout)
+}
+
+fn coordinator_pending(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(Code::NotCoordinator | Code::CoordinatorNotAvailable | Code::CoordinatorLoadInProgress)
+    )
+}
+
+/// A consumer that reads by assignment, never commits, and takes the largest records.
+fn reader(cfg: &KafkaConfig, group: &str) -> Result<BaseConsumer, BrokerError> {
+    base(cfg, "algotrader-rebuild")
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("fetch.message.max.bytes", MAX_FETCH_BYTES)
         .create()
-        .map_err(BrokerError::Client)?;
-    let md = consumer.fetch_metadata(Some(topic), timeout).map_err(unreachable)?;
-    let partitions: Vec<i32> =
-        md.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
+        .map_err(BrokerError::Client)
+}
+
+fn partition_ids(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> Result<Vec<i32>, KafkaError> {
+    let md = consumer.fetch_metadata(Some(topic), timeout)?;
+    Ok(md.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default())
+}
+
+/// Reads offsets `[start, end)` of each partition. Fails when no record arrives for `timeout`
+/// before every range is read (a long history is fine as long as it keeps coming).
+fn read_ranges(
+    cfg: &KafkaConfig,
+    consumer: &BaseConsumer,
+    topic: &str,
+    ranges: HashMap<i32, (i64, i64)>,
+    timeout: Duration,
+) -> Result<Vec<Record>, BrokerError> {
+    let unreachable = |source| BrokerError::Unreachable { servers: cfg.bootstrap_servers.clone(), source };
     let mut ends: HashMap<i32, i64> = HashMap::new();
     let mut tpl = TopicPartitionList::new();
-    for p in partitions {
-        let (low, high) = watermarks(&consumer, topic, p, timeout).map_err(unreachable)?;
-        if high > low {
-            ends.insert(p, high);
-        }
-        tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(BrokerError::Client)?;
+    for (p, (start, end)) in ranges.into_iter().filter(|(_, (start, end))| start < end) {
+        ends.insert(p, end);
+        tpl.add_partition_offset(topic, p, Offset::Offset(start)).map_err(BrokerError::Client)?;
     }
     let mut records = Vec::new();
     if tpl.count() == 0 {
@@ -415,8 +484,11 @@ pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<
             Some(Ok(msg)) => {
                 deadline = std::time::Instant::now() + timeout;
                 let (p, offset) = (msg.partition(), msg.offset());
-                records.push(Record { partition: p, offset, payload: msg.payload().unwrap_or_default().to_vec() });
-                if ends.get(&p).is_some_and(|end| offset + 1 >= *end) {
+                let Some(end) = ends.get(&p).copied() else { continue };
+                if offset < end {
+                    records.push(Record { partition: p, offset, payload: msg.payload().unwrap_or_default().to_vec() });
+                }
+                if offset + 1 >= end {
                     ends.remove(&p);
                 }
             }
