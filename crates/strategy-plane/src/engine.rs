@@ -403,6 +403,29 @@ impl<C: Clock> StrategyEngine<C> {
         }
     }
 
+    /// Takes over a partition of `exec_reports` that another instance has traded: `records` are
+    /// its whole history up to where this instance reads it live. Its symbols' positions become
+    /// what its fills add up to; the cost models in it are the latest. Halts are left alone
+    /// (they are read live, whichever partition holds them).
+    pub fn take_over(&mut self, records: &[Envelope<ExecEvent>]) {
+        let mut reports = Vec::new();
+        for env in records {
+            match &env.payload {
+                ExecEvent::Report(r) => {
+                    self.issued.insert(r.intent_id);
+                    reports.push(r.clone());
+                }
+                ExecEvent::CostModel(c) => {
+                    if let Some(symbol) = &c.symbol {
+                        self.cost.insert(symbol.clone(), c.clone());
+                    }
+                }
+                ExecEvent::Halt(_) => {}
+            }
+        }
+        self.book.replace(&reports);
+    }
+
     fn working(&self, symbol: &Symbol) -> Decimal {
         self.working.get(symbol).copied().unwrap_or_default()
     }

@@ -99,6 +99,22 @@ impl Book {
         self.positions.entry(r.symbol.clone()).or_default().fill(r.side, r.last_qty, px, r.commission)
     }
 
+    /// Sets the positions of the symbols `reports` are about to what their fills add up to,
+    /// leaving every other symbol as it is: `reports` are the whole history of a ledger partition
+    /// this book takes over from another instance, whose fills it has not all seen.
+    pub fn replace(&mut self, reports: &[ExecReport]) {
+        let mut fresh = Book::default();
+        for r in reports {
+            fresh.on_report(r);
+            if let Some(exec_id) = &r.exec_id {
+                self.counted.insert(exec_id.clone());
+            }
+        }
+        for r in reports {
+            self.positions.insert(r.symbol.clone(), fresh.position(&r.symbol));
+        }
+    }
+
     /// Records the latest mid of `symbol`.
     pub fn mark(&mut self, symbol: &Symbol, mid: Decimal) {
         self.marks.insert(symbol.clone(), mid);
@@ -131,6 +147,54 @@ impl Book {
 mod tests {
     use super::*;
     use rust_decimal::dec;
+
+    fn fill(symbol: &str, exec_id: &str, side: Side, qty: Decimal, px: Decimal) -> ExecReport {
+        ExecReport {
+            intent_id: common::events::IntentId(uuid::Uuid::nil()),
+            order_id: "SIM-1".into(),
+            symbol: Symbol::new(symbol).unwrap(),
+            side,
+            status: common::events::ExecStatus::Filled,
+            reason: None,
+            detail: None,
+            venue: "simulated".into(),
+            order_qty: qty,
+            exec_id: Some(exec_id.into()),
+            last_px: Some(px),
+            last_qty: qty,
+            cum_qty: qty,
+            avg_px: Some(px),
+            leaves_qty: Decimal::ZERO,
+            commission: Decimal::ZERO,
+            cum_commission: Decimal::ZERO,
+            arrival_mid: px,
+            slippage_bps: None,
+            venue_mid: None,
+        }
+    }
+
+    #[test]
+    fn a_partition_taken_over_replaces_its_symbols_positions_and_no_other() {
+        let mut book = Book::default();
+        // What the instance saw at its start: 1 X bought, 2 Y bought.
+        book.on_report(&fill("X", "e1", Side::Buy, dec!(1), dec!(100)));
+        book.on_report(&fill("Y", "e2", Side::Buy, dec!(2), dec!(50)));
+        // X's partition, taken over later: the first fill, then 3 more bought and 0.5 sold by the
+        // instance that traded it meanwhile.
+        let partition = [
+            fill("X", "e1", Side::Buy, dec!(1), dec!(100)),
+            fill("X", "e3", Side::Buy, dec!(3), dec!(104)),
+            fill("X", "e4", Side::Sell, dec!(0.5), dec!(110)),
+        ];
+        book.replace(&partition);
+        assert_eq!(book.position(&Symbol::new("X").unwrap()).qty, dec!(3.5));
+        // Average cost (1 × 100 + 3 × 104) / 4 = 103; the sale of 0.5 at 110 realized 3.5.
+        assert_eq!(book.position(&Symbol::new("X").unwrap()).avg_px, dec!(103));
+        assert_eq!(book.position(&Symbol::new("X").unwrap()).realized, dec!(3.5));
+        assert_eq!(book.position(&Symbol::new("Y").unwrap()).qty, dec!(2));
+        // A fill of the partition delivered again live is not counted twice.
+        assert!(!book.on_report(&partition[2]));
+    }
 
     /// Fills at the contract's bound (10^12 at 10^12) each move PnL by up to 10^24; the ledger
     /// is kept forever, so about 80,000 of them overflowed an exact decimal and panicked the plane

@@ -3,6 +3,7 @@
 //! `ofi_events`, `market_events` and `exec_reports`, run the core, publish `order_intents`, and
 //! store offsets once the intents are on the broker.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,7 +84,10 @@ async fn serve(
         () = shutdown.cancelled() => return Ok(()),
         records = read => records.map_err(|_| BrokerError::TaskLost)??,
     };
+    // Per partition, the offset up to which the book holds every fill.
+    let mut complete: HashMap<i32, i64> = HashMap::new();
     for r in &records {
+        complete.insert(r.partition, r.offset + 1);
         match codec::decode::<ExecEvent>(&r.payload) {
             Ok(env) => engine.on_exec(&env, false, &mut Vec::new()),
             Err(e) => {
@@ -197,10 +201,34 @@ async fn serve(
                 Ok(env) => engine.on_market(&env),
                 Err(e) => decode_error(metrics, base, &at, &e),
             },
-            _ => match codec::decode::<ExecEvent>(payload) {
-                Ok(env) => engine.on_exec(&env, true, &mut out),
-                Err(e) => decode_error(metrics, base, &at, &e),
-            },
+            _ => {
+                // A partition this instance reads from further on than its book holds: another
+                // instance handled the fills in between (a rebalance), so its history is read.
+                if msg.offset() > complete.get(&msg.partition()).copied().unwrap_or(0) {
+                    let (kafka_cfg, topic, partition, end) =
+                        (cfg.kafka.clone(), names[2].to_string(), msg.partition(), msg.offset());
+                    let read = tokio::task::spawn_blocking(move || {
+                        kafka::read_partition(&kafka_cfg, &topic, partition, end, Duration::from_secs(60))
+                    });
+                    let history = tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        records = read => records.map_err(|_| BrokerError::TaskLost)??,
+                    };
+                    let envs: Vec<_> =
+                        history.iter().filter_map(|r| codec::decode::<ExecEvent>(&r.payload).ok()).collect();
+                    engine.take_over(&envs);
+                    tracing::info!(
+                        partition,
+                        records = history.len(),
+                        "Took over an exec_reports partition; its positions rebuilt from its history."
+                    );
+                }
+                complete.insert(msg.partition(), msg.offset() + 1);
+                match codec::decode::<ExecEvent>(payload) {
+                    Ok(env) => engine.on_exec(&env, true, &mut out),
+                    Err(e) => decode_error(metrics, base, &at, &e),
+                }
+            }
         }
         if !out.is_empty() {
             let published = async {

@@ -303,3 +303,96 @@ async fn two_instances_split_the_symbols_and_never_trade_the_same_one() {
     a_task.await.unwrap().unwrap();
     b_task.await.unwrap().unwrap();
 }
+
+/// Two instances share the symbols; one is killed mid-replay (no shutdown, no commit) and the
+/// other takes its partitions over. The fills of a taken-over symbol between the survivor's
+/// start and the takeover were handled by the killed instance: the survivor reads them from the
+/// partition's history, so its positions are every symbol's fills added up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_survivor_of_two_instances_holds_every_fill_of_the_symbols_it_takes_over() {
+    let broker = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let (fixture, _) = spot_fixture(dir.path(), ROWS);
+    let mut cfg = config(broker, &fixture, "kill_", "unused");
+    cfg.kafka.partitions = 4;
+    cfg.strategy_plane.limit_share = 0.5;
+    cfg.data_plane.replay.speed = "4x".into();
+    cfg.data_plane.replay.exit_when_done = true;
+    let symbols: Vec<String> = cfg.instruments.iter().map(|i| i.symbol.clone()).collect();
+
+    let (mut a_cfg, mut b_cfg) = (cfg.clone(), cfg.clone());
+    a_cfg.app.instance_id = "strategy-a".into();
+    b_cfg.app.instance_id = "strategy-b".into();
+    let (a, a_stop, a_task) = start_strategy(&a_cfg).await;
+    let (b, b_stop, b_task) = start_strategy(&b_cfg).await;
+    let total = 3 * cfg.kafka.partitions as usize;
+    tokio::task::spawn_blocking(move || {
+        wait_for(Duration::from_secs(90), "the group to split the partitions", || {
+            let count = |addr| metric(&http_get(addr, "/metrics").ok()?.1, "strategy_plane_assigned_partitions");
+            let (x, y) = (count(a)?, count(b)?);
+            (x > 0.0 && y > 0.0 && (x + y) as usize == total).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    let order_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let order_stop = CancellationToken::new();
+    let order = tokio::spawn(order_plane::run::run(cfg.clone(), order_listener, order_stop.clone()));
+    let data_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let data = tokio::spawn(data_plane::run(cfg.clone(), data_listener, CancellationToken::new()));
+
+    // Once some symbol has fills, the instance that trades it dies.
+    let (kafka, topic) = (cfg.kafka.clone(), cfg.kafka.topic(ORDER_INTENTS));
+    let victim = tokio::task::spawn_blocking(move || {
+        wait_for(Duration::from_secs(90), "intents", || {
+            let r = common::kafka::read_to_end(&kafka, &topic, Duration::from_secs(30)).ok()?;
+            let env = r.iter().find_map(|r| codec::decode::<IntentEvent>(&r.payload).ok())?;
+            Some(env.source.instance.to_string())
+        })
+    })
+    .await
+    .unwrap();
+    let filled_by_victim = wait_for_fills(&cfg).await;
+    let (survivor, survivor_stop, survivor_task) = if victim == "strategy-a" {
+        a_task.abort();
+        drop(a_stop);
+        (b, b_stop, b_task)
+    } else {
+        b_task.abort();
+        drop(b_stop);
+        (a, a_stop, a_task)
+    };
+    println!("{victim} killed after {filled_by_victim:?}");
+    data.await.unwrap().unwrap();
+
+    let mut held = BTreeMap::new();
+    let mut want = BTreeMap::new();
+    for _ in 0..900 {
+        want = ledger(&cfg).await;
+        held = positions(survivor, &symbols).await;
+        if symbols.iter().all(|s| held[s] == want.get(s).copied().unwrap_or(0.0)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(want.values().any(|q| *q != 0.0), "something was held: {want:?}");
+    for s in &symbols {
+        assert_eq!(held[s], want.get(s).copied().unwrap_or(0.0), "{s}: the survivor's position against the ledger");
+    }
+    order_stop.cancel();
+    order.await.unwrap().unwrap();
+    survivor_stop.cancel();
+    survivor_task.await.unwrap().unwrap();
+}
+
+/// Waits until `exec_reports` holds a fill; returns each symbol's position then.
+async fn wait_for_fills(cfg: &AppConfig) -> BTreeMap<String, f64> {
+    for _ in 0..600 {
+        let sums = ledger(cfg).await;
+        if sums.values().any(|q| *q != 0.0) {
+            return sums;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no fill within 60 s");
+}

@@ -392,6 +392,23 @@ pub fn read_to_end(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> Result<
     read_ranges(cfg, &consumer, topic, ranges, timeout)
 }
 
+/// Reads partition `partition` of `topic` from its first record up to offset `end` (excluded),
+/// outside any consumer group: a plane taking over a partition that another instance handled
+/// rebuilds what it had from it. Blocking: call it from `spawn_blocking`.
+pub fn read_partition(
+    cfg: &KafkaConfig,
+    topic: &str,
+    partition: i32,
+    end: i64,
+    timeout: Duration,
+) -> Result<Vec<Record>, BrokerError> {
+    let unreachable = |source| BrokerError::Unreachable { servers: cfg.bootstrap_servers.clone(), source };
+    let group = format!("rebuild-{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    let consumer = reader(cfg, &group)?;
+    let (low, _) = watermarks(&consumer, topic, partition, timeout).map_err(unreachable)?;
+    read_ranges(cfg, &consumer, topic, HashMap::from([(partition, (low, end))]), timeout)
+}
+
 /// Reads, from each partition of `topic`, the last `per_partition` records before the offset
 /// `group` has committed there (nothing where it has not committed): what a plane's learned
 /// state was last built from, to take it up again after a restart. Outside the group: nothing is
