@@ -1019,3 +1019,45 @@ fn a_quote_older_than_the_restored_mark_does_not_let_a_forgotten_intent_through(
     assert_eq!(send(&mut b, SEC, &old).0, rejected(RejectReason::StaleMarketData));
     assert_eq!(b.risk().exposure(&sym("X")).position, dec!(2));
 }
+
+/// The cost model identifies the square-root impact once the venue charges it: orders of 1.5 to 6
+/// against 1 displayed at each touch take the rest at `k · σ_bps · sqrt(rest / volume)` past the
+/// touch. With `k = 1` the learned impact coefficient is clearly positive; with `k = 0` the same
+/// orders pay only the spread and it stays near 0.
+#[test]
+fn the_cost_model_identifies_impact_once_the_venue_charges_it() {
+    let learned = |k: f64| {
+        let (mut r, mut o) = cfg();
+        r.max_gross_exposure = dec!(1000000);
+        r.max_net_exposure = dec!(1000000);
+        r.max_position_size = dec!(1000000);
+        o.max_order_notional = dec!(1000000);
+        o.max_orders_per_second = 1_000;
+        o.impact_coefficient = k;
+        let mut e = engine_with(&r, &o);
+        let sizes = [dec!(1.5), dec!(2), dec!(3), dec!(4), dec!(6)];
+        let mut last = None;
+        for i in 0..400u64 {
+            let t = SEC * (2 + 2 * i);
+            // The mid moves by 1 bp a second, up and down: σ about 10 bps.
+            let mid = if i % 2 == 0 { dec!(100) } else { dec!(100.1) };
+            quote(&mut e, t - SEC, "X", mid - dec!(0.01), mid + dec!(0.01), dec!(1));
+            trade(&mut e, t - SEC / 2, "X", mid, dec!(4), Side::Buy);
+            quote(&mut e, t, "X", mid - dec!(0.01), mid + dec!(0.01), dec!(1));
+            let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
+            let mut order = intent("X", side, sizes[(i as usize / 2) % sizes.len()], None, TimeInForce::Ioc);
+            order.arrival_mid = mid;
+            let mut out = Vec::new();
+            take(&mut e, &envelope(t, IntentEvent::Intent(order)), &mut out);
+            last = out.iter().rev().find_map(|env| match &env.payload {
+                ExecEvent::CostModel(c) => Some(c.clone()),
+                _ => None,
+            });
+        }
+        last.expect("a cost model after the last order")
+    };
+    let (charged, free) = (learned(1.0), learned(0.0));
+    println!("k = 1: {charged:?}\nk = 0: {free:?}");
+    assert!(charged.impact_coef > 0.3 && charged.impact_coef > 3.0 * charged.impact_stderr, "{charged:?}");
+    assert!(free.impact_coef < 0.05, "{free:?}");
+}
