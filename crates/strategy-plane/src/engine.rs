@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use common::clock::Clock;
-use common::config::{AppConfig, InstrumentConfig, RiskConfig, StrategyPlaneConfig};
+use common::config::{AppConfig, FeeSchedule, InstrumentConfig, RiskConfig, StrategyPlaneConfig};
 use common::dedup::{Dedup, Recent};
 use common::events::{
     CostModelUpdate, DecisionMark, Envelope, ExecEvent, IntentEvent, IntentId, MarketEvent, OfiEvent, OrderIntent,
@@ -90,6 +90,32 @@ struct Cost {
     impact_coef: f64,
     /// The value traded in the market over the impact horizon.
     notional_volume: f64,
+}
+
+/// A decision's trades in the order they go out. Risk judges them one at a time, against the
+/// book as the earlier ones left it, so every step must be within the limits, not only the end:
+/// - reductions go first, trades that take a position toward zero and not past it (a rebalance
+///   within the gross and net limits passes only if its reduction is booked when its increase is
+///   judged);
+/// - the others follow (increases, and trades through zero), each time one that moves the net
+///   exposure back toward zero if there is one: the net then stays between where it starts and
+///   where it ends, unless one trade alone is larger than the room, and the gross grows toward
+///   its final, allowed value.
+fn in_risk_order(trades: Vec<(usize, Candidate, Decimal)>, net: f64) -> Vec<(usize, Candidate, Decimal)> {
+    let (mut ordered, mut others): (Vec<_>, Vec<_>) = trades.into_iter().partition(|(_, a, target)| {
+        let through_zero =
+            !target.is_zero() && !a.value.is_zero() && target.is_sign_negative() != a.value.is_sign_negative();
+        target.abs() < a.value.abs() && !through_zero
+    });
+    let change = |(_, a, target): &(usize, Candidate, Decimal)| to_f64(*target - a.value);
+    let mut net = net + ordered.iter().map(change).sum::<f64>();
+    while !others.is_empty() {
+        let toward_zero = others.iter().position(|t| change(t) * net < 0.0).unwrap_or(0);
+        let next = others.remove(toward_zero);
+        net += change(&next);
+        ordered.push(next);
+    }
+    ordered
 }
 
 impl Cost {
@@ -512,6 +538,11 @@ impl<C: Clock> StrategyEngine<C> {
         let covariance = self.cov.matrix(&symbols);
         let capital = to_f64(self.limits.max_gross_exposure);
         let cost_aversion = self.cfg.cost_aversion;
+        // Positions that cannot trade may alone be beyond a limit (held since before it was
+        // lowered, say): the limits are then where those stand, so the problem stays feasible and
+        // what can trade is pushed to use none of the room they take.
+        let held = assets.iter().filter(|a| a.trading == Trading::Held).map(|a| to_f64(a.value));
+        let (held_gross, held_net) = held.fold((0.0, 0.0), |(g, n), v| (g + v.abs(), n + v));
         let problem = Problem {
             assets: assets
                 .iter()
@@ -528,24 +559,22 @@ impl<C: Clock> StrategyEngine<C> {
             covariance,
             // λ is per unit of the variance of the return on the limit capital: γ = λ / C.
             risk_aversion: self.cfg.risk_aversion / capital,
-            max_gross: capital,
-            max_net: to_f64(self.limits.max_net_exposure),
+            max_gross: capital.max(held_gross),
+            max_net: to_f64(self.limits.max_net_exposure).max(held_net.abs()),
         };
         let Ok(targets) = optimize(&problem) else {
             self.counters.solver_failures += 1;
             return;
         };
-        // Trades that shrink a position go first: risk judges a decision's orders one at a time,
-        // and a rebalance that moves exposure from one symbol to another within the gross and net
-        // limits passes only if the reduction is on the books when the increase is judged.
-        let mut trades: Vec<_> = assets
+        let net: f64 = assets.iter().map(|a| to_f64(a.value)).sum();
+        let trades: Vec<_> = assets
             .into_iter()
             .enumerate()
             .zip(targets.iter())
             .filter(|((_, a), _)| a.trading != Trading::Held)
             .filter_map(|((i, a), target)| Some((i, a, Decimal::from_f64(*target)?)))
             .collect();
-        trades.sort_by_key(|(_, a, target)| target.abs() >= a.value.abs());
+        let trades = in_risk_order(trades, net);
         for (i, asset, target) in trades {
             let Some(inst) = self.instruments.get(&asset.symbol) else { continue };
             let Some(latest) = asset.latest else { continue };
@@ -571,12 +600,17 @@ impl<C: Clock> StrategyEngine<C> {
             let fee = fees::order_fee(&inst.fees, qty, latest.mid);
             // The optimizer weighed fees as a rate; a schedule's fixed part (IBKR's minimum per
             // order) it could not see. A trade that adds exposure is made only if what the
-            // objective gains from it pays that part too; a reduction is always made.
-            let fixed = to_f64(fee) - asset.cost.fee_rate * to_f64(notional);
-            let reduces = target.abs() < asset.value.abs();
-            if fixed > 0.0 && !reduces {
+            // objective gains from it pays that part too, unless leaving it out would breach a
+            // limit (a hedge); a reduction is always made.
+            if matches!(inst.fees, FeeSchedule::IbkrTiered) && target.abs() >= asset.value.abs() {
+                let fixed = to_f64(fee) - asset.cost.fee_rate * to_f64(notional);
                 let traded = to_f64(side.sign() * notional);
-                if problem.gain(&targets, i, traded) < cost_aversion * fixed {
+                let mut without = targets.clone();
+                without[i] = problem.assets[i].current;
+                if fixed > 0.0
+                    && problem.gain(&targets, i, traded) < cost_aversion * fixed
+                    && problem.within_limits(&without)
+                {
                     continue;
                 }
             }

@@ -74,6 +74,14 @@ impl Problem {
         value
     }
 
+    /// Whether positions `w` are within the gross and net limits (to a relative 1e-6: the solver's
+    /// answers are that close).
+    pub fn within_limits(&self, w: &[f64]) -> bool {
+        let slack = 1e-6 * self.max_gross;
+        let gross: f64 = w.iter().map(|x| x.abs()).sum();
+        gross <= self.max_gross + slack && w.iter().sum::<f64>().abs() <= self.max_net + slack
+    }
+
     /// What trading `traded` (account currency, signed) of asset `i` adds to the objective, the
     /// other assets at `w`.
     pub fn gain(&self, w: &[f64], i: usize, traded: f64) -> f64 {

@@ -330,6 +330,9 @@ fn the_dearer_the_fee_the_fewer_the_trades() {
 fn the_tiered_minimum_stops_orders_whose_gain_does_not_pay_it() {
     use common::config::FeeSchedule;
     let mut cfg = AppConfig::default();
+    // Less averse to risk than the default: larger trades, a few of whose gains pay the minimum
+    // (2 of the 10 made with no fee).
+    cfg.strategy_plane.risk_aversion = 6_000.0;
     for inst in &mut cfg.instruments {
         inst.fees = FeeSchedule::IbkrTiered;
     }
@@ -339,6 +342,7 @@ fn the_tiered_minimum_stops_orders_whose_gain_does_not_pay_it() {
     }
     let free = run(&cfg, false);
     println!("tiered: {} intents; no fee: {}", tiered.intents.len(), free.intents.len());
+    assert!(!tiered.intents.is_empty(), "some gains pay the minimum");
     assert!(tiered.intents.len() < free.intents.len() / 2, "{} of {}", tiered.intents.len(), free.intents.len());
     // Every intent of a decision is settled before the next: an intent finds its symbol's position
     // at the sum of the fills of the symbol's earlier intents.
@@ -509,4 +513,75 @@ fn bad_exec_reports_are_counted_and_never_move_positions() {
     };
     s.on_market(&env);
     assert_eq!(s.counters().unknown_symbol, 1);
+}
+
+/// Every position counts in the limits, one the strategy cannot trade too: 990 of ZZZ bought at
+/// 1,000 (an instrument no longer configured, held where it is) take 990,000 of the 1,000,000
+/// gross, so what the sample's two symbols hold together stays within the 10,000 left; and
+/// they are beyond the 500,000 net limit alone, so the others may only offset them (be short).
+/// Before, only the symbols ready to trade counted, and they were sized to the whole limit.
+#[test]
+fn a_position_the_strategy_cannot_trade_still_counts_in_its_limits() {
+    let cfg = trading();
+    let mut cores = Cores::new(&cfg);
+    let held = ExecReport {
+        intent_id: IntentId(uuid::Uuid::from_u128(1)),
+        order_id: "SIM-old".into(),
+        symbol: Symbol::new("ZZZ").unwrap(),
+        side: common::types::Side::Buy,
+        status: ExecStatus::Filled,
+        reason: None,
+        detail: None,
+        venue: "simulated".into(),
+        order_qty: Decimal::from(990),
+        exec_id: Some("SIM-old-1".into()),
+        last_px: Some(Decimal::from(1000)),
+        last_qty: Decimal::from(990),
+        cum_qty: Decimal::from(990),
+        avg_px: Some(Decimal::from(1000)),
+        leaves_qty: Decimal::ZERO,
+        commission: Decimal::ZERO,
+        cum_commission: Decimal::ZERO,
+        arrival_mid: Decimal::from(1000),
+        slippage_bps: None,
+        venue_mid: None,
+    };
+    let env = Envelope {
+        schema_version: SCHEMA_VERSION,
+        event_id: common::types::EventId(uuid::Uuid::from_u128(2)),
+        source: source("order-plane"),
+        ts_event: UnixNanos(1),
+        ts_init: UnixNanos(1),
+        causation_id: None,
+        payload: ExecEvent::Report(held),
+    };
+    cores.strategy.on_exec(&env, false, &mut Vec::new());
+    cores.feed(&mut data_outputs(SPOT, &cfg));
+    // Each decision's book as it asked for it: the fills of the decisions before, plus its own
+    // intents, filled in full, valued at the decision's mids. (An IOC reduction that fills only
+    // in part can leave the book beyond that for a moment; the Order Plane's risk is the guard.)
+    let mut filled: HashMap<IntentId, Decimal> = HashMap::new();
+    for r in &cores.reports {
+        *filled.entry(r.intent_id).or_default() += r.side.sign() * r.last_qty;
+    }
+    let (mut held, mut mids): (HashMap<Symbol, Decimal>, HashMap<Symbol, Decimal>) = Default::default();
+    let (mut most, mut longest) = (Decimal::ZERO, Decimal::MIN);
+    for decision in cores.intents.chunk_by(|a, b| a.ts_event == b.ts_event) {
+        let mut asked = held.clone();
+        for env in decision {
+            let IntentEvent::Intent(i) = &env.payload else { continue };
+            *asked.entry(i.symbol.clone()).or_default() += i.side.sign() * i.quantity;
+            mids.insert(i.symbol.clone(), i.arrival_mid);
+            *held.entry(i.symbol.clone()).or_default() += filled.get(&i.intent_id).copied().unwrap_or_default();
+        }
+        let gross: Decimal = asked.iter().map(|(s, q)| (q * mids[s]).abs()).sum();
+        let net: Decimal = asked.iter().map(|(s, q)| q * mids[s]).sum();
+        (most, longest) = (most.max(gross), longest.max(net));
+    }
+    println!("{} intents; the two symbols asked for at most {most} gross, {longest} net", cores.intents.len());
+    assert!(cores.intents.len() > 10, "{} intents", cores.intents.len());
+    // The mids of a symbol's latest intent value it: 1 % of margin.
+    assert!(most <= Decimal::from(10_100), "gross {most}");
+    assert!(longest <= Decimal::from(100), "net {longest}");
+    assert!(longest <= Decimal::from(100), "net {longest}");
 }
