@@ -53,6 +53,15 @@ pub enum ServiceError {
         /// Why, with the remedy when one is known.
         message: String,
     },
+    /// The venue contradicts the configuration (a live account while live trading is off): a
+    /// configuration error found once connected.
+    #[error("{venue} venue refused: {message}")]
+    Refused {
+        /// `ibkr`.
+        venue: &'static str,
+        /// Why, and what would allow it.
+        message: String,
+    },
 }
 
 impl ExitStatus for ServiceError {
@@ -60,6 +69,7 @@ impl ExitStatus for ServiceError {
         match self {
             Self::Broker(_) | Self::Venue { .. } => 69,
             Self::Bind { .. } => 75,
+            Self::Refused { .. } => crate::EXIT_CONFIG,
             Self::Metrics(_) | Self::Runtime(_) => 70,
         }
     }
