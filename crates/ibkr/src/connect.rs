@@ -107,6 +107,22 @@ pub async fn connect(cfg: &IbkrConfig) -> Result<(Client, NoticeStream), IbkrErr
     }
 }
 
+/// Whether this configuration trades real money (validation already refused anything less than
+/// the full opt-in).
+pub fn is_live(cfg: &AppConfig) -> bool {
+    cfg.trading.enable_live_trading || IBKR_LIVE_PORTS.contains(&cfg.ibkr.port)
+}
+
+/// The loud line every IBKR shell logs before connecting: paper or live.
+pub fn log_trading_mode(cfg: &AppConfig, plane: &str) {
+    let (host, port) = (cfg.ibkr.host.as_str(), cfg.ibkr.port);
+    if is_live(cfg) {
+        tracing::warn!(plane, host, port, "LIVE TRADING: connecting to a live IBKR session; orders use real money.");
+    } else {
+        tracing::warn!(plane, host, port, "PAPER TRADING: connecting to an IBKR paper session; live trading is off.");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,21 +152,5 @@ mod tests {
         // With the full opt-in, a live account is what was asked for.
         cfg.trading.enable_live_trading = true;
         assert!(check_account(&cfg, &accounts(&["U7654321"])).is_ok());
-    }
-}
-
-/// Whether this configuration trades real money (validation already refused anything less than
-/// the full opt-in).
-pub fn is_live(cfg: &AppConfig) -> bool {
-    cfg.trading.enable_live_trading || IBKR_LIVE_PORTS.contains(&cfg.ibkr.port)
-}
-
-/// The loud line every IBKR shell logs before connecting: paper or live.
-pub fn log_trading_mode(cfg: &AppConfig, plane: &str) {
-    let (host, port) = (cfg.ibkr.host.as_str(), cfg.ibkr.port);
-    if is_live(cfg) {
-        tracing::warn!(plane, host, port, "LIVE TRADING: connecting to a live IBKR session; orders use real money.");
-    } else {
-        tracing::warn!(plane, host, port, "PAPER TRADING: connecting to an IBKR paper session; live trading is off.");
     }
 }
