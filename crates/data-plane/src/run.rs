@@ -339,7 +339,7 @@ async fn replay(
     if let Ok(mut cp) = checkpoints.lock() {
         cp.write();
     }
-    publisher.flush(Duration::from_secs(10))?;
+    publisher.flush_at_stop();
     if !reader_ok {
         checker.abort();
         return Err(RunError::ReaderPanicked);

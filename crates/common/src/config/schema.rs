@@ -136,7 +136,9 @@ pub struct KafkaConfig {
     pub linger_ms: u32,
     /// Largest batch per partition, bytes.
     pub batch_size: u32,
-    /// How long a produce may take, retries included, before it fails.
+    /// How long a produce may take, retries included, before it fails and the plane stops; 0:
+    /// never, a record waits through a broker outage however long (the plane is not ready
+    /// meanwhile, and stops reading its input once the producer's queue is full).
     pub message_timeout_ms: u32,
     /// Consumer group session timeout.
     pub session_timeout_ms: u32,
@@ -159,7 +161,7 @@ impl Default for KafkaConfig {
             compression: "lz4".into(),
             linger_ms: 1,
             batch_size: 262_144,
-            message_timeout_ms: 60_000,
+            message_timeout_ms: 0,
             session_timeout_ms: 10_000,
             max_poll_interval_ms: 300_000,
             fetch_wait_ms: 100,
@@ -699,10 +701,10 @@ impl AppConfig {
         if k.max_poll_interval_ms < k.session_timeout_ms {
             bad("kafka.max_poll_interval_ms", "must not be below kafka.session_timeout_ms".into());
         }
-        if k.message_timeout_ms < 1_000 || k.message_timeout_ms <= k.linger_ms {
+        if k.message_timeout_ms != 0 && (k.message_timeout_ms < 1_000 || k.message_timeout_ms <= k.linger_ms) {
             bad(
                 "kafka.message_timeout_ms",
-                format!("must be at least 1000 and above kafka.linger_ms, got {}", k.message_timeout_ms),
+                format!("must be 0 (never) or at least 1000 and above kafka.linger_ms, got {}", k.message_timeout_ms),
             );
         }
         if !k.topic_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
