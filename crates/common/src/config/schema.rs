@@ -368,6 +368,9 @@ pub struct ReplayConfig {
     pub resume: bool,
     /// How often, at most, the replay position is checkpointed.
     pub checkpoint_interval_ms: u64,
+    /// A reader that hands out no row for this long while the pipeline waits for one (a corrupt
+    /// file spinning the decoder, a hung file system) fails the replay: not ready, exit 66.
+    pub stall_timeout_s: u64,
 }
 
 impl Default for ReplayConfig {
@@ -379,6 +382,7 @@ impl Default for ReplayConfig {
             exit_when_done: false,
             resume: true,
             checkpoint_interval_ms: 1000,
+            stall_timeout_s: 30,
         }
     }
 }
@@ -801,6 +805,9 @@ impl AppConfig {
         }
         if d.replay.checkpoint_interval_ms == 0 {
             bad("data_plane.replay.checkpoint_interval_ms", "must be at least 1".into());
+        }
+        if d.replay.stall_timeout_s == 0 {
+            bad("data_plane.replay.stall_timeout_s", "must be at least 1".into());
         }
         if ReplaySpeed::parse(&d.replay.speed).is_none() {
             bad(
