@@ -2,7 +2,8 @@
 # Fault-injection suite: runs an isolated native stack (its own Kafka, the three planes, free
 # ports, a temporary RUN_DIR) on the sample data and, during the replay,
 #   - kill -9s each plane at random moments and restarts it (as a supervisor would),
-#   - kill -9s the broker and restarts it (single node), or, on a three-node cluster
+#   - kill -9s the broker and restarts it, and freezes it (SIGSTOP) for 90 s (single node), or, on
+#     a three-node cluster
 #     (--cluster: replication factor 3, min.insync.replicas 2, acks=all), kill -9s the node that
 #     leads a partition of order_intents or exec_reports, several times, and restarts it,
 #   - writes poison records to every topic,
@@ -67,6 +68,9 @@ export KAFKA_BOOTSTRAP_SERVERS
 export REPLAY_SPEED="$SPEED" REPLAY_LOOP=1 LOG_LEVEL=info
 # The invariants are about trades; with the shipped fees weighed, the samples make none.
 export COST_AVERSION=0
+# The suite restarts the planes it kills itself, at once and counted (native mode's supervisor
+# would wait longer after each death of a plane killed every few seconds).
+export NATIVE_SUPERVISE=0
 # Secrets the system holds; none may appear in a log, a metric or a record.
 export IBKR_ACCOUNT="DU$RANDOM$RANDOM" ADMIN_ENABLED=true ADMIN_TOKEN="chaos-token-$RANDOM$RANDOM"
 export GRAFANA_ADMIN_PASSWORD="chaos-grafana-$RANDOM$RANDOM"
@@ -230,6 +234,35 @@ kill_broker() { # name
     supervise
     broker_kills=$((broker_kills + 1))
 }
+# A broker that hangs (SIGSTOP: its sockets stay open, nothing answers) for longer than any
+# timeout of the planes: each must live through it, not ready meanwhile, and go on after it.
+FREEZE_AT=$((TOTAL_KILLS / 4))
+FREEZE_S=90
+froze=0
+freeze_broker() {
+    local pid plane code died=() end
+    local -A before=() unready=()
+    pid="$(pid_of broker)"
+    [ -n "$pid" ] || return 0
+    for plane in "${PLANES[@]}"; do before[$plane]="$(pid_of "$plane")"; done
+    say "SIGSTOP of the broker for ${FREEZE_S} s"
+    kill -STOP "$pid"
+    end=$((SECONDS + FREEZE_S))
+    while [ "$SECONDS" -lt "$end" ]; do
+        for plane in "${PLANES[@]}"; do
+            code="$(curl -s -o /dev/null -m 1 -w '%{http_code}' "http://127.0.0.1:${PORT[$plane]}/health/ready" || true)"
+            [ "$code" != 503 ] || unready[$plane]=1
+        done
+        sleep 1
+    done
+    kill -CONT "$pid"
+    froze=$((froze + 1))
+    for plane in "${PLANES[@]}"; do
+        kill -0 "${before[$plane]}" 2>/dev/null || died+=("$plane")
+    done
+    row "every plane outlives a ${FREEZE_S} s broker freeze" "${#PLANES[@]}" "${#died[@]}" "${died[*]}"
+    row "every plane is not ready while the broker is frozen" "${#PLANES[@]}" $((${#PLANES[@]} - ${#unready[@]}))
+}
 # Late enough that every topic has real records to build the poison from.
 POISON_AT=$((TOTAL_KILLS * 2 / 3))
 poisoned=0 refused=0
@@ -259,6 +292,9 @@ for k in $(seq 0 $((TOTAL_KILLS - 1))); do
             pid="$(pid_of "$plane")"
             if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then row "$plane survives the poison" 1 0; else row "$plane survives the poison" 1 1; fi
         done
+    fi
+    if [ "$CLUSTER" = 0 ] && [ "$k" -eq "$FREEZE_AT" ]; then
+        freeze_broker
     fi
     if [ "$CLUSTER" = 0 ] && [ "$k" -eq "$BROKER_RESTART_AT" ]; then
         say "kill -9 of the broker"
@@ -352,6 +388,7 @@ if [ "$CLUSTER" = 1 ]; then
     printf '%-58s %9s  %s\n' "kill -9 of a partition's leader (3-node cluster)" "$broker_kills" "${leader_kills[*]}"
 else
     printf '%-58s %9s\n' "kill -9 of the broker" "$broker_kills"
+    printf '%-58s %9s\n' "SIGSTOP of the broker for ${FREEZE_S} s" "$froze"
 fi
 printf '%-58s %9s\n' "poison records (every topic)" "$poisoned"
 printf '%-58s %9s\n' "poison records refused by the broker (over its size limit)" "$refused"

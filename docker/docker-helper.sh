@@ -73,7 +73,8 @@ Usage: ./docker/docker-helper.sh <command> [service]
 
 Commands:
   start            Start the stack (Docker when an engine is reachable, otherwise native mode;
-                   native mode installs what running needs: build tools, Kafka, Prometheus)
+                   native mode installs what running needs: build tools, Kafka, Prometheus, and
+                   restarts a plane that dies, after 1 s doubling up to 60 s)
   stop             Stop the stack
   restart          Stop, then start
   status           Show each service and its health endpoint
@@ -210,9 +211,12 @@ deps() {
 pid_file() { echo "$LOGS/$1.pid"; }
 
 running() {
-    local pid
-    [ -f "$(pid_file "$1")" ] || return 1
-    pid="$(cat "$(pid_file "$1")")"
+    local pid file
+    file="$(pid_file "$1")"
+    # A supervised plane runs while its supervisor does (between two runs it has no pid).
+    [ -f "$(supervisor_pid_file "$1")" ] && file="$(supervisor_pid_file "$1")"
+    [ -f "$file" ] || return 1
+    pid="$(cat "$file")"
     kill -0 "$pid" 2>/dev/null
 }
 
@@ -236,6 +240,60 @@ start_bg() {
     shift
     nohup "$@" >>"$LOGS/$name.out" 2>&1 &
     echo $! >"$(pid_file "$name")"
+}
+
+# A plane runs under a supervisor of its own (this script, `_supervise`), which restarts it when it
+# dies. logs/<plane>.pid holds the plane's pid, logs/<plane>.supervisor.pid the supervisor's; the
+# plane counts as running while its supervisor does. NATIVE_SUPERVISE=0 runs planes bare (the chaos
+# suite restarts them itself, on its own schedule).
+supervisor_pid_file() { echo "$LOGS/$1.supervisor.pid"; }
+start_plane() {
+    local name="$1"
+    shift
+    if [ "${NATIVE_SUPERVISE:-1}" = 0 ]; then
+        rm -f "$(supervisor_pid_file "$name")"
+        start_bg "$name" "$@"
+        return
+    fi
+    nohup "$ROOT/docker/docker-helper.sh" _supervise "$name" "$@" >>"$LOGS/$name.out" 2>&1 &
+    echo $! >"$(supervisor_pid_file "$name")"
+    # The plane's own pid, once the supervisor has started it.
+    for _ in $(seq 1 50); do
+        [ -s "$(pid_file "$name")" ] && break
+        sleep 0.1
+    done
+}
+
+# Runs `command` and starts it again when it dies: after 1 s, doubling up to 60 s while it keeps
+# dying within a minute of its start. A plane that stops on its own (exit 0), or refuses its
+# configuration (78, which a restart would not change), is not restarted; SIGTERM to the
+# supervisor stops the plane (SIGTERM, as `stop` does) and then the supervisor.
+supervise() { # name command...
+    local name="$1" child="" code started backoff=1 stopping=0
+    shift
+    trap 'stopping=1; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null || true' TERM INT
+    while :; do
+        started=$SECONDS
+        "$@" &
+        child=$!
+        echo "$child" >"$(pid_file "$name")"
+        # `wait` returns early when a trapped signal arrives: wait again for the plane's own end.
+        code=0
+        while :; do
+            wait "$child" && code=0 || code=$?
+            kill -0 "$child" 2>/dev/null || break
+        done
+        [ "$stopping" = 1 ] && break
+        case "$code" in 0 | 78) break ;; esac
+        [ $((SECONDS - started)) -ge 60 ] && backoff=1
+        echo "supervisor: $name exited with status $code; restarting it in ${backoff} s" >&2
+        sleep "$backoff" &
+        wait $! || true
+        [ "$stopping" = 1 ] && break
+        backoff=$((backoff * 2 > 60 ? 60 : backoff * 2))
+    done
+    echo "supervisor: $name stopped (status $code)" >&2
+    rm -f "$(pid_file "$name")" "$(supervisor_pid_file "$name")"
 }
 
 native_build() {
@@ -295,7 +353,7 @@ native_start() {
         port_busy "${PLANE_PORT[$plane]}" && die "port ${PLANE_PORT[$plane]} ($plane) is busy; stop the process using it"
         say "Starting $plane on port ${PLANE_PORT[$plane]}"
         # stdout is the plane's log file here (logs/<plane>.out), so no second file log.
-        start_bg "$plane" env KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" LOG_DIR="" \
+        start_plane "$plane" env KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" LOG_DIR="" \
             "${PLANE_PORT_VAR[$plane]}=${PLANE_PORT[$plane]}" "$TARGET_DIR/release/$plane"
     done
     native_start_prometheus
@@ -361,18 +419,26 @@ native_stop() {
             rm -f "$(pid_file "$name")"
             continue
         }
-        pid="$(cat "$(pid_file "$name")")"
-        say "Stopping $name (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null || true
-        for i in $(seq 1 150); do
-            kill -0 "$pid" 2>/dev/null || break
+        pid="$(cat "$(pid_file "$name")" 2>/dev/null || true)"
+        local target="$pid" supervisor=""
+        if [ -f "$(supervisor_pid_file "$name")" ]; then
+            supervisor="$(cat "$(supervisor_pid_file "$name")")"
+            target="$supervisor"
+        fi
+        say "Stopping $name (pid ${pid:-restarting})"
+        kill -TERM "$target" 2>/dev/null || true
+        # A plane stops within 30 s whatever the broker does; a broker gets 15 s.
+        local limit=150
+        [ -n "$supervisor" ] && limit=350
+        for i in $(seq 1 "$limit"); do
+            kill -0 "$target" 2>/dev/null || break
             sleep 0.1
-            [ "$i" -eq 150 ] && {
-                warn "$name did not stop within 15 s; killing it"
-                kill -KILL "$pid" 2>/dev/null || true
+            [ "$i" -eq "$limit" ] && {
+                warn "$name did not stop within $((limit / 10)) s; killing it"
+                kill -KILL "$target" ${pid:+"$pid"} 2>/dev/null || true
             }
         done
-        rm -f "$(pid_file "$name")"
+        rm -f "$(pid_file "$name")" "$(supervisor_pid_file "$name")"
     done
 }
 
@@ -616,6 +682,7 @@ case "$cmd" in
         "$ROOT/docker/chaos.sh" "$@"
         ;;
     fuzz) "$ROOT/docker/fuzz.sh" "$@" ;;
+    _supervise) supervise "$@" ;;
     help | -h | --help) usage ;;
     *)
         usage >&2

@@ -152,4 +152,27 @@ for port in "$DATA_PLANE_PORT" "$STRATEGY_PLANE_PORT" "$ORDER_PLANE_PORT"; do
     [ -n "$body" ] || fail "empty /metrics on port $port"
     check_metrics "$body" || fail "promtool check metrics failed for port $port"
 done
+step "native mode restarts a plane that dies, and stop ends it and its supervisor"
+pid_before="$(cat "$RUN_DIR/logs/strategy-plane.pid")"
+kill -9 "$pid_before"
+restarted=""
+for _ in $(seq 1 150); do
+    pid_now="$(cat "$RUN_DIR/logs/strategy-plane.pid" 2>/dev/null || true)"
+    if [ -n "$pid_now" ] && [ "$pid_now" != "$pid_before" ] && kill -0 "$pid_now" 2>/dev/null &&
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$STRATEGY_PLANE_PORT/health/ready")" = 200 ]; then
+        restarted="$pid_now"
+        break
+    fi
+    sleep 0.2
+done
+[ -n "$restarted" ] || fail "the Strategy Plane was not restarted and ready within 30 s of a kill -9"
+grep -q "supervisor: strategy-plane exited with status 137; restarting it in 1 s" "$RUN_DIR/logs/strategy-plane.out" ||
+    fail "the supervisor did not log the restart"
+supervisor="$(cat "$RUN_DIR/logs/strategy-plane.supervisor.pid")"
+"$HELPER" stop >/dev/null
+STACK_UP=""
+for pid in "$restarted" "$supervisor"; do
+    ! kill -0 "$pid" 2>/dev/null || fail "process $pid of the Strategy Plane survived stop"
+done
+
 step "all operator checks passed"
