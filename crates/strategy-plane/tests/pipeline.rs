@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use common::clock::ManualClock;
 use common::codec;
@@ -15,25 +14,12 @@ use common::types::{Symbol, UnixNanos};
 use data_plane::core::{DataCore, Output};
 use data_plane::source::Replay;
 use order_plane::engine::OrderEngine;
-use order_plane::simulated::{SimulatedConfig, SimulatedVenue};
+use order_plane::simulated::SimulatedVenue;
 use rust_decimal::Decimal;
 use strategy_plane::engine::StrategyEngine;
 
-const SPOT: &str = "binance-spot-btcusdt-ethusdt-2024-08-09.csv";
-
-/// The shipped configuration with the trading costs left out of decisions. Binance's 10 bp fee is
-/// more than any forecast of the samples (the largest is 0.11 bp), so with the costs weighed
-/// nothing trades (`the_shipped_fees_exceed_every_forecast_of_the_samples`); the tests that use
-/// this one check what happens to trades, not whether they pay.
-fn trading() -> AppConfig {
-    let mut cfg = AppConfig::default();
-    cfg.strategy_plane.cost_aversion = 0.0;
-    cfg
-}
-
-fn source(plane: &str) -> Arc<Source> {
-    Arc::new(Source { plane: plane.into(), instance: "t".into() })
-}
+mod support;
+use support::{Cores, SPOT, data_outputs, source, trading};
 
 struct Run {
     last_event: UnixNanos,
@@ -51,79 +37,6 @@ fn run(cfg: &AppConfig, halt_first: bool) -> Run {
 /// outputs are delivered again, as after a Data Plane restart from an older checkpoint.
 fn run_redelivering(cfg: &AppConfig, halt_first: bool, redeliver: Option<usize>) -> Run {
     run_changed(SPOT, cfg, halt_first, redeliver, &|_| {})
-}
-
-/// The Strategy and Order cores wired together, fed the Data Plane core's outputs.
-struct Cores {
-    last_event: UnixNanos,
-    intents: Vec<Envelope<IntentEvent>>,
-    reports: Vec<ExecReport>,
-    strategy: StrategyEngine<ManualClock>,
-    order: OrderEngine<SimulatedVenue, ManualClock>,
-}
-
-impl Cores {
-    fn new(cfg: &AppConfig) -> Self {
-        let strategy = StrategyEngine::new(cfg, source("strategy-plane"), ManualClock::new(UnixNanos(2)));
-        let ticks = cfg.instruments.iter().map(|i| (Symbol::new(&i.symbol).unwrap(), i.tick_size)).collect();
-        let venue = SimulatedVenue::new(SimulatedConfig::new(&cfg.order_plane, ticks));
-        let order = OrderEngine::new(
-            &cfg.risk,
-            &cfg.order_plane,
-            &cfg.instruments,
-            venue,
-            source("order-plane"),
-            ManualClock::new(UnixNanos(3)),
-        );
-        Self { last_event: UnixNanos(0), intents: Vec::new(), reports: Vec::new(), strategy, order }
-    }
-
-    fn feed(&mut self, outputs: &mut Vec<Output>) {
-        let mut exec = Vec::new();
-        for o in outputs.drain(..) {
-            let mut new_intents = Vec::new();
-            match o {
-                Output::Market(env) => {
-                    self.last_event = self.last_event.max(env.ts_event);
-                    self.strategy.on_market(&env);
-                    self.order.on_market(&env, &mut exec);
-                }
-                Output::Ofi(env) => self.strategy.on_ofi(&env, &mut new_intents),
-                Output::Rejected { .. } => {}
-            }
-            // A final report can let a waiting decision run, whose intents report in turn.
-            loop {
-                for i in new_intents.drain(..) {
-                    self.order.on_intent(&i, &mut exec);
-                    if matches!(i.payload, IntentEvent::Intent(_)) {
-                        self.intents.push(i);
-                    }
-                }
-                if exec.is_empty() {
-                    break;
-                }
-                for e in std::mem::take(&mut exec) {
-                    self.strategy.on_exec(&e, true, &mut new_intents);
-                    if let ExecEvent::Report(r) = &e.payload {
-                        self.reports.push(r.clone());
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The Data Plane core's outputs for the sample `file`.
-fn data_outputs(file: &str, cfg: &AppConfig) -> Vec<Output> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(file);
-    let mut data = DataCore::new(&cfg.data_plane, "replay:t", source("data-plane"), ManualClock::new(UnixNanos(1)))
-        .expecting(&data_plane::run::instruments(cfg));
-    let mut outputs = Vec::new();
-    for item in Replay::open(&path, 1).unwrap() {
-        data.process(item.unwrap(), &mut outputs);
-    }
-    data.end(&mut outputs);
-    outputs
 }
 
 /// [`run_redelivering`] of the sample `file`, with every input row changed by `change` first.
