@@ -1,7 +1,7 @@
 //! The Strategy Plane's Prometheus metrics, in a registry of their own. Per-symbol series are
 //! bounded by the configured instruments.
 
-use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Every metric the Strategy Plane exports.
 #[derive(Clone)]
@@ -44,6 +44,8 @@ pub struct Metrics {
     pub halted: IntGauge,
     /// Partitions this instance is assigned (across its input topics).
     pub assigned_partitions: IntGauge,
+    /// The group's consumer lag (end offset less committed offset), by input topic and partition.
+    pub consumer_lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -103,6 +105,13 @@ impl Metrics {
                 "strategy_plane_assigned_partitions",
                 "Input partitions assigned to this instance by the consumer group.",
             )?,
+            consumer_lag: IntGaugeVec::new(
+                Opts::new(
+                    "strategy_plane_consumer_lag_records",
+                    "The consumer group's lag: end offset less committed offset, by input topic and assigned partition.",
+                ),
+                &["topic", "partition"],
+            )?,
         };
         let r = &m.registry;
         r.register(Box::new(m.messages_processed.clone()))?;
@@ -123,6 +132,7 @@ impl Metrics {
         r.register(Box::new(m.signal_coefficient.clone()))?;
         r.register(Box::new(m.halted.clone()))?;
         r.register(Box::new(m.assigned_partitions.clone()))?;
+        r.register(Box::new(m.consumer_lag.clone()))?;
         Ok(m)
     }
 }

@@ -142,6 +142,12 @@ async fn serve(
         AckQueue::spawn(4096, publisher.deliveries().clone(), kafka::store_offsets(Arc::clone(&consumer)));
     health.set_working(true);
     let checker = http::spawn_broker_check(Arc::clone(publisher.producer()), Arc::clone(health));
+    let lag = kafka::spawn_offset_gauges(
+        Arc::clone(&consumer),
+        kafka::OffsetGauges { lag: metrics.consumer_lag.clone(), backlog: None },
+        names.iter().zip(inputs).map(|(name, base)| (name.to_string(), base)).collect(),
+        Duration::from_secs(2),
+    );
     let mut out = Vec::new();
     let mut assignment_check = tokio::time::interval(Duration::from_secs(1));
     // An instance that owns every partition waits for every configured instrument before each
@@ -263,6 +269,7 @@ async fn serve(
         }
     }
     health.set_working(false);
+    lag.abort();
     kafka::drain(acks, ack_task, &consumer, &publisher).await?;
     checker.abort();
     tracing::info!("Strategy Plane stopped; offsets committed.");
