@@ -1,5 +1,6 @@
 //! The Strategy Plane's Prometheus metrics, in a registry of their own. Per-symbol series are
-//! bounded by the configured instruments.
+//! bounded by the configured instruments, and exported only for the symbols this instance owns
+//! ([`crate::ownership`]): summed over the instances, each symbol counts once.
 
 use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
@@ -26,7 +27,7 @@ pub struct Metrics {
     pub unknown_symbol: IntCounter,
     /// Exec reports for intents this plane did not issue.
     pub unknown_intent: IntCounter,
-    /// Realized + unrealized − fees, all symbols.
+    /// Realized + unrealized − fees, over the symbols this instance owns.
     pub pnl_total: Gauge,
     /// Position (quantity), by symbol.
     pub position: GaugeVec,
@@ -81,8 +82,11 @@ impl Metrics {
                 "strategy_plane_unknown_intent_total",
                 "Exec reports for intents this plane did not issue.",
             )?,
-            pnl_total: Gauge::new("strategy_plane_pnl_total", "Realized plus unrealized PnL minus fees, all symbols.")?,
-            position: vec("strategy_plane_position", "Position quantity.", &["symbol"])?,
+            pnl_total: Gauge::new(
+                "strategy_plane_pnl_total",
+                "Realized plus unrealized PnL minus fees, over the symbols this instance owns.",
+            )?,
+            position: vec("strategy_plane_position", "Position quantity, by symbol this instance owns.", &["symbol"])?,
             pnl: vec("strategy_plane_pnl", "PnL by symbol.", &["symbol"])?,
             fees: vec("strategy_plane_fees", "Fees paid by symbol.", &["symbol"])?,
             r2_contemporaneous: vec(
