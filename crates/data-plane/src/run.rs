@@ -26,6 +26,40 @@ use crate::source::{Item, Replay, SourceError};
 
 /// Rows handed from the reader thread to the pipeline at once.
 const BATCH: usize = 1024;
+
+/// Wall time between two replay progress lines in the log.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// How far the input had been read when a batch was cut: its share of the pass, and the pass.
+#[derive(Debug, Clone, Copy)]
+struct ReadUpTo {
+    share: f64,
+    pass: u32,
+}
+
+/// Logs the replay's progress every [`PROGRESS_EVERY`]: rows done, share of the input, rate.
+struct ProgressLog {
+    since: Instant,
+    rows_then: u64,
+}
+
+impl ProgressLog {
+    fn new(rows: u64) -> Self {
+        Self { since: Instant::now(), rows_then: rows }
+    }
+
+    /// `rows` of the input are done (every pass counted), which were read up to `read`.
+    fn tick(&mut self, rows: u64, read: ReadUpTo) {
+        let elapsed = self.since.elapsed();
+        if elapsed < PROGRESS_EVERY {
+            return;
+        }
+        let events_per_s = (rows.saturating_sub(self.rows_then) as f64 / elapsed.as_secs_f64()).round();
+        let percent = (read.share * 1000.0).round() / 10.0;
+        tracing::info!(rows, percent, pass = read.pass + 1, events_per_s, "Replay progress.");
+        *self = Self::new(rows);
+    }
+}
 /// Malformed rows logged one by one before the log only samples them.
 const MALFORMED_LOGGED: u64 = 100;
 
@@ -208,7 +242,7 @@ async fn replay(
     health.set_working(true);
     let checker = http::spawn_broker_check(Arc::clone(publisher.producer()), Arc::clone(health));
 
-    let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Item>>(16);
+    let (batch_tx, mut batch_rx) = mpsc::channel::<(Vec<Item>, ReadUpTo)>(16);
     let reader = std::thread::Builder::new()
         .name("replay-reader".into())
         .spawn(move || read_batches(replay, &batch_tx))
@@ -232,6 +266,7 @@ async fn replay(
     let mut malformed = 0u64;
     let mut last_seq = resume.position.saturating_sub(1);
     let mut interrupted = false;
+    let mut progress = ProgressLog::new(resume.position);
     // A delivery failed: the ack task holds the error. The input did not end, so the open windows
     // must not be closed and published cut short.
     let mut failed = false;
@@ -242,7 +277,7 @@ async fn replay(
             () = shutdown.cancelled() => { interrupted = true; break 'input; }
             batch = batch_rx.recv() => batch,
         };
-        let Some(batch) = batch else { break };
+        let Some((batch, read)) = batch else { break };
         for item in batch {
             // Rows before the checkpoint went out before the restart: rebuild the core's state
             // from them, publish nothing.
@@ -287,6 +322,8 @@ async fn replay(
                     () = shutdown.cancelled() => { interrupted = true; break 'input; }
                     () = tokio::time::sleep_until(at) => {}
                 }
+                // A paced batch can take longer than the progress interval.
+                progress.tick(last_seq + 1, read);
             }
             // Asked here, and polled below only when publishing waits: polling a cancellation
             // future registers a waiter under a lock, which per row is a cost.
@@ -308,6 +345,7 @@ async fn replay(
             }
         }
         metrics.stale_symbols.set(i64::try_from(core.stale_symbols()).unwrap_or(i64::MAX));
+        progress.tick(last_seq + 1, read);
     }
     drop(batch_rx);
     // The channel closes when the reader ends, normally or by panicking; only the former is the
@@ -414,16 +452,20 @@ pub(crate) async fn publish(
     Ok(acks.push(Pending { seq, finished, produced_at: Instant::now(), market, ofi }, publisher.sent()).await)
 }
 
-fn read_batches(replay: Replay, tx: &mpsc::Sender<Vec<Item>>) {
+fn read_batches(mut replay: Replay, tx: &mpsc::Sender<(Vec<Item>, ReadUpTo)>) {
     let mut batch = Vec::with_capacity(BATCH);
-    for item in replay {
+    while let Some(item) = replay.next() {
         batch.push(item);
-        if batch.len() == BATCH && tx.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
-            return;
+        if batch.len() == BATCH {
+            let read = ReadUpTo { share: replay.progress(), pass: replay.pass() };
+            if tx.blocking_send((std::mem::replace(&mut batch, Vec::with_capacity(BATCH)), read)).is_err() {
+                return;
+            }
         }
     }
     if !batch.is_empty() {
-        let _ = tx.blocking_send(batch);
+        let read = ReadUpTo { share: 1.0, pass: replay.pass().saturating_sub(1) };
+        let _ = tx.blocking_send((batch, read));
     }
 }
 

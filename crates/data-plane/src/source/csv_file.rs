@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use super::{COLUMNS, FileRow, SourceError, Symbols, row_from_fields};
+use super::{COLUMNS, FileRow, ReadBytes, SourceError, Symbols, row_from_fields};
 
 pub(super) struct CsvRows {
     reader: csv::Reader<BufReader<File>>,
@@ -13,9 +13,10 @@ pub(super) struct CsvRows {
     width: usize,
     done: bool,
     symbols: Symbols,
+    read: ReadBytes,
 }
 
-pub(super) fn rows(path: &Path) -> Result<CsvRows, SourceError> {
+pub(super) fn rows(path: &Path, read: ReadBytes) -> Result<CsvRows, SourceError> {
     let file = File::open(path).map_err(|source| SourceError::Io { path: path.to_owned(), source })?;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
@@ -35,6 +36,7 @@ pub(super) fn rows(path: &Path) -> Result<CsvRows, SourceError> {
         width: header.len(),
         done: false,
         symbols: Symbols::default(),
+        read,
     })
 }
 
@@ -60,7 +62,9 @@ impl Iterator for CsvRows {
         if self.done {
             return None;
         }
-        match self.reader.read_byte_record(&mut self.record) {
+        let read = self.reader.read_byte_record(&mut self.record);
+        self.read.store(self.reader.position().byte(), std::sync::atomic::Ordering::Relaxed);
+        match read {
             Ok(true) => Some(self.parse()),
             Ok(false) => None,
             Err(e) => {

@@ -7,9 +7,9 @@ use std::path::Path;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::{Field, Row};
 
-use super::{COLUMNS, FileRow, Num, SourceError, Symbols, row_from_fields};
+use super::{COLUMNS, FileRow, Num, ReadBytes, SourceError, Symbols, row_from_fields};
 
-pub(super) fn rows(path: &Path) -> Result<impl Iterator<Item = FileRow> + Send + use<>, SourceError> {
+pub(super) fn rows(path: &Path, read: ReadBytes) -> Result<impl Iterator<Item = FileRow> + Send + use<>, SourceError> {
     let file = File::open(path).map_err(|source| SourceError::Io { path: path.to_owned(), source })?;
     let format = |reason: String| SourceError::Format { path: path.to_owned(), reason };
     let reader = SerializedFileReader::new(file).map_err(|e| format(format!("not a Parquet file: {e}")))?;
@@ -19,13 +19,23 @@ pub(super) fn rows(path: &Path) -> Result<impl Iterator<Item = FileRow> + Send +
     for (slot, name) in index.iter_mut().zip(COLUMNS) {
         *slot = names.iter().position(|n| n == name).ok_or_else(|| format(format!("missing column {name}")))?;
     }
+    let size = file_size(path)?;
+    let total = u64::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0).max(1);
     let mut symbols = Symbols::default();
     let iter = reader.into_iter().enumerate().map(move |(i, row)| {
         let line = i as u64 + 1;
+        // The file's bytes are compressed columns, not rows in order: its share of rows read
+        // stands for them.
+        let done = u128::from(line.min(total)) * u128::from(size) / u128::from(total);
+        read.store(u64::try_from(done).unwrap_or(size), std::sync::atomic::Ordering::Relaxed);
         let row = row.map_err(|e| (line, format!("read error: {e}")))?;
         parse(&mut symbols, &row, &index).map_err(|reason| (line, reason))
     });
     Ok(iter)
+}
+
+fn file_size(path: &Path) -> Result<u64, SourceError> {
+    std::fs::metadata(path).map(|m| m.len()).map_err(|source| SourceError::Io { path: path.to_owned(), source })
 }
 
 fn parse(
