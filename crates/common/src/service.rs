@@ -53,6 +53,15 @@ pub enum ServiceError {
         /// Why, with the remedy when one is known.
         message: String,
     },
+    /// The venue contradicts the configuration (a live account while live trading is off): a
+    /// configuration error found once connected.
+    #[error("{venue} venue refused: {message}")]
+    Refused {
+        /// `ibkr`.
+        venue: &'static str,
+        /// Why, and what would allow it.
+        message: String,
+    },
 }
 
 impl ExitStatus for ServiceError {
@@ -60,6 +69,7 @@ impl ExitStatus for ServiceError {
         match self {
             Self::Broker(_) | Self::Venue { .. } => 69,
             Self::Bind { .. } => 75,
+            Self::Refused { .. } => crate::EXIT_CONFIG,
             Self::Metrics(_) | Self::Runtime(_) => 70,
         }
     }
@@ -86,7 +96,7 @@ where
     E: From<ServiceError>,
 {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| E::from(ServiceError::Runtime(e)))?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let shutdown = crate::shutdown::on_signal().map_err(|e| E::from(ServiceError::Runtime(e)))?;
         let Endpoint { plane, bind, port, setting } = endpoint;
         let addr = SocketAddr::new(bind, port);
@@ -94,7 +104,11 @@ where
             .await
             .map_err(|source| E::from(ServiceError::Bind { plane, addr, setting, source }))?;
         run(listener, shutdown).await
-    })
+    });
+    // A blocking task still waiting on a broker that does not answer (a read at start-up, a
+    // metadata request) must not hold the exit: dropping the runtime would wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 /// The whole `main` of a plane binary after argument parsing.

@@ -307,7 +307,7 @@ pub(crate) async fn run(
         Err(_) => tracing::warn!(grace = ?kafka::DRAIN_GRACE, "In-flight records not acknowledged in time."),
         _ => {}
     }
-    publisher.flush(Duration::from_secs(10))?;
+    publisher.flush_at_stop();
     checker.abort();
     if let Ok(client) = Arc::try_unwrap(client) {
         client.disconnect().await;

@@ -22,10 +22,14 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::{self, Checkpointer, Resume};
 use crate::core::{DataCore, Output};
 use crate::metrics::Metrics;
-use crate::source::{Item, Replay, SourceError};
+use crate::source::{Item, ReadProgress, Replay, SourceError};
 
 /// Rows handed from the reader thread to the pipeline at once.
 const BATCH: usize = 1024;
+/// Malformed rows logged one by one before the log only samples them.
+const MALFORMED_LOGGED: u64 = 100;
+/// How often the watchdog looks at the replay reader's progress.
+const WATCH_TICK: Duration = Duration::from_secs(1);
 
 /// Wall time between two replay progress lines in the log.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -60,8 +64,6 @@ impl ProgressLog {
         *self = Self::new(rows);
     }
 }
-/// Malformed rows logged one by one before the log only samples them.
-const MALFORMED_LOGGED: u64 = 100;
 
 /// Why the Data Plane stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,20 @@ pub enum RunError {
     /// The replay reader thread panicked: the input was not read to its end.
     #[error("the replay reader failed before the end of the input")]
     ReaderPanicked,
+    /// The replay reader handed out no row for `data_plane.replay.stall_timeout_s` while the
+    /// pipeline waited for one: a corrupt file spinning its decoder, or a hung file system.
+    #[error(
+        "the replay reader made no progress for {secs} s reading {} after {rows} rows (a corrupt file, or a file system that does not answer); the replay is abandoned",
+        file.display()
+    )]
+    ReaderStalled {
+        /// The file being read.
+        file: PathBuf,
+        /// Rows handed out before the stall.
+        rows: u64,
+        /// How long the reader had been silent.
+        secs: u64,
+    },
     /// `data_plane.source` names a source this build does not have.
     #[error("data_plane.source = \"{0}\" is not available in this build")]
     UnsupportedSource(String),
@@ -98,7 +114,7 @@ impl From<prometheus::Error> for RunError {
 impl ExitStatus for RunError {
     fn exit_code(&self) -> u8 {
         match self {
-            Self::Source(_) => 66,
+            Self::Source(_) | Self::ReaderStalled { .. } => 66,
             Self::Service(e) => e.exit_code(),
             Self::ReaderPanicked => 70,
             Self::UnsupportedSource(_) => 78,
@@ -242,6 +258,8 @@ async fn replay(
     health.set_working(true);
     let checker = http::spawn_broker_check(Arc::clone(publisher.producer()), Arc::clone(health));
 
+    let progress = replay.progress();
+    let files = replay.files().to_vec();
     let (batch_tx, mut batch_rx) = mpsc::channel::<(Vec<Item>, ReadUpTo)>(16);
     let reader = std::thread::Builder::new()
         .name("replay-reader".into())
@@ -266,16 +284,28 @@ async fn replay(
     let mut malformed = 0u64;
     let mut last_seq = resume.position.saturating_sub(1);
     let mut interrupted = false;
-    let mut progress = ProgressLog::new(resume.position);
+    let mut progress_log = ProgressLog::new(resume.position);
     // A delivery failed: the ack task holds the error. The input did not end, so the open windows
     // must not be closed and published cut short.
     let mut failed = false;
+    // The reader thread cannot be stopped: a stalled one is left behind, and the plane stops.
+    let watchdog = stalled(&progress, Duration::from_secs(replay_cfg.stall_timeout_s), WATCH_TICK);
+    tokio::pin!(watchdog);
+    let mut stall = None;
 
     'input: loop {
         let batch = tokio::select! {
             biased;
             () = shutdown.cancelled() => { interrupted = true; break 'input; }
             batch = batch_rx.recv() => batch,
+            silent = &mut watchdog => {
+                let file = files.get(progress.file()).cloned().unwrap_or_default();
+                let (rows, secs) = (progress.rows(), silent.as_secs());
+                health.set_working(false);
+                tracing::error!(file = %file.display(), rows, secs, "Replay reader stalled: no row for this long while the pipeline waited; not ready, stopping.");
+                stall = Some(RunError::ReaderStalled { file, rows, secs });
+                break 'input;
+            }
         };
         let Some((batch, read)) = batch else { break };
         for item in batch {
@@ -323,7 +353,7 @@ async fn replay(
                     () = tokio::time::sleep_until(at) => {}
                 }
                 // A paced batch can take longer than the progress interval.
-                progress.tick(last_seq + 1, read);
+                progress_log.tick(last_seq + 1, read);
             }
             // Asked here, and polled below only when publishing waits: polling a cancellation
             // future registers a waiter under a lock, which per row is a cost.
@@ -345,13 +375,13 @@ async fn replay(
             }
         }
         metrics.stale_symbols.set(i64::try_from(core.stale_symbols()).unwrap_or(i64::MAX));
-        progress.tick(last_seq + 1, read);
+        progress_log.tick(last_seq + 1, read);
     }
     drop(batch_rx);
     // The channel closes when the reader ends, normally or by panicking; only the former is the
     // end of the input.
-    let reader_ok = interrupted || reader.join().is_ok();
-    if !interrupted && !failed && reader_ok && !resume.finished {
+    let reader_ok = interrupted || stall.is_some() || reader.join().is_ok();
+    if !interrupted && !failed && stall.is_none() && reader_ok && !resume.finished {
         core.end(&mut out);
         // Interrupted here, the last windows stay unpublished and unacknowledged: a restart
         // publishes them from the checkpoint.
@@ -377,10 +407,14 @@ async fn replay(
     if let Ok(mut cp) = checkpoints.lock() {
         cp.write();
     }
-    publisher.flush(Duration::from_secs(10))?;
+    publisher.flush_at_stop();
     if !reader_ok {
         checker.abort();
         return Err(RunError::ReaderPanicked);
+    }
+    if let Some(stall) = stall {
+        checker.abort();
+        return Err(stall);
     }
     if interrupted {
         tracing::info!(rows, "Replay interrupted; every produced record was acknowledged.");
@@ -453,19 +487,45 @@ pub(crate) async fn publish(
 }
 
 fn read_batches(mut replay: Replay, tx: &mpsc::Sender<(Vec<Item>, ReadUpTo)>) {
+    let progress = replay.progress();
+    let send = |batch: Vec<Item>, read: ReadUpTo| {
+        progress.set_waiting(true);
+        let sent = tx.blocking_send((batch, read)).is_ok();
+        progress.set_waiting(false);
+        sent
+    };
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(item) = replay.next() {
         batch.push(item);
         if batch.len() == BATCH {
-            let read = ReadUpTo { share: replay.progress(), pass: replay.pass() };
-            if tx.blocking_send((std::mem::replace(&mut batch, Vec::with_capacity(BATCH)), read)).is_err() {
+            let read = ReadUpTo { share: replay.share_read(), pass: replay.pass() };
+            if !send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)), read) {
                 return;
             }
         }
     }
     if !batch.is_empty() {
         let read = ReadUpTo { share: 1.0, pass: replay.pass().saturating_sub(1) };
-        let _ = tx.blocking_send((batch, read));
+        send(batch, read);
+    }
+}
+
+/// Resolves once the reader has handed out no row for `limit` while not waiting for the pipeline
+/// to take its last batch, with how long it has been silent. Looked at every `tick`.
+async fn stalled(progress: &ReadProgress, limit: Duration, tick: Duration) -> Duration {
+    let mut rows = progress.rows();
+    let mut since = Instant::now();
+    let mut ticks = tokio::time::interval(tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let now = progress.rows();
+        if now != rows || progress.waiting() {
+            rows = now;
+            since = Instant::now();
+        } else if since.elapsed() >= limit {
+            return since.elapsed();
+        }
     }
 }
 
@@ -486,5 +546,36 @@ impl Pacer {
         let (t0, wall0) = *self.origin.get_or_insert((ts, Instant::now()));
         let offset = Duration::from_secs_f64(ts.saturating_sub(t0) as f64 / 1e9 / factor);
         Some(wall0 + offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 46 mutated Parquet files spun the reader for 30 s and more while `/health/ready` said 200.
+    /// The watchdog fires once the reader is silent for its limit, never while rows come or while
+    /// the reader only waits for the pipeline.
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_silent_for_the_limit_is_stalled_one_that_reads_or_waits_is_not() {
+        let progress = ReadProgress::default();
+        let limit = Duration::from_secs(30);
+        let watch = stalled(&progress, limit, Duration::from_secs(1));
+        tokio::pin!(watch);
+        macro_rules! quiet_for {
+            ($d:expr) => {
+                tokio::time::timeout($d, &mut watch).await.is_err()
+            };
+        }
+        for _ in 0..100 {
+            assert!(quiet_for!(Duration::from_secs(10)), "rows every 10 s");
+            progress.row_read();
+        }
+        progress.set_waiting(true);
+        assert!(quiet_for!(Duration::from_secs(300)), "the pipeline holds the reader up");
+        progress.set_waiting(false);
+        assert!(quiet_for!(Duration::from_secs(28)), "not before the limit");
+        let silent = tokio::time::timeout(Duration::from_secs(5), &mut watch).await;
+        assert!(silent.as_ref().is_ok_and(|d| *d >= limit), "{silent:?}");
     }
 }

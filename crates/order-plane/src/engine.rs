@@ -46,6 +46,14 @@ use crate::risk::{Mark, RiskEngine};
 use crate::venue::{MarkAt, Venue, VenueEvent};
 use common::fees::{self, Filled};
 
+/// How long a broker venue's finished order is kept, in event time (a broker venue's events are
+/// stamped with the wall clock): a reconciliation reads the last 7 days of executions
+/// (`ibkr::orders`), and an execution of an order no longer kept is dropped as unknown, so a
+/// day more than that.
+pub const FINISHED_KEPT_NS: u64 = 8 * 24 * 3600 * 1_000_000_000;
+/// The most finished orders kept, whatever their age: beyond it the oldest go first.
+pub const FINISHED_KEPT_MAX: usize = 100_000;
+
 /// What became of an intent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IntentOutcome {
@@ -85,8 +93,11 @@ pub struct OrderEngine<V, C> {
     /// Each symbol's cost model, learned from its own fills.
     cost: HashMap<Symbol, CostModel>,
     cost_params: (f64, f64),
-    /// Working orders, and a broker venue's finished ones.
+    /// Working orders, and a broker venue's finished ones (see `finished`).
     orders: HashMap<IntentId, OrderState>,
+    /// A broker venue's finished orders still in `orders`, by when they finished: kept for
+    /// [`FINISHED_KEPT_NS`], at most [`FINISHED_KEPT_MAX`] of them.
+    finished: VecDeque<(UnixNanos, IntentId)>,
     /// Ids of intents taken whose repeat risk could still pass.
     remembered: RememberedIntents,
     monthly: (i32, u8, Decimal),
@@ -127,6 +138,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             cost: HashMap::new(),
             cost_params: (cfg.cost_forgetting, cfg.cost_huber_k),
             orders: HashMap::new(),
+            finished: VecDeque::new(),
             remembered: RememberedIntents::new(cfg.max_intent_lag_ms.saturating_mul(1_000_000)),
             monthly: (0, 0, Decimal::ZERO),
             cancel_open_on_halt: cfg.cancel_open_on_halt,
@@ -288,6 +300,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             exec_ids: Vec::new(),
             cost_features: None,
             venue_mid: None,
+            finished_at: None,
         };
         match self.risk.check(intent, now) {
             Err(refusal) => {
@@ -389,6 +402,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 exec_ids: Vec::new(),
                 cost_features: None,
                 venue_mid: None,
+                finished_at: None,
             },
         );
         let detail: String = error.chars().take(512).collect();
@@ -539,6 +553,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                     exec_ids: Vec::new(),
                     cost_features: None,
                     venue_mid: r.venue_mid,
+                    finished_at: None,
                 });
                 if let Some(exec_id) = &r.exec_id
                     && !state.exec_ids.contains(exec_id)
@@ -546,6 +561,9 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                     state.exec_ids.push(exec_id.clone());
                 }
                 state.status = r.status;
+                if r.status.is_terminal() && state.finished_at.is_none() {
+                    state.finished_at = Some(env.ts_event);
+                }
                 // An order is first reported sent, without the venue's id.
                 if state.order_id.is_empty() {
                     state.order_id.clone_from(&r.order_id);
@@ -577,6 +595,16 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         self.remembered.forget_passed(|s| risk.mark(s).map(|m| m.ts));
         let (keeps, name) = (self.venue.keeps_orders(), self.venue.name());
         self.orders.retain(|_, o| !o.status.is_terminal() || (keeps && o.venue == name));
+        let mut finished: Vec<(UnixNanos, IntentId)> = self
+            .orders
+            .iter()
+            .filter(|(_, o)| o.status.is_terminal())
+            .map(|(id, o)| (o.finished_at.unwrap_or(now), *id))
+            .collect();
+        finished.sort();
+        self.finished = finished.into();
+        self.forget_finished(now);
+        self.orders.shrink_to_fit();
         if self.venue.keeps_orders() {
             // The venue learns which orders it works from the ledger, so a cancel or a halt
             // reaches them even before its reconciliation names them.
@@ -681,6 +709,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 exec_ids: Vec::new(),
                 cost_features: None,
                 venue_mid: None,
+                finished_at: None,
             },
         );
         Some(cause)
@@ -882,11 +911,33 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
         }
         out.push(self.envelope(id, ts, Some(cause), ExecEvent::Report(report)));
         // A finished order stays tracked only at a broker venue, which can still report a late
-        // execution of it. Refused by risk or finished on the simulated venue, it cannot change
-        // again: its remembered id refuses a repeat until risk would refuse one anyway, so memory
-        // does not grow with every order ever handled.
+        // execution of it, and only as long as it can. Refused by risk or finished on the
+        // simulated venue, it cannot change again: its remembered id refuses a repeat until risk
+        // would refuse one anyway, so memory does not grow with every order ever handled.
         if retire {
             self.orders.remove(&intent_id);
+        } else if let Some(o) = self.orders.get_mut(&intent_id)
+            && o.status.is_terminal()
+            && o.finished_at.is_none()
+        {
+            o.finished_at = Some(ts);
+            self.finished.push_back((ts, intent_id));
+            self.forget_finished(ts);
+        }
+    }
+
+    /// Forgets a broker venue's finished orders older than [`FINISHED_KEPT_NS`] at `now`, and the
+    /// oldest beyond [`FINISHED_KEPT_MAX`]. A late execution of one is then dropped as unknown;
+    /// a repeat of its intent is still refused by its remembered id or by risk.
+    fn forget_finished(&mut self, now: UnixNanos) {
+        while let Some(&(at, id)) = self.finished.front() {
+            if self.finished.len() <= FINISHED_KEPT_MAX && at.0.saturating_add(FINISHED_KEPT_NS) >= now.0 {
+                break;
+            }
+            self.finished.pop_front();
+            if self.orders.get(&id).is_some_and(|o| o.status.is_terminal()) {
+                self.orders.remove(&id);
+            }
         }
     }
 

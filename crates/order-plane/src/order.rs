@@ -66,6 +66,9 @@ pub struct OrderState {
     pub cost_features: Option<(f64, f64)>,
     /// Mid of the venue's book when the order arrived (the simulated venue).
     pub venue_mid: Option<Decimal>,
+    /// When a broker venue's order finished (its first terminal report): it is kept that long
+    /// for a late execution, see `OrderEngine`'s `FINISHED_KEPT_NS`.
+    pub finished_at: Option<UnixNanos>,
 }
 
 impl OrderState {

@@ -138,6 +138,11 @@ async fn start_ibkr(cfg: &AppConfig, shutdown: &CancellationToken) -> Result<Opt
         connected = ::ibkr::connect(&ibkr) => connected,
     };
     let (client, mut notices) = connected.map_err(|e| RunError::Venue { venue: "ibkr", message: e.to_string() })?;
+    if let Err(e) = ::ibkr::connect::check_account(cfg, client.handshake_managed_accounts()) {
+        tracing::error!(error = %e, "IBKR account refused; no order was sent.");
+        client.disconnect().await;
+        return Err(RunError::Refused { venue: "ibkr", message: e.to_string() });
+    }
     let client = Arc::new(client);
     // Connection notices (1100/1101/1102) are for people; the session watches the connection.
     tokio::spawn(async move {

@@ -352,3 +352,31 @@ fn a_live_port_is_refused_before_anything_connects() {
         assert!(stderr.contains("ibkr.port"), "port {port}: {stderr}");
     }
 }
+
+/// Ports say which session was meant; the handshake says which it is. A gateway on a paper port
+/// (here an allowed tunnel port) whose login manages a live account is refused before any order:
+/// exit 78, the account masked, the opt-in named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_account_behind_a_paper_port_is_refused_after_the_handshake() {
+    let broker = Broker::shared();
+    let gw = FakeGateway::start_with("U7654321", 100).await.unwrap();
+    let port = gw.port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-plane"));
+    cmd.current_dir(dir.path())
+        .arg("--config-dir")
+        .arg(repo().join("config"))
+        .env("LOG_DIR", "")
+        .env("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap())
+        .env("ALGOTRADER__KAFKA__TOPIC_PREFIX", unique("acct_"))
+        .env("ORDER_PLANE_PORT", test_support::free_port().to_string())
+        .env("ALGOTRADER__ORDER_PLANE__VENUE", "ibkr")
+        .env("IBKR_PORT", &port)
+        .env("IBKR_ALLOW_PORT", &port)
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("U7… is not a paper account") && !stderr.contains("7654321"), "{stderr}");
+    assert!(!gw.requests().iter().any(|r| matches!(r, Request::PlaceOrder(_))), "no order reached the gateway");
+}

@@ -242,3 +242,47 @@ fn an_order_found_at_ibkr_is_adopted_and_never_sent_again() {
     assert_eq!(e.on_intent(&envelope(SEC, 20, intent(7, dec!(3))), &mut out), IntentOutcome::Duplicate);
     assert!(commands.try_recv().is_err());
 }
+
+/// The IBKR venue kept every finished order for good. A finished order is kept as long as a
+/// reconciliation can report an execution of it (`FINISHED_KEPT_NS`, 8 days), so a run of an
+/// order an hour holds about 193 of them, not every one: a late execution within that time still
+/// counts, one after it is dropped as unknown.
+#[test]
+fn finished_orders_are_kept_only_as_long_as_ib_can_report_a_late_execution() {
+    let (mut e, _commands) = engine();
+    let hour = 3600 * SEC;
+    let quote = Quote {
+        symbol: aapl(),
+        bid_px: Price::new(dec!(99.99)).unwrap(),
+        bid_sz: Quantity::new(dec!(100)).unwrap(),
+        ask_px: Price::new(dec!(100.01)).unwrap(),
+        ask_sz: Quantity::new(dec!(100)).unwrap(),
+    };
+    let execution = |n: u64, exec_id: String, ts: u64| VenueEvent::Fill {
+        intent_id: id(n),
+        px: dec!(100.01),
+        qty: dec!(1),
+        ts: UnixNanos(ts),
+        exec: Some(Execution { exec_id, commission: dec!(1) }),
+        maker: false,
+    };
+    let mut out = Vec::new();
+    let mut most = 0;
+    for n in 1..=400u64 {
+        let ts = n * hour;
+        e.on_market(&envelope(ts, 1, MarketEvent::Quote(quote.clone())), &mut out);
+        assert_eq!(e.on_intent(&envelope(ts, 2, intent(n, dec!(1))), &mut out), IntentOutcome::Placed);
+        let accepted = VenueEvent::Accepted { intent_id: id(n), order_id: n.to_string(), ts: UnixNanos(ts) };
+        e.on_venue(vec![accepted, execution(n, format!("e{n}"), ts)], &mut out);
+        most = most.max(e.tracked_orders());
+    }
+    assert_eq!(reports(&out).iter().filter(|r| r.status == ExecStatus::Filled).count(), 400);
+    // Finished at 208 h..=400 h: within 8 days of the last.
+    assert_eq!((e.tracked_orders(), most), (193, 193));
+    out.clear();
+    let late = e.on_venue(vec![execution(208, "late208".into(), 400 * hour)], &mut out);
+    assert_eq!((late, reports(&out).len()), (VenueApplied::default(), 1), "a late execution within the window counts");
+    let forgotten = e.on_venue(vec![execution(207, "late207".into(), 400 * hour)], &mut out);
+    assert_eq!(forgotten.unknown, 1, "one past it is dropped");
+    assert_eq!(reports(&out).len(), 1);
+}

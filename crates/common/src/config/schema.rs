@@ -149,7 +149,9 @@ pub struct KafkaConfig {
     pub linger_ms: u32,
     /// Largest batch per partition, bytes.
     pub batch_size: u32,
-    /// How long a produce may take, retries included, before it fails.
+    /// How long a produce may take, retries included, before it fails and the plane stops; 0:
+    /// never, a record waits through a broker outage however long (the plane is not ready
+    /// meanwhile, and stops reading its input once the producer's queue is full).
     pub message_timeout_ms: u32,
     /// Consumer group session timeout.
     pub session_timeout_ms: u32,
@@ -172,7 +174,7 @@ impl Default for KafkaConfig {
             compression: "lz4".into(),
             linger_ms: 1,
             batch_size: 262_144,
-            message_timeout_ms: 60_000,
+            message_timeout_ms: 0,
             session_timeout_ms: 10_000,
             max_poll_interval_ms: 300_000,
             fetch_wait_ms: 100,
@@ -379,6 +381,9 @@ pub struct ReplayConfig {
     pub resume: bool,
     /// How often, at most, the replay position is checkpointed.
     pub checkpoint_interval_ms: u64,
+    /// A reader that hands out no row for this long while the pipeline waits for one (a corrupt
+    /// file spinning the decoder, a hung file system) fails the replay: not ready, exit 66.
+    pub stall_timeout_s: u64,
 }
 
 impl Default for ReplayConfig {
@@ -390,6 +395,7 @@ impl Default for ReplayConfig {
             exit_when_done: false,
             resume: true,
             checkpoint_interval_ms: 1000,
+            stall_timeout_s: 30,
         }
     }
 }
@@ -718,10 +724,10 @@ impl AppConfig {
         if k.max_poll_interval_ms < k.session_timeout_ms {
             bad("kafka.max_poll_interval_ms", "must not be below kafka.session_timeout_ms".into());
         }
-        if k.message_timeout_ms < 1_000 || k.message_timeout_ms <= k.linger_ms {
+        if k.message_timeout_ms != 0 && (k.message_timeout_ms < 1_000 || k.message_timeout_ms <= k.linger_ms) {
             bad(
                 "kafka.message_timeout_ms",
-                format!("must be at least 1000 and above kafka.linger_ms, got {}", k.message_timeout_ms),
+                format!("must be 0 (never) or at least 1000 and above kafka.linger_ms, got {}", k.message_timeout_ms),
             );
         }
         if !k.topic_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
@@ -818,6 +824,9 @@ impl AppConfig {
         }
         if d.replay.checkpoint_interval_ms == 0 {
             bad("data_plane.replay.checkpoint_interval_ms", "must be at least 1".into());
+        }
+        if d.replay.stall_timeout_s == 0 {
+            bad("data_plane.replay.stall_timeout_s", "must be at least 1".into());
         }
         if ReplaySpeed::parse(&d.replay.speed).is_none() {
             bad(

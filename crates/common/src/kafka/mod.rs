@@ -109,7 +109,10 @@ pub fn producer_config(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
         .set("linger.ms", cfg.linger_ms.to_string())
         .set("batch.size", cfg.batch_size.to_string())
         .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
-        .set("queue.buffering.max.messages", "1000000");
+        .set("queue.buffering.max.messages", "1000000")
+        // What waits for a broker that does not answer is bounded (64 MiB): past it, sending
+        // waits, and the plane stops reading its input instead of growing without limit.
+        .set("queue.buffering.max.kbytes", "65536");
     c
 }
 
@@ -153,7 +156,7 @@ pub fn consumer(cfg: &KafkaConfig, group_id: &str, client_id: &str) -> Result<St
 }
 
 /// How long a stopping plane waits for its consumer to leave the group.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// A plane's group consumer ([`consumer`]) whose close cannot hold its shutdown for good.
 ///
@@ -703,16 +706,24 @@ pub async fn connect(
     }
 }
 
-/// How long a stopping consumer waits for its in-flight deliveries.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(15);
+/// How long a stopping plane waits for its in-flight deliveries. With [`COMMIT_GRACE`],
+/// [`FLUSH_GRACE`], [`CLOSE_GRACE`] and the HTTP server's grace, a plane stops within 30 s of
+/// being told to, whatever the broker does (a broker that hangs answers none of them).
+pub const DRAIN_GRACE: Duration = Duration::from_secs(8);
+/// How long a stopping consumer waits for its final offset commit.
+pub const COMMIT_GRACE: Duration = Duration::from_secs(4);
+/// How long a stopping plane waits for the producer's last records.
+pub const FLUSH_GRACE: Duration = Duration::from_secs(4);
 
-/// Stops a consumer plane's pipeline in order: wait (at most [`DRAIN_GRACE`]) for every produced
-/// output to be acknowledged, which stores the inputs' offsets, commit them, flush the producer.
-/// Inputs whose outputs were not acknowledged in time are re-read after a restart.
+/// Stops a consumer plane's pipeline in order, each step bounded: wait (at most [`DRAIN_GRACE`])
+/// for every produced output to be acknowledged, which stores the inputs' offsets, commit them
+/// (at most [`COMMIT_GRACE`]), flush the producer (at most [`FLUSH_GRACE`]). What a step did not
+/// finish is not lost: inputs whose offsets were not committed are read again after a restart,
+/// and their outputs published again (consumers drop the repeats by event id).
 pub async fn drain(
     acks: AckQueue<Consumed>,
     ack_task: JoinHandle<Result<u64, BrokerError>>,
-    consumer: &StreamConsumer,
+    consumer: &Arc<GroupConsumer>,
     publisher: &Publisher,
 ) -> Result<(), BrokerError> {
     drop(acks);
@@ -722,6 +733,18 @@ pub async fn drain(
         }
         Err(_) => tracing::warn!("In-flight outputs not acknowledged in time; their inputs will be re-read."),
     }
-    commit_stored(consumer);
-    publisher.flush(Duration::from_secs(10))
+    // A synchronous commit waits for the coordinator however long it takes: on a thread of its
+    // own (not the runtime's blocking pool, whose threads the runtime waits for when it stops).
+    let (consumer, (done_tx, done_rx)) = (Arc::clone(consumer), tokio::sync::oneshot::channel());
+    let committing = std::thread::Builder::new().name("kafka-commit".into()).spawn(move || {
+        commit_stored(&consumer);
+        let _ = done_tx.send(());
+    });
+    if committing.is_ok() && tokio::time::timeout(COMMIT_GRACE, done_rx).await.is_err() {
+        tracing::warn!(
+            "The final offset commit did not finish in time; the last inputs will be re-read after a restart."
+        );
+    }
+    publisher.flush_at_stop();
+    Ok(())
 }

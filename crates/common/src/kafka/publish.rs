@@ -279,6 +279,15 @@ impl Publisher {
     pub fn flush(&self, timeout: Duration) -> Result<(), BrokerError> {
         self.producer.flush(timeout).map_err(BrokerError::Delivery)
     }
+
+    /// At a stop: waits at most [`FLUSH_GRACE`](super::FLUSH_GRACE) for what is enqueued. What
+    /// is not delivered by then is not lost, since nothing after it was acknowledged: its inputs
+    /// are read (or replayed from the checkpoint) again after a restart.
+    pub fn flush_at_stop(&self) {
+        if let Err(e) = self.flush(super::FLUSH_GRACE) {
+            tracing::warn!(error = %e, "Records not delivered at the stop; they are published again after a restart.");
+        }
+    }
 }
 
 /// How long [`AckQueue`] lets inputs gather after handling what was there.
