@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The Grafana dashboard test: every panel uses the provisioned datasource, every metric it names
-exists in a plane's metrics.rs (or is one of the process collector's), and every query, evaluated
-by a real Prometheus scraping a running stack, succeeds and returns data. Without --prometheus
-only the first two checks run (offline). Exits non-zero with every failure listed."""
+exists in a plane's metrics.rs (or is one of the process collector's), the series each Strategy
+Plane instance exports for its own partitions only are summed over the instances, and every query,
+evaluated by a real Prometheus scraping a running stack, succeeds and returns data. With --rules,
+every metric the alert rules name exists too, and with --rule-tests every rule has a unit test.
+Without --prometheus only the offline checks run. Exits non-zero with every failure listed."""
 
 import argparse
 import json
@@ -22,6 +24,14 @@ PROCESS_METRICS = {
     "process_cpu_seconds_total", "process_open_fds", "process_max_fds", "process_virtual_memory_bytes",
     "process_resident_memory_bytes", "process_start_time_seconds", "process_threads",
 }
+# Each Strategy Plane instance exports these for the symbols or partitions it owns only (two
+# instances: two halves), so a panel shows the whole only as a sum over the instances. That the
+# halves add up to the ledger is the system test
+# two_instances_export_each_symbol_once_and_their_sum_is_the_ledger (crates/strategy-plane).
+PER_INSTANCE_SHARE = {"strategy_plane_pnl_total", "strategy_plane_pnl", "strategy_plane_position",
+                      "strategy_plane_fees", "strategy_plane_consumer_lag_records",
+                      "order_plane_consumer_lag_records"}
+SUMMED = r"sum\s*(?:by\s*\((?P<by>[^)]*)\)\s*)?\(\s*{name}\b"
 # Grafana fills $__rate_interval in; 1m holds 12 scrapes at the 5 s interval.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m"}
 
@@ -61,10 +71,37 @@ def static_checks(dashboard, uid, sources):
                 candidates = [name] + [name[: -len(s)] for s in HISTOGRAM_SUFFIXES if name.endswith(s)]
                 if not any(f'"{c}"' in sources for c in candidates):
                     errors.append(f"{ref}: metric {name} is not defined in any crates/*/src/metrics.rs")
+            for name in set(PLANE_METRIC.findall(expr)) & PER_INSTANCE_SHARE:
+                sums = list(re.finditer(SUMMED.format(name=name), expr))
+                if len(sums) != len(re.findall(rf"\b{name}\b", expr)) or any(
+                        "instance" in (m.group("by") or "") for m in sums):
+                    errors.append(f"{ref}: {name} is one instance's share: sum it over the instances "
+                                  f"(sum(...) or sum by (symbol|topic, partition)): {expr}")
             for name in set(PROCESS_METRIC.findall(expr)) - PROCESS_METRICS:
                 errors.append(f"{ref}: metric {name} is not one the process collector exports")
             queries.append((ref, expr))
     return errors, queries
+
+
+def rule_checks(rules_path, tests_path, sources):
+    """Every plane metric an alert rule's expression names is defined; every rule has a test."""
+    errors = []
+    text = open(rules_path, encoding="utf-8").read()
+    # Comments may name metrics that no expression uses (an old name, say).
+    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    alerts = re.findall(r"^\s*-\s*alert:\s*(\S+)", code, re.M)
+    if not alerts:
+        errors.append(f"{rules_path}: no alert rules")
+    for name in sorted(set(PLANE_METRIC.findall(code))):
+        candidates = [name] + [name[: -len(s)] for s in HISTOGRAM_SUFFIXES if name.endswith(s)]
+        if not any(f'"{c}"' in sources for c in candidates):
+            errors.append(f"{rules_path}: metric {name} is not defined in any crates/*/src/metrics.rs")
+    if tests_path:
+        tested = set(re.findall(r"^\s*alertname:\s*(\S+)", open(tests_path, encoding="utf-8").read(), re.M))
+        for alert in alerts:
+            if alert not in tested:
+                errors.append(f"{tests_path}: alert {alert} has no alert_rule_test")
+    return errors, len(alerts)
 
 
 def query(prometheus, expr):
@@ -97,6 +134,8 @@ def main():
     parser.add_argument("--dashboard", required=True)
     parser.add_argument("--datasources", required=True)
     parser.add_argument("--sources", nargs="+", required=True, help="the planes' metrics.rs files")
+    parser.add_argument("--rules", help="the Prometheus alert rules file")
+    parser.add_argument("--rule-tests", help="its promtool unit tests")
     parser.add_argument("--prometheus", help="base URL of a Prometheus scraping the stack; without it, "
                         "only the offline checks run")
     parser.add_argument("--jobs", nargs="+", default=["data-plane", "strategy-plane", "order-plane"])
@@ -108,11 +147,16 @@ def main():
     # A name in a file's tests (one asserting that an old name is gone, say) defines nothing.
     sources = "".join(open(p, encoding="utf-8").read().split("#[cfg(test)]")[0] for p in args.sources)
     errors, queries = static_checks(dashboard, uid, sources)
+    rules = 0
+    if args.rules:
+        rule_errors, rules = rule_checks(args.rules, args.rule_tests, sources)
+        errors += rule_errors
     if errors:
         print("\n".join(errors), file=sys.stderr)
         return 1
     if not args.prometheus:
-        print(f"dashboard: {len(queries)} queries name known metrics, all on datasource {uid!r} (not evaluated)")
+        print(f"dashboard: {len(queries)} queries name known metrics, all on datasource {uid!r} (not evaluated); "
+              f"{rules} alert rules name known metrics{' and have tests' if args.rule_tests else ''}")
         return 0
 
     deadline = time.monotonic() + args.timeout

@@ -32,11 +32,13 @@ echo "${#scripts[@]} scripts clean: ${scripts[*]}"
 step "hadolint docker/Dockerfile"
 hadolint docker/Dockerfile
 
-step "dashboard: datasources and metric names, offline (the queries are evaluated on the stack below)"
+step "dashboard and alert rules: datasources, metric names, sums over Strategy Plane instances, a test per rule, offline (the queries are evaluated on the stack below)"
 python3 docker/tests/dashboard_check.py \
     --dashboard docker/grafana/dashboards/algotrader-overview.json \
     --datasources docker/grafana/provisioning/datasources/prometheus.yml \
-    --sources crates/*/src/metrics.rs
+    --sources crates/*/src/metrics.rs \
+    --rules docker/prometheus/alerts.yml \
+    --rule-tests docker/prometheus/alerts_test.yml
 
 WORK="$(mktemp -d)"
 STACK_UP=""

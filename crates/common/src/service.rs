@@ -130,7 +130,7 @@ pub fn main<E: Display + ExitStatus>(
         println!("{plane}: configuration OK");
         return ExitCode::SUCCESS;
     }
-    let _log_guard = match crate::telemetry::init(&cfg.log.level, &cfg.log.dir, plane) {
+    let _log_guard = match crate::telemetry::init(&cfg.log, plane) {
         Ok(guard) => guard,
         Err(e) => return fail(&e, crate::EXIT_CONFIG),
     };

@@ -209,6 +209,54 @@ async fn the_backlog_counts_what_is_not_read_yet_not_what_is_committed() {
     assert_eq!(backlog(Arc::clone(&consumer)).await.get(&input), Some(&0));
 }
 
+/// Consumer lag is the broker's end offset less the group's committed offset, per partition,
+/// whatever the consumer has read beyond it: with 50 records on the partition, 40 read and 20
+/// committed, the gauge shows 30 (and the backlog 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lag_gauge_is_the_end_less_the_committed_offset() {
+    let broker = Broker::shared();
+    let cfg = KafkaConfig { bootstrap_servers: broker.bootstrap(), partitions: 1, ..KafkaConfig::default() };
+    let input = unique("lag_");
+    kafka::ensure_topics(&cfg, std::slice::from_ref(&input)).await.unwrap();
+    let producer = kafka::producer(&cfg, "test").unwrap();
+    for i in 0..50 {
+        let payload = i.to_string();
+        producer
+            .send(FutureRecord::<str, str>::to(&input).key("k").payload(&payload), Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    let consumer = Arc::new(kafka::GroupConsumer::new(&cfg, &unique("group_"), "lag").unwrap());
+    consumer.subscribe(&[&input]).unwrap();
+    for _ in 0..40 {
+        next(&consumer).await;
+    }
+    // Everything up to offset 19 processed: the group commits 20.
+    consumer.store_offset(&input, 0, 19).unwrap();
+    kafka::commit_stored(&consumer);
+
+    let lag = prometheus::IntGaugeVec::new(prometheus::Opts::new("lag", "lag"), &["topic", "partition"]).unwrap();
+    let backlog = prometheus::IntGaugeVec::new(prometheus::Opts::new("backlog", "backlog"), &["topic"]).unwrap();
+    let gauges = kafka::OffsetGauges { lag: lag.clone(), backlog: Some(backlog.clone()) };
+    let task = kafka::spawn_offset_gauges(
+        Arc::clone(&consumer),
+        gauges,
+        vec![(input.clone(), "input")],
+        Duration::from_millis(100),
+    );
+    let measured = tokio::task::spawn_blocking(move || {
+        test_support::wait_for(Duration::from_secs(30), "the lag gauge", || {
+            let at = lag.get_metric_with_label_values(&["input", "0"]).ok()?.get();
+            (at != 0).then_some(at)
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(measured, 30, "end 50 less committed 20");
+    assert_eq!(backlog.with_label_values(&["input"]).get(), 10, "end 50 less position 40");
+    task.abort();
+}
+
 /// A restarted plane reads back the records just before where its group resumes, partition by
 /// partition, to rebuild what it had learned; nothing of the group moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,40 @@ const MALFORMED_LOGGED: u64 = 100;
 /// How often the watchdog looks at the replay reader's progress.
 const WATCH_TICK: Duration = Duration::from_secs(1);
 
+/// Wall time between two replay progress lines in the log.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// How far the input had been read when a batch was cut: its share of the pass, and the pass.
+#[derive(Debug, Clone, Copy)]
+struct ReadUpTo {
+    share: f64,
+    pass: u32,
+}
+
+/// Logs the replay's progress every [`PROGRESS_EVERY`]: rows done, share of the input, rate.
+struct ProgressLog {
+    since: Instant,
+    rows_then: u64,
+}
+
+impl ProgressLog {
+    fn new(rows: u64) -> Self {
+        Self { since: Instant::now(), rows_then: rows }
+    }
+
+    /// `rows` of the input are done (every pass counted), which were read up to `read`.
+    fn tick(&mut self, rows: u64, read: ReadUpTo) {
+        let elapsed = self.since.elapsed();
+        if elapsed < PROGRESS_EVERY {
+            return;
+        }
+        let events_per_s = (rows.saturating_sub(self.rows_then) as f64 / elapsed.as_secs_f64()).round();
+        let percent = (read.share * 1000.0).round() / 10.0;
+        tracing::info!(rows, percent, pass = read.pass + 1, events_per_s, "Replay progress.");
+        *self = Self::new(rows);
+    }
+}
+
 /// Why the Data Plane stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -226,7 +260,7 @@ async fn replay(
 
     let progress = replay.progress();
     let files = replay.files().to_vec();
-    let (batch_tx, mut batch_rx) = mpsc::channel::<Vec<Item>>(16);
+    let (batch_tx, mut batch_rx) = mpsc::channel::<(Vec<Item>, ReadUpTo)>(16);
     let reader = std::thread::Builder::new()
         .name("replay-reader".into())
         .spawn(move || read_batches(replay, &batch_tx))
@@ -250,6 +284,7 @@ async fn replay(
     let mut malformed = 0u64;
     let mut last_seq = resume.position.saturating_sub(1);
     let mut interrupted = false;
+    let mut progress_log = ProgressLog::new(resume.position);
     // A delivery failed: the ack task holds the error. The input did not end, so the open windows
     // must not be closed and published cut short.
     let mut failed = false;
@@ -272,7 +307,7 @@ async fn replay(
                 break 'input;
             }
         };
-        let Some(batch) = batch else { break };
+        let Some((batch, read)) = batch else { break };
         for item in batch {
             // Rows before the checkpoint went out before the restart: rebuild the core's state
             // from them, publish nothing.
@@ -317,6 +352,8 @@ async fn replay(
                     () = shutdown.cancelled() => { interrupted = true; break 'input; }
                     () = tokio::time::sleep_until(at) => {}
                 }
+                // A paced batch can take longer than the progress interval.
+                progress_log.tick(last_seq + 1, read);
             }
             // Asked here, and polled below only when publishing waits: polling a cancellation
             // future registers a waiter under a lock, which per row is a cost.
@@ -338,6 +375,7 @@ async fn replay(
             }
         }
         metrics.stale_symbols.set(i64::try_from(core.stale_symbols()).unwrap_or(i64::MAX));
+        progress_log.tick(last_seq + 1, read);
     }
     drop(batch_rx);
     // The channel closes when the reader ends, normally or by panicking; only the former is the
@@ -448,23 +486,27 @@ pub(crate) async fn publish(
     Ok(acks.push(Pending { seq, finished, produced_at: Instant::now(), market, ofi }, publisher.sent()).await)
 }
 
-fn read_batches(replay: Replay, tx: &mpsc::Sender<Vec<Item>>) {
+fn read_batches(mut replay: Replay, tx: &mpsc::Sender<(Vec<Item>, ReadUpTo)>) {
     let progress = replay.progress();
-    let send = |batch: Vec<Item>| {
+    let send = |batch: Vec<Item>, read: ReadUpTo| {
         progress.set_waiting(true);
-        let sent = tx.blocking_send(batch).is_ok();
+        let sent = tx.blocking_send((batch, read)).is_ok();
         progress.set_waiting(false);
         sent
     };
     let mut batch = Vec::with_capacity(BATCH);
-    for item in replay {
+    while let Some(item) = replay.next() {
         batch.push(item);
-        if batch.len() == BATCH && !send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))) {
-            return;
+        if batch.len() == BATCH {
+            let read = ReadUpTo { share: replay.share_read(), pass: replay.pass() };
+            if !send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)), read) {
+                return;
+            }
         }
     }
     if !batch.is_empty() {
-        send(batch);
+        let read = ReadUpTo { share: 1.0, pass: replay.pass().saturating_sub(1) };
+        send(batch, read);
     }
 }
 

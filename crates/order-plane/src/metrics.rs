@@ -64,6 +64,8 @@ pub struct Metrics {
     /// Records on the broker not read yet (end offset less position), by input topic. The
     /// group's committed market offsets stay behind this on purpose: see docs/architecture.md.
     pub input_backlog: IntGaugeVec,
+    /// The group's consumer lag (end offset less committed offset), by input topic and partition.
+    pub consumer_lag: IntGaugeVec,
     /// What the fills cost so far, quote currency, by symbol and component (`delay`,
     /// `spread_impact`, `fees`); signed, so a gauge.
     pub execution_cost: GaugeVec,
@@ -164,6 +166,13 @@ impl Metrics {
                 ),
                 &["topic"],
             )?,
+            consumer_lag: IntGaugeVec::new(
+                Opts::new(
+                    "order_plane_consumer_lag_records",
+                    "The consumer group's lag: end offset less committed offset, by input topic and assigned partition.",
+                ),
+                &["topic", "partition"],
+            )?,
             remembered_intents: IntGauge::new(
                 "order_plane_remembered_intents",
                 "Intent ids held in memory to refuse a repeat, until risk would refuse one anyway.",
@@ -203,6 +212,7 @@ impl Metrics {
         r.register(Box::new(m.remembered_intents.clone()))?;
         r.register(Box::new(m.held_intents.clone()))?;
         r.register(Box::new(m.input_backlog.clone()))?;
+        r.register(Box::new(m.consumer_lag.clone()))?;
         r.register(Box::new(m.execution_cost.clone()))?;
         // Series exist from the start, so dashboards show 0 rather than "no data".
         m.duplicates.with_label_values(&[common::topics::MARKET_EVENTS]);

@@ -304,9 +304,9 @@ async fn serve(
         AckQueue::spawn(4096, publisher.deliveries().clone(), kafka::store_offsets(Arc::clone(&consumer)));
     health.set_working(true);
     let checker = http::spawn_broker_check(Arc::clone(publisher.producer()), Arc::clone(health));
-    let backlog = kafka::spawn_backlog_gauge(
+    let offsets = kafka::spawn_offset_gauges(
         Arc::clone(&consumer),
-        metrics.input_backlog.clone(),
+        kafka::OffsetGauges { lag: metrics.consumer_lag.clone(), backlog: Some(metrics.input_backlog.clone()) },
         vec![(intent_topic.to_string(), ORDER_INTENTS), (market_topic.to_string(), MARKET_EVENTS)],
         Duration::from_secs(2),
     );
@@ -465,7 +465,7 @@ async fn serve(
         }
     }
     health.set_working(false);
-    backlog.abort();
+    offsets.abort();
     kafka::drain(acks, ack_task, &consumer, &publisher).await?;
     checker.abort();
     stop_session(session, &mut engine, metrics, &mut publisher, &mut intents).await?;

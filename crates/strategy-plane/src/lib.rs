@@ -7,12 +7,14 @@
 //! - [`optimizer`]: the constrained mean-variance problem with trading costs, solved by Clarabel.
 //! - [`covariance`]: EWMA covariance of window returns.
 //! - [`engine`]: the synchronous core: decisions and order intents.
+//! - [`ownership`]: which symbols this instance exports, from its assigned partitions.
 //! - [`metrics`], [`run`]: the async shell and its metrics.
 
 pub mod covariance;
 pub mod engine;
 pub mod metrics;
 pub mod optimizer;
+pub mod ownership;
 pub mod positions;
 pub mod run;
 pub mod signals;

@@ -1,7 +1,8 @@
 //! The Strategy Plane's Prometheus metrics, in a registry of their own. Per-symbol series are
-//! bounded by the configured instruments.
+//! bounded by the configured instruments, and exported only for the symbols this instance owns
+//! ([`crate::ownership`]): summed over the instances, each symbol counts once.
 
-use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Every metric the Strategy Plane exports.
 #[derive(Clone)]
@@ -26,7 +27,7 @@ pub struct Metrics {
     pub unknown_symbol: IntCounter,
     /// Exec reports for intents this plane did not issue.
     pub unknown_intent: IntCounter,
-    /// Realized + unrealized − fees, all symbols.
+    /// Realized + unrealized − fees, over the symbols this instance owns.
     pub pnl_total: Gauge,
     /// Position (quantity), by symbol.
     pub position: GaugeVec,
@@ -44,6 +45,8 @@ pub struct Metrics {
     pub halted: IntGauge,
     /// Partitions this instance is assigned (across its input topics).
     pub assigned_partitions: IntGauge,
+    /// The group's consumer lag (end offset less committed offset), by input topic and partition.
+    pub consumer_lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -79,8 +82,11 @@ impl Metrics {
                 "strategy_plane_unknown_intent_total",
                 "Exec reports for intents this plane did not issue.",
             )?,
-            pnl_total: Gauge::new("strategy_plane_pnl_total", "Realized plus unrealized PnL minus fees, all symbols.")?,
-            position: vec("strategy_plane_position", "Position quantity.", &["symbol"])?,
+            pnl_total: Gauge::new(
+                "strategy_plane_pnl_total",
+                "Realized plus unrealized PnL minus fees, over the symbols this instance owns.",
+            )?,
+            position: vec("strategy_plane_position", "Position quantity, by symbol this instance owns.", &["symbol"])?,
             pnl: vec("strategy_plane_pnl", "PnL by symbol.", &["symbol"])?,
             fees: vec("strategy_plane_fees", "Fees paid by symbol.", &["symbol"])?,
             r2_contemporaneous: vec(
@@ -103,6 +109,13 @@ impl Metrics {
                 "strategy_plane_assigned_partitions",
                 "Input partitions assigned to this instance by the consumer group.",
             )?,
+            consumer_lag: IntGaugeVec::new(
+                Opts::new(
+                    "strategy_plane_consumer_lag_records",
+                    "The consumer group's lag: end offset less committed offset, by input topic and assigned partition.",
+                ),
+                &["topic", "partition"],
+            )?,
         };
         let r = &m.registry;
         r.register(Box::new(m.messages_processed.clone()))?;
@@ -123,6 +136,7 @@ impl Metrics {
         r.register(Box::new(m.signal_coefficient.clone()))?;
         r.register(Box::new(m.halted.clone()))?;
         r.register(Box::new(m.assigned_partitions.clone()))?;
+        r.register(Box::new(m.consumer_lag.clone()))?;
         Ok(m)
     }
 }

@@ -3,7 +3,7 @@
 //! `ofi_events`, `market_events` and `exec_reports`, run the core, publish `order_intents`, and
 //! store offsets once the intents are on the broker.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Counters, StrategyEngine};
 use crate::metrics::Metrics;
+use crate::ownership::Ownership;
 use crate::signals::SIGNALS;
 
 /// Why the plane stopped with an error.
@@ -76,6 +77,8 @@ async fn serve(
     health.set_broker_reachable(true);
     let source = Arc::new(Source { plane: "strategy-plane".into(), instance: instance.into() });
     let mut engine = StrategyEngine::new(cfg, source, SystemClock);
+    let mut owned = Ownership::default();
+    let mut exported = BTreeSet::new();
 
     // Positions first: no decision before every past fill is known.
     let (kafka_cfg, ledger) = (cfg.kafka.clone(), cfg.kafka.topic(EXEC_REPORTS));
@@ -89,7 +92,12 @@ async fn serve(
     for r in &records {
         complete.insert(r.partition, r.offset + 1);
         match codec::decode::<ExecEvent>(&r.payload) {
-            Ok(env) => engine.on_exec(&env, false, &mut Vec::new()),
+            Ok(env) => {
+                if let ExecEvent::Report(report) = &env.payload {
+                    owned.saw_exec(&report.symbol, r.partition);
+                }
+                engine.on_exec(&env, false, &mut Vec::new());
+            }
             Err(e) => {
                 let at = Consumed {
                     topic: Arc::from(cfg.kafka.topic(EXEC_REPORTS)),
@@ -116,7 +124,11 @@ async fn serve(
     };
     for r in &windows {
         match codec::decode::<OfiEvent>(&r.payload) {
-            Ok(env) => engine.warm(&env),
+            Ok(env) => {
+                let OfiEvent::Window(w) = &env.payload;
+                owned.saw_ofi(&w.symbol, r.partition);
+                engine.warm(&env);
+            }
             Err(e) => {
                 let at = Consumed {
                     topic: Arc::from(cfg.kafka.topic(OFI_EVENTS)),
@@ -128,7 +140,7 @@ async fn serve(
         }
     }
     let mut seen = engine.counters();
-    update_gauges(metrics, cfg, &engine);
+    update_gauges(metrics, cfg, &engine, &owned, &mut exported);
     tracing::info!(windows = windows.len(), "Signals and covariance rebuilt from ofi_events.");
 
     let consumer = Arc::new(kafka::GroupConsumer::new(&cfg.kafka, &group, &client_id)?);
@@ -142,15 +154,24 @@ async fn serve(
         AckQueue::spawn(4096, publisher.deliveries().clone(), kafka::store_offsets(Arc::clone(&consumer)));
     health.set_working(true);
     let checker = http::spawn_broker_check(Arc::clone(publisher.producer()), Arc::clone(health));
+    let lag = kafka::spawn_offset_gauges(
+        Arc::clone(&consumer),
+        kafka::OffsetGauges { lag: metrics.consumer_lag.clone(), backlog: None },
+        names.iter().zip(inputs).map(|(name, base)| (name.to_string(), base)).collect(),
+        Duration::from_secs(2),
+    );
     let mut out = Vec::new();
     let mut assignment_check = tokio::time::interval(Duration::from_secs(1));
     // An instance that owns every partition waits for every configured instrument before each
-    // decision; instances that share them wait for the symbols they see.
-    let ofi_partitions = {
-        let (c, topic) = (Arc::clone(&consumer), Arc::clone(&names[0]));
+    // decision, and exports every one; instances that share them wait for the symbols they see.
+    let partition_counts = {
+        let (c, ofi, exec) = (Arc::clone(&consumer), Arc::clone(&names[0]), Arc::clone(&names[2]));
         tokio::task::spawn_blocking(move || {
-            let metadata = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).ok()?;
-            metadata.topics().first().map(|t| t.partitions().len())
+            let count = |topic: &str| {
+                let metadata = c.fetch_metadata(Some(topic), Duration::from_secs(10)).ok()?;
+                metadata.topics().first().map(|t| t.partitions().len())
+            };
+            Some((count(&ofi)?, count(&exec)?))
         })
         .await
         .ok()
@@ -170,12 +191,22 @@ async fn serve(
                 let assignment = consumer.assignment().ok();
                 let assigned = assignment.as_ref().map_or(0, |a| a.count());
                 metrics.assigned_partitions.set(i64::try_from(assigned).unwrap_or(i64::MAX));
+                let partitions = |topic: &str| -> Vec<i32> {
+                    assignment.as_ref().map(|a| a.elements_for_topic(topic).iter().map(|e| e.partition()).collect())
+                        .unwrap_or_default()
+                };
+                let (ofi, exec) = (partitions(&names[0]), partitions(&names[2]));
+                let all = partition_counts.is_some_and(|(o, e)| ofi.len() >= o && exec.len() >= e);
                 // Nothing is read without an assignment: keep the last answer until there is one.
-                if let (Some(total), Some(a)) = (ofi_partitions, &assignment)
+                if let (Some((total, _)), Some(a)) = (partition_counts, &assignment)
                     && a.count() > 0
                 {
-                    engine.expect_all(a.elements_for_topic(&names[0]).len() >= total);
+                    engine.expect_all(ofi.len() >= total);
                 }
+                // Exported, unlike the above, as assigned now: while a rebalance hands partitions
+                // over, no instance owns them, rather than two.
+                owned.assign(ofi, exec, all);
+                update_gauges(metrics, cfg, &engine, &owned, &mut exported);
                 continue;
             }
             msg = consumer.recv() => msg,
@@ -194,7 +225,11 @@ async fn serve(
         processed[input].inc();
         match base {
             OFI_EVENTS => match codec::decode::<OfiEvent>(payload) {
-                Ok(env) => engine.on_ofi(&env, &mut out),
+                Ok(env) => {
+                    let OfiEvent::Window(w) = &env.payload;
+                    owned.saw_ofi(&w.symbol, msg.partition());
+                    engine.on_ofi(&env, &mut out);
+                }
                 Err(e) => decode_error(metrics, base, &at, &e),
             },
             MARKET_EVENTS => match codec::decode::<MarketEvent>(payload) {
@@ -216,6 +251,11 @@ async fn serve(
                     };
                     let envs: Vec<_> =
                         history.iter().filter_map(|r| codec::decode::<ExecEvent>(&r.payload).ok()).collect();
+                    for env in &envs {
+                        if let ExecEvent::Report(report) = &env.payload {
+                            owned.saw_exec(&report.symbol, partition);
+                        }
+                    }
                     engine.take_over(&envs);
                     tracing::info!(
                         partition,
@@ -225,7 +265,12 @@ async fn serve(
                 }
                 complete.insert(msg.partition(), msg.offset() + 1);
                 match codec::decode::<ExecEvent>(payload) {
-                    Ok(env) => engine.on_exec(&env, true, &mut out),
+                    Ok(env) => {
+                        if let ExecEvent::Report(report) = &env.payload {
+                            owned.saw_exec(&report.symbol, msg.partition());
+                        }
+                        engine.on_exec(&env, true, &mut out);
+                    }
                     Err(e) => decode_error(metrics, base, &at, &e),
                 }
             }
@@ -251,7 +296,7 @@ async fn serve(
         }
         seen = hot.mirror(metrics, seen, engine.counters());
         if base != MARKET_EVENTS {
-            update_gauges(metrics, cfg, &engine);
+            update_gauges(metrics, cfg, &engine, &owned, &mut exported);
         }
         let pushed = tokio::select! {
             biased;
@@ -263,6 +308,7 @@ async fn serve(
         }
     }
     health.set_working(false);
+    lag.abort();
     kafka::drain(acks, ack_task, &consumer, &publisher).await?;
     checker.abort();
     tracing::info!("Strategy Plane stopped; offsets committed.");
@@ -300,17 +346,37 @@ impl HotCounters {
     }
 }
 
-fn update_gauges(metrics: &Metrics, cfg: &AppConfig, engine: &Engine) {
+/// Sets the per-symbol gauges of the symbols this instance owns, and the portfolio PnL as their
+/// sum; removes the series of a symbol it no longer owns (`exported` holds those it has), since a
+/// frozen copy beside the owner's would count the position twice in a sum over instances.
+fn update_gauges(
+    metrics: &Metrics,
+    cfg: &AppConfig,
+    engine: &Engine,
+    owned: &Ownership,
+    exported: &mut BTreeSet<Symbol>,
+) {
     let f = |d: rust_decimal::Decimal| d.to_f64().unwrap_or(0.0);
     let book = engine.book();
-    metrics.pnl_total.set(f(book.total_pnl()));
     metrics.halted.set(i64::from(engine.halted()));
+    let mut pnl_total = rust_decimal::Decimal::ZERO;
     for inst in &cfg.instruments {
         let Ok(symbol) = Symbol::new(&inst.symbol) else { continue };
         let label = [symbol.as_str()];
+        if !owned.owns(&symbol) {
+            if exported.remove(&symbol) {
+                remove_symbol(metrics, &symbol);
+            }
+            continue;
+        }
+        if !exported.contains(&symbol) {
+            exported.insert(symbol.clone());
+        }
         let p = book.position(&symbol);
+        let pnl = book.pnl(&symbol);
+        pnl_total = pnl_total.saturating_add(pnl);
         metrics.position.with_label_values(&label).set(f(p.qty));
-        metrics.pnl.with_label_values(&label).set(f(book.pnl(&symbol)));
+        metrics.pnl.with_label_values(&label).set(f(pnl));
         metrics.fees.with_label_values(&label).set(f(p.fees));
         if let Some(s) = engine.signals(&symbol) {
             metrics.r2_contemporaneous.with_label_values(&label).set(s.contemporaneous.r_squared());
@@ -319,5 +385,17 @@ fn update_gauges(metrics: &Metrics, cfg: &AppConfig, engine: &Engine) {
                 metrics.signal_coefficient.with_label_values(&[symbol.as_str(), name]).set(beta);
             }
         }
+    }
+    metrics.pnl_total.set(f(pnl_total));
+}
+
+/// Removes every per-symbol series of `symbol`; a series never set is no error.
+fn remove_symbol(metrics: &Metrics, symbol: &Symbol) {
+    let label = [symbol.as_str()];
+    for gauge in [&metrics.position, &metrics.pnl, &metrics.fees, &metrics.r2_contemporaneous, &metrics.r2_predictive] {
+        let _ = gauge.remove_label_values(&label);
+    }
+    for name in SIGNALS {
+        let _ = metrics.signal_coefficient.remove_label_values(&[symbol.as_str(), name]);
     }
 }

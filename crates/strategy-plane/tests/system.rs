@@ -167,6 +167,34 @@ async fn learned(addr: SocketAddr, symbols: &[String]) -> BTreeMap<String, Optio
     series.map(|name| (name.clone(), metric(&body, &name))).collect()
 }
 
+/// Waits until the instance at `addr` is assigned `n` input partitions.
+async fn wait_assigned(addr: SocketAddr, n: i32) {
+    tokio::task::spawn_blocking(move || {
+        wait_for(Duration::from_secs(60), "the partitions assigned", || {
+            let (_, body) = http_get(addr, "/metrics").ok()?;
+            (metric(&body, "strategy_plane_assigned_partitions")? == f64::from(n)).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+}
+
+/// Every sample of `name` in the `/metrics` body of `addr`, by its label set as exposed.
+async fn samples(addr: SocketAddr, name: &'static str) -> BTreeMap<String, f64> {
+    labelled(&http_get_async(addr).await, name)
+}
+
+/// Every sample of `name` in `body`, by its label set as exposed.
+fn labelled(body: &str, name: &str) -> BTreeMap<String, f64> {
+    body.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let (labels, value) = rest.rsplit_once("} ")?;
+            Some((labels.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
 async fn start_strategy(
     cfg: &AppConfig,
 ) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<Result<(), strategy_plane::run::RunError>>) {
@@ -244,6 +272,8 @@ async fn a_restarted_strategy_plane_rebuilds_the_ledger_positions_and_its_signal
     stop.cancel();
     strategy.await.unwrap().unwrap();
     let (addr, stop, strategy) = start_strategy(&cfg).await;
+    // Positions are exported once the group says which symbols are this instance's.
+    wait_assigned(addr, 3 * cfg.kafka.partitions).await;
     let after = positions(addr, &symbols).await;
     assert_eq!(after, before, "positions after the restart");
     assert_eq!(learned(addr, &symbols).await, fits, "signals after the restart");
@@ -302,6 +332,137 @@ async fn two_instances_split_the_symbols_and_never_trade_the_same_one() {
     b_stop.cancel();
     a_task.await.unwrap().unwrap();
     b_task.await.unwrap().unwrap();
+}
+
+/// Two instances share the symbols and trade against the Order Plane. Each exports the positions,
+/// PnL and consumer lag of its own partitions only: every symbol shows in exactly one instance's
+/// `/metrics`, and summing the two instances' series gives each symbol's ledger position once
+/// (what the dashboard's `sum` panels show).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_export_each_symbol_once_and_their_sum_is_the_ledger() {
+    let broker = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let (fixture, _) = spot_fixture(dir.path(), ROWS);
+    let mut cfg = config(broker, &fixture, "sum_", "unused");
+    cfg.kafka.partitions = 4;
+    cfg.strategy_plane.limit_share = 0.5;
+    cfg.data_plane.replay.speed = "20x".into();
+    cfg.data_plane.replay.exit_when_done = true;
+    let symbols: Vec<String> = cfg.instruments.iter().map(|i| i.symbol.clone()).collect();
+
+    let (mut a_cfg, mut b_cfg) = (cfg.clone(), cfg.clone());
+    a_cfg.app.instance_id = "strategy-a".into();
+    b_cfg.app.instance_id = "strategy-b".into();
+    let (a, a_stop, a_task) = start_strategy(&a_cfg).await;
+    let (b, b_stop, b_task) = start_strategy(&b_cfg).await;
+    let total = 3 * cfg.kafka.partitions as usize;
+    tokio::task::spawn_blocking(move || {
+        wait_for(Duration::from_secs(90), "the group to split the partitions", || {
+            let count = |addr| metric(&http_get(addr, "/metrics").ok()?.1, "strategy_plane_assigned_partitions");
+            let (x, y) = (count(a)?, count(b)?);
+            (x > 0.0 && y > 0.0 && (x + y) as usize == total).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    let order_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let order_addr = order_listener.local_addr().unwrap();
+    let order_stop = CancellationToken::new();
+    let order = tokio::spawn(order_plane::run::run(cfg.clone(), order_listener, order_stop.clone()));
+    // Consuming before the replay starts, or it reads intents before their quotes (stale).
+    tokio::task::spawn_blocking(move || {
+        wait_for(Duration::from_secs(60), "order plane assigned", || {
+            let (_, body) = http_get(order_addr, "/metrics").ok()?;
+            (metric(&body, "order_plane_assigned_partitions")? > 0.0).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    let data_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    data_plane::run(cfg.clone(), data_listener, CancellationToken::new()).await.unwrap();
+
+    let symbol_label = |s: &String| format!("symbol=\"{s}\"");
+    let (mut want, mut got) = (BTreeMap::new(), BTreeMap::new());
+    for _ in 0..900 {
+        want = ledger(&cfg).await;
+        let (pa, pb) = (samples(a, "strategy_plane_position").await, samples(b, "strategy_plane_position").await);
+        got = symbols
+            .iter()
+            .map(|s| {
+                let label = symbol_label(s);
+                (s.clone(), pa.get(&label).copied().unwrap_or(0.0) + pb.get(&label).copied().unwrap_or(0.0))
+            })
+            .collect();
+        if symbols.iter().all(|s| got[s] == want.get(s).copied().unwrap_or(0.0)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(want.values().any(|q| *q != 0.0), "something was held: {want:?}");
+    for s in &symbols {
+        assert_eq!(
+            got[s],
+            want.get(s).copied().unwrap_or(0.0),
+            "{s}: the instances' positions summed, against the ledger"
+        );
+    }
+
+    let mut pnl_sum = 0.0;
+    let mut owners: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for (addr, name) in [(a, "strategy-a"), (b, "strategy-b")] {
+        // One scrape: the gauges move between two (marks arrive after the last window).
+        let body = http_get_async(addr).await;
+        let pnl = labelled(&body, "strategy_plane_pnl");
+        for family in ["strategy_plane_position", "strategy_plane_pnl", "strategy_plane_fees"] {
+            let labels: Vec<String> = labelled(&body, family).into_keys().collect();
+            let want: Vec<String> = pnl.keys().cloned().collect();
+            assert_eq!(labels, want, "{name}: {family} and strategy_plane_pnl name the same symbols");
+        }
+        for s in &symbols {
+            if pnl.contains_key(&symbol_label(s)) {
+                owners.entry(s.clone()).or_default().push(name);
+            }
+        }
+        let total = metric(&body, "strategy_plane_pnl_total").unwrap();
+        let by_symbol: f64 = pnl.values().sum();
+        assert!((total - by_symbol).abs() < 1e-6, "{name}: pnl_total {total} is its symbols' PnL {by_symbol}");
+        pnl_sum += total;
+    }
+    for s in &symbols {
+        assert_eq!(owners.get(s).map(Vec::len), Some(1), "{s} is exported by {:?}", owners.get(s));
+    }
+    let exporters: std::collections::BTreeSet<&str> = owners.values().flatten().copied().collect();
+    assert_eq!(exporters.len(), 2, "both instances own a symbol: {owners:?}");
+    println!("symbol → exporting instance: {owners:?}; portfolio PnL {pnl_sum}");
+
+    // The lag of each input partition, likewise, comes from the one instance assigned it.
+    let mut lags = samples(a, "strategy_plane_consumer_lag_records").await;
+    for _ in 0..100 {
+        let (la, lb) = (
+            samples(a, "strategy_plane_consumer_lag_records").await,
+            samples(b, "strategy_plane_consumer_lag_records").await,
+        );
+        let shared = la.keys().filter(|k| lb.contains_key(*k)).count();
+        assert_eq!(shared, 0, "a partition's lag exported twice: {la:?} {lb:?}");
+        lags = la.into_iter().chain(lb).collect();
+        if lags.len() == total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(lags.len(), total, "every input partition's lag: {lags:?}");
+
+    order_stop.cancel();
+    order.await.unwrap().unwrap();
+    a_stop.cancel();
+    b_stop.cancel();
+    a_task.await.unwrap().unwrap();
+    b_task.await.unwrap().unwrap();
+}
+
+/// The `/metrics` body of `addr`.
+async fn http_get_async(addr: SocketAddr) -> String {
+    tokio::task::spawn_blocking(move || http_get(addr, "/metrics").unwrap().1).await.unwrap()
 }
 
 /// Two instances share the symbols; one is killed mid-replay (no shutdown, no commit) and the

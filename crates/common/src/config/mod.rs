@@ -22,6 +22,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("INSTANCE_ID", "app.instance_id"),
     ("LOG_LEVEL", "log.level"),
     ("LOG_DIR", "log.dir"),
+    ("LOG_FORMAT", "log.format"),
+    ("LOG_RETENTION_DAYS", "log.retention_days"),
     ("KAFKA_BOOTSTRAP_SERVERS", "kafka.bootstrap_servers"),
     ("KAFKA_TOPIC_PARTITIONS", "kafka.partitions"),
     ("KAFKA_TOPIC_PREFIX", "kafka.topic_prefix"),

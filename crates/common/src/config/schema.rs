@@ -64,11 +64,24 @@ pub struct LogConfig {
     pub level: String,
     /// Folder for log files; empty disables file logging.
     pub dir: PathBuf,
+    /// `text` (human-readable lines) or `json` (one JSON object per line, for a log shipper);
+    /// any case. Stdout and the files alike.
+    pub format: String,
+    /// Daily log files kept in `dir`, today's included; older ones are deleted at start-up and
+    /// at each day's rotation. At least 1.
+    pub retention_days: usize,
+}
+
+impl LogConfig {
+    /// Whether `format` asks for JSON lines.
+    pub fn json(&self) -> bool {
+        self.format.trim().eq_ignore_ascii_case("json")
+    }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into(), dir: PathBuf::from("logs") }
+        Self { level: "info".into(), dir: PathBuf::from("logs"), format: "text".into(), retention_days: 14 }
     }
 }
 
@@ -670,6 +683,12 @@ impl AppConfig {
         if let Err(message) = log_filter(&self.log.level) {
             bad("log.level", message);
         }
+        if !["text", "json"].iter().any(|f| self.log.format.trim().eq_ignore_ascii_case(f)) {
+            bad("log.format", format!("{:?} is not one of text, json", self.log.format));
+        }
+        if self.log.retention_days == 0 {
+            bad("log.retention_days", "must be at least 1 (daily files kept, today's included)".into());
+        }
         let k = &self.kafka;
         if k.bootstrap_servers.trim().is_empty() {
             bad("kafka.bootstrap_servers", "must not be empty".into());
@@ -1028,6 +1047,15 @@ mod tests {
             let err = load(&[("LOG_LEVEL", bad)]).unwrap_err();
             assert_eq!(err.fields(), vec!["log.level"], "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn log_format_and_retention_are_checked() {
+        assert!(load(&[("LOG_FORMAT", "JSON")]).unwrap().log.json());
+        assert!(!load(&[("LOG_FORMAT", "text")]).unwrap().log.json());
+        assert_eq!(load(&[("LOG_RETENTION_DAYS", "3")]).unwrap().log.retention_days, 3);
+        let err = load(&[("LOG_FORMAT", "logfmt"), ("LOG_RETENTION_DAYS", "0")]).unwrap_err();
+        assert_eq!(err.fields(), vec!["log.format", "log.retention_days"], "{err}");
     }
 
     #[test]

@@ -519,63 +519,138 @@ fn read_ranges(
     Ok(records)
 }
 
-/// Records on the broker that `consumer` has not read yet, per assigned topic: each partition's
-/// high watermark less the consumer's position (its committed offset until it reads a record
-/// there, the partition's start without one). Unlike consumer-group lag (end less committed),
-/// this is what the plane still has to *process*: a plane may commit behind its position on
-/// purpose, as the Order Plane does with market data (docs/architecture.md, "Restarts").
-/// Blocking (one watermark request per partition): call it from `spawn_blocking`.
-pub fn backlog(consumer: &StreamConsumer, timeout: Duration) -> Result<HashMap<String, i64>, KafkaError> {
-    let positions = consumer.position()?;
+/// One assigned partition's offsets, as [`partition_offsets`] measured them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// Topic (full name).
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The partition's first offset on the broker.
+    pub low: i64,
+    /// The partition's end offset (high watermark): the next record's offset.
+    pub high: i64,
+    /// Where the consumer reads next; `None` until it has read a record there.
+    pub position: Option<i64>,
+    /// What the group has committed on the broker; `None` when it never committed there.
+    pub committed: Option<i64>,
+}
+
+impl PartitionOffsets {
+    /// Records the consumer has not read yet: the end less its position (its committed offset
+    /// until it reads a record there, the partition's start without one). Unlike [`lag`](Self::lag),
+    /// what the plane still has to *process*: a plane may commit behind its position on purpose,
+    /// as the Order Plane does with market data (docs/architecture.md, "Restarts").
+    pub fn backlog(&self) -> i64 {
+        let at = self.position.or(self.committed).unwrap_or(self.low);
+        self.high.saturating_sub(at).max(0)
+    }
+
+    /// The group's consumer lag, as Kafka's tools show it: the end less the committed offset.
+    /// With nothing committed the whole partition is counted, since a restart would read it all.
+    pub fn lag(&self) -> i64 {
+        self.high.saturating_sub(self.committed.unwrap_or(self.low)).max(0)
+    }
+}
+
+/// The offsets of every partition assigned to `consumer`: the watermarks and the group's
+/// committed offsets are asked of the broker (the committed ones of the group coordinator, so a
+/// commit another member made counts), the position is the consumer's own. Blocking (one
+/// request for the committed offsets, one watermark request per partition): call it from
+/// `spawn_blocking`.
+pub fn partition_offsets(consumer: &StreamConsumer, timeout: Duration) -> Result<Vec<PartitionOffsets>, KafkaError> {
     let offset = |o: Offset| match o {
         Offset::Offset(at) => Some(at),
         _ => None,
     };
-    // Asked of the broker only while some partition has not been read from yet.
-    let unread = positions.elements().iter().any(|p| offset(p.offset()).is_none());
-    let committed = if unread { Some(consumer.committed(timeout)?) } else { None };
-    let mut behind: HashMap<String, i64> = HashMap::new();
+    let positions = consumer.position()?;
+    if positions.count() == 0 {
+        return Ok(Vec::new());
+    }
+    let committed = consumer.committed(timeout)?;
+    let mut measured = Vec::with_capacity(positions.count());
     for p in positions.elements() {
         let (topic, partition) = (p.topic(), p.partition());
         let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
-        let at = offset(p.offset())
-            .or_else(|| committed.as_ref()?.find_partition(topic, partition).and_then(|c| offset(c.offset())))
-            .unwrap_or(low);
-        *behind.entry(topic.to_owned()).or_default() += high.saturating_sub(at).max(0);
+        measured.push(PartitionOffsets {
+            topic: topic.to_owned(),
+            partition,
+            low,
+            high,
+            position: offset(p.offset()),
+            committed: committed.find_partition(topic, partition).and_then(|c| offset(c.offset())),
+        });
+    }
+    Ok(measured)
+}
+
+/// Records on the broker that `consumer` has not read yet, per assigned topic: the sum of
+/// [`PartitionOffsets::backlog`]. Blocking: call it from `spawn_blocking`.
+pub fn backlog(consumer: &StreamConsumer, timeout: Duration) -> Result<HashMap<String, i64>, KafkaError> {
+    let mut behind: HashMap<String, i64> = HashMap::new();
+    for p in partition_offsets(consumer, timeout)? {
+        *behind.entry(p.topic.clone()).or_default() += p.backlog();
     }
     Ok(behind)
 }
 
-/// Sets `gauge{topic = label}` to [`backlog`] every `every`, for each `(full topic name, label)`
-/// of `topics` that has partitions assigned (and removes the series of one that has none); a
-/// failed measurement leaves the last value and is logged at debug level.
-pub fn spawn_backlog_gauge(
+/// The gauges [`spawn_offset_gauges`] keeps.
+pub struct OffsetGauges {
+    /// `<plane>_consumer_lag_records{topic, partition}`: [`PartitionOffsets::lag`].
+    pub lag: prometheus::IntGaugeVec,
+    /// `<plane>_input_backlog_records{topic}`, when the plane exports it:
+    /// [`PartitionOffsets::backlog`] summed per topic.
+    pub backlog: Option<prometheus::IntGaugeVec>,
+}
+
+/// Measures [`partition_offsets`] every `every` and sets the [`OffsetGauges`], for the
+/// partitions of each `(full topic name, label)` of `topics` assigned to `consumer`. A partition
+/// no longer assigned loses its series (another instance of the plane now exports it: summing the
+/// instances counts each partition once), and so does a topic with no partition assigned (during
+/// a rebalance nothing is known, and 0 would read as "all read"). A failed measurement leaves the
+/// last values and is logged at debug level.
+pub fn spawn_offset_gauges(
     consumer: Arc<GroupConsumer>,
-    gauge: prometheus::IntGaugeVec,
+    gauges: OffsetGauges,
     topics: Vec<(String, &'static str)>,
     every: Duration,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut exported: Vec<(&'static str, String)> = Vec::new();
         loop {
             tokio::time::sleep(every).await;
             let c = Arc::clone(&consumer);
-            let measured = tokio::task::spawn_blocking(move || backlog(&c, Duration::from_secs(3))).await;
-            match measured {
-                Ok(Ok(behind)) => {
-                    for (topic, label) in &topics {
-                        // No series while no partition of the topic is assigned (a rebalance, a
-                        // start): nothing is known, and 0 would read as "all read".
-                        match behind.get(topic) {
-                            Some(records) => gauge.with_label_values(&[*label]).set(*records),
-                            None => {
-                                let _ = gauge.remove_label_values(&[*label]);
-                            }
+            let measured = tokio::task::spawn_blocking(move || partition_offsets(&c, Duration::from_secs(3))).await;
+            let offsets = match measured {
+                Ok(Ok(offsets)) => offsets,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "Consumer offsets not measured this time.");
+                    continue;
+                }
+                Err(_) => return,
+            };
+            let mut now = Vec::new();
+            for (topic, label) in &topics {
+                let mut behind = None;
+                for p in offsets.iter().filter(|p| p.topic == *topic) {
+                    let partition = p.partition.to_string();
+                    gauges.lag.with_label_values(&[*label, &partition]).set(p.lag());
+                    *behind.get_or_insert(0) += p.backlog();
+                    now.push((*label, partition));
+                }
+                if let Some(backlog) = &gauges.backlog {
+                    match behind {
+                        Some(records) => backlog.with_label_values(&[*label]).set(records),
+                        None => {
+                            let _ = backlog.remove_label_values(&[*label]);
                         }
                     }
                 }
-                Ok(Err(e)) => tracing::debug!(error = %e, "Input backlog not measured this time."),
-                Err(_) => return,
             }
+            for (label, partition) in exported.iter().filter(|e| !now.contains(e)) {
+                let _ = gauges.lag.remove_label_values(&[*label, partition]);
+            }
+            exported = now;
         }
     })
 }

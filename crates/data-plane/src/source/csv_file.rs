@@ -9,8 +9,9 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
-use super::{COLUMNS, FileRow, SourceError, Symbols, row_from_fields};
+use super::{COLUMNS, FileRow, ReadBytes, SourceError, Symbols, row_from_fields};
 
 /// The longest record (line) kept, in bytes: a valid replay row is under 200.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
@@ -30,6 +31,10 @@ pub(super) struct CsvRows {
     width: usize,
     done: bool,
     symbols: Symbols,
+    /// Bytes consumed from the file so far, header included.
+    consumed: u64,
+    /// `consumed` as of the last row handed out, shared with the [`super::Replay`].
+    read: ReadBytes,
 }
 
 /// One record as read: its fields, or why it is not kept.
@@ -40,7 +45,7 @@ enum Record {
     TooLong { bytes: u64, fields: u64 },
 }
 
-pub(super) fn rows(path: &Path) -> Result<CsvRows, SourceError> {
+pub(super) fn rows(path: &Path, read: ReadBytes) -> Result<CsvRows, SourceError> {
     let file = File::open(path).map_err(|source| SourceError::Io { path: path.to_owned(), source })?;
     let mut rows = CsvRows {
         file: BufReader::with_capacity(READ_BUFFER, file),
@@ -51,6 +56,8 @@ pub(super) fn rows(path: &Path) -> Result<CsvRows, SourceError> {
         width: 0,
         done: false,
         symbols: Symbols::default(),
+        consumed: 0,
+        read,
     };
     let format = |reason: String| SourceError::Format { path: path.to_owned(), reason };
     let width = match rows.read_record() {
@@ -97,6 +104,7 @@ impl CsvRows {
             };
             let (result, nin, nout, nend) = self.parser.read_record(input, out, out_ends);
             self.file.consume(nin);
+            self.consumed += nin as u64;
             bytes += nin as u64;
             fields += nend as u64;
             if !too_long {
@@ -136,7 +144,9 @@ impl Iterator for CsvRows {
         if self.done {
             return None;
         }
-        match self.read_record() {
+        let record = self.read_record();
+        self.read.store(self.consumed, Ordering::Relaxed);
+        match record {
             Ok(Some((line, Record::Fields(width)))) => Some(self.parse(line, width)),
             Ok(Some((line, Record::TooLong { bytes, fields }))) => Some(Err((
                 line,
@@ -192,7 +202,7 @@ mod tests {
         write!(f, "\",1,1,2,1,,,\n{good}").unwrap();
         drop(f);
 
-        let mut rows = rows(&path).unwrap();
+        let mut rows = rows(&path, ReadBytes::default()).unwrap();
         let sizes = (rows.fields.len(), rows.ends.len());
         let items: Vec<FileRow> = rows.by_ref().collect();
         assert_eq!((rows.fields.len(), rows.ends.len()), sizes, "the buffers never grow");
@@ -212,13 +222,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.csv");
         std::fs::write(&path, format!("{}\n", ",".repeat(MAX_FIELDS))).unwrap();
-        let err = rows(&path).err().unwrap().to_string();
+        let err = rows(&path, ReadBytes::default()).err().unwrap().to_string();
         assert!(err.contains("header of 1025 bytes and 1025 fields is over the limit"), "{err}");
         std::fs::write(&path, "").unwrap();
-        assert!(rows(&path).err().unwrap().to_string().contains("no header"));
+        assert!(rows(&path, ReadBytes::default()).err().unwrap().to_string().contains("no header"));
         // A byte-order mark, CRLF line ends and blank lines are read as the csv crate read them.
         std::fs::write(&path, format!("\u{feff}{}\r\n\r\n1000,AAA,quote,1,1,2,1,,,\r\n", HEADER.trim_end())).unwrap();
-        let items: Vec<FileRow> = rows(&path).unwrap().collect();
+        let items: Vec<FileRow> = rows(&path, ReadBytes::default()).unwrap().collect();
         assert_eq!(items.len(), 1);
         assert!(items[0].is_ok(), "{:?}", items[0]);
     }

@@ -181,10 +181,14 @@ fn is_replay_file(p: &Path) -> bool {
     matches!(p.extension().and_then(|e| e.to_str()), Some("csv" | "parquet"))
 }
 
-fn open(path: &Path) -> Result<Box<dyn RowReader>, SourceError> {
+/// How much of a file its reader has consumed, in bytes of the file (a Parquet file's share of
+/// rows read, scaled to its size). Shared because the reader sits inside a `Peekable`.
+type ReadBytes = Arc<AtomicU64>;
+
+fn open(path: &Path, read: ReadBytes) -> Result<Box<dyn RowReader>, SourceError> {
     match path.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => Ok(Box::new(parquet_file::rows(path)?)),
-        _ => Ok(Box::new(csv_file::rows(path)?)),
+        Some("parquet") => Ok(Box::new(parquet_file::rows(path, read)?)),
+        _ => Ok(Box::new(csv_file::rows(path, read)?)),
     }
 }
 
@@ -311,13 +315,23 @@ pub struct Replay {
     last_ts: u64,
     rows_this_pass: u64,
     progress: Arc<ReadProgress>,
+    /// Each file's size and how much of it this pass has read: the share of the pass read.
+    sizes: Vec<u64>,
+    read: Vec<ReadBytes>,
 }
 
 impl Replay {
     /// Opens every file under `path`. Fails if any is missing or not in the replay format.
     pub fn open(path: &Path, passes: u32) -> Result<Self, SourceError> {
         let files = files(path)?;
-        let readers = open_all(&files)?;
+        let sizes = files
+            .iter()
+            .map(|f| {
+                std::fs::metadata(f).map(|m| m.len()).map_err(|source| SourceError::Io { path: f.clone(), source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let read: Vec<ReadBytes> = files.iter().map(|_| ReadBytes::default()).collect();
+        let readers = open_all(&files, &read)?;
         Ok(Self {
             files,
             passes,
@@ -329,7 +343,25 @@ impl Replay {
             last_ts: 0,
             rows_this_pass: 0,
             progress: Arc::default(),
+            sizes,
+            read,
         })
+    }
+
+    /// The share of the current pass's input read so far, 0 to 1: bytes read over the files'
+    /// sizes.
+    pub fn share_read(&self) -> f64 {
+        let total: u64 = self.sizes.iter().sum();
+        if total == 0 {
+            return 1.0;
+        }
+        let read: u64 = self.read.iter().zip(&self.sizes).map(|(r, size)| r.load(Ordering::Relaxed).min(*size)).sum();
+        read as f64 / total as f64
+    }
+
+    /// The pass being read, from 0.
+    pub fn pass(&self) -> u32 {
+        self.pass
     }
 
     /// The files being replayed.
@@ -366,8 +398,18 @@ impl Replay {
     }
 }
 
-fn open_all(files: &[PathBuf]) -> Result<Vec<std::iter::Peekable<Box<dyn RowReader>>>, SourceError> {
-    files.iter().map(|f| open(f).map(Iterator::peekable)).collect()
+fn open_all(
+    files: &[PathBuf],
+    read: &[ReadBytes],
+) -> Result<Vec<std::iter::Peekable<Box<dyn RowReader>>>, SourceError> {
+    files
+        .iter()
+        .zip(read)
+        .map(|(f, r)| {
+            r.store(0, Ordering::Relaxed);
+            open(f, Arc::clone(r)).map(Iterator::peekable)
+        })
+        .collect()
 }
 
 impl Iterator for Replay {
@@ -404,7 +446,7 @@ impl Iterator for Replay {
             // Whole seconds past the end of the previous pass; the core starts each pass afresh.
             let span_s = (self.last_ts - first) / 1_000_000_000 + 1;
             self.shift = u64::from(self.pass) * span_s * 1_000_000_000;
-            match open_all(&self.files) {
+            match open_all(&self.files, &self.read) {
                 Ok(readers) => self.readers = readers,
                 Err(e) => {
                     tracing::error!(error = %e, "Replay input vanished between passes; stopping.");
@@ -503,6 +545,27 @@ mod tests {
         }
         assert!(errors[3].starts_with("bid_px \"9999"), "{}", errors[3]);
         assert_eq!(quoted("61686.5"), "\"61686.5\"", "a short field whole");
+    }
+
+    #[test]
+    fn progress_is_the_share_of_the_input_read_csv_and_parquet_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: String = (1..=100).map(|i| format!("{i}000,AAA,quote,1,1,2,1,,,\n")).collect();
+        let csv = write(dir.path(), "x.csv", &format!("{HEADER}{rows}"));
+        let parquet = dir.path().join("x.parquet");
+        convert_to_parquet(&csv, &parquet).unwrap();
+        for path in [&csv, &parquet] {
+            let mut replay = Replay::open(path, 2).unwrap();
+            assert_eq!(replay.share_read(), 0.0, "{}", path.display());
+            replay.by_ref().take(50).for_each(drop);
+            let half = replay.share_read();
+            assert!((0.45..0.56).contains(&half), "{}: {half} after 50 of 100 rows", path.display());
+            replay.by_ref().take(50).for_each(drop);
+            assert_eq!(replay.share_read(), 1.0, "{}", path.display());
+            replay.by_ref().take(10).for_each(drop);
+            assert_eq!(replay.pass(), 1);
+            assert!(replay.share_read() < 0.2, "{}: a new pass starts again", path.display());
+        }
     }
 
     #[test]

@@ -4,13 +4,14 @@
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::serialized_reader::ReadOptionsBuilder;
 use parquet::record::reader::RowIter;
 use parquet::record::{Field, Row};
 
-use super::{COLUMNS, FileRow, Num, SourceError, Symbols, row_from_fields};
+use super::{COLUMNS, FileRow, Num, ReadBytes, SourceError, Symbols, row_from_fields};
 
 /// Characters of the parquet crate's error or panic message a row error quotes.
 const MESSAGE_CHARS: usize = 300;
@@ -35,9 +36,14 @@ pub(super) struct ParquetRows {
     /// Where the open row group ends, in rows of the file.
     group_end: u64,
     rows: Option<RowIter<'static>>,
+    /// The file's size in bytes and its rows, by which rows passed are reported as bytes read.
+    size: u64,
+    total: u64,
+    /// The file's share of rows passed, scaled to its size, shared with the [`super::Replay`].
+    read: ReadBytes,
 }
 
-pub(super) fn rows(path: &Path) -> Result<ParquetRows, SourceError> {
+pub(super) fn rows(path: &Path, read: ReadBytes) -> Result<ParquetRows, SourceError> {
     let format = |reason: String| SourceError::Format { path: path.to_owned(), reason };
     let reader = guarded(|| open(path, None)).map_err(format)?;
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
@@ -46,7 +52,10 @@ pub(super) fn rows(path: &Path) -> Result<ParquetRows, SourceError> {
     for (slot, name) in index.iter_mut().zip(COLUMNS) {
         *slot = names.iter().position(|n| n == name).ok_or_else(|| format(format!("missing column {name}")))?;
     }
-    let groups = reader.metadata().row_groups().iter().map(|g| u64::try_from(g.num_rows()).unwrap_or(0)).collect();
+    let groups: Vec<u64> =
+        reader.metadata().row_groups().iter().map(|g| u64::try_from(g.num_rows()).unwrap_or(0)).collect();
+    let size = std::fs::metadata(path).map_err(|source| SourceError::Io { path: path.to_owned(), source })?.len();
+    let total = groups.iter().sum::<u64>().max(1);
     Ok(ParquetRows {
         path: path.to_owned(),
         index,
@@ -56,6 +65,9 @@ pub(super) fn rows(path: &Path) -> Result<ParquetRows, SourceError> {
         passed: 0,
         group_end: 0,
         rows: None,
+        size,
+        total,
+        read,
     })
 }
 
@@ -99,12 +111,16 @@ impl ParquetRows {
         self.passed = self.group_end;
         Err((row, format!("row group {}: {reason}; its remaining {skipped} rows skipped", self.next_group - 1)))
     }
-}
 
-impl Iterator for ParquetRows {
-    type Item = FileRow;
+    /// Reports the rows passed as bytes read. The file's bytes are compressed columns, not rows
+    /// in order: its share of rows passed stands for them.
+    fn report_read(&self) {
+        let done = u128::from(self.passed.min(self.total)) * u128::from(self.size) / u128::from(self.total);
+        self.read.store(u64::try_from(done).unwrap_or(self.size), Ordering::Relaxed);
+    }
 
-    fn next(&mut self) -> Option<FileRow> {
+    /// The next row, or a bad row ending its row group.
+    fn next_row(&mut self) -> Option<FileRow> {
         loop {
             if let Some(rows) = self.rows.as_mut() {
                 match guarded(|| rows.next().transpose().map_err(|e| format!("read error: {}", short(&e.to_string()))))
@@ -130,6 +146,16 @@ impl Iterator for ParquetRows {
                 Err(reason) => return Some(self.fail_group(&reason)),
             }
         }
+    }
+}
+
+impl Iterator for ParquetRows {
+    type Item = FileRow;
+
+    fn next(&mut self) -> Option<FileRow> {
+        let row = self.next_row();
+        self.report_read();
+        row
     }
 }
 
