@@ -3,7 +3,7 @@
 //! `ofi_events`, `market_events` and `exec_reports`, run the core, publish `order_intents`, and
 //! store offsets once the intents are on the broker.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +78,8 @@ async fn serve(
     let source = Arc::new(Source { plane: "strategy-plane".into(), instance: instance.into() });
     let mut engine = StrategyEngine::new(cfg, source, SystemClock);
     let mut owned = Ownership::default();
+    // The exec_reports partitions assigned whose committed offset has been compared with the book.
+    let mut checked: HashSet<i32> = HashSet::new();
     let mut exported = BTreeSet::new();
 
     // Positions first: no decision before every past fill is known.
@@ -196,6 +198,34 @@ async fn serve(
                         .unwrap_or_default()
                 };
                 let (ofi, exec) = (partitions(&names[0]), partitions(&names[2]));
+                // A partition just assigned whose group has committed further on than this book
+                // holds: rebuilt now, not at its next record, which may be long in coming (its
+                // symbol quiet, or the other instance gone after its last fill).
+                checked.retain(|p| exec.contains(p));
+                let fresh: Vec<i32> = exec.iter().copied().filter(|p| !checked.contains(p)).collect();
+                if !fresh.is_empty() {
+                    let c = Arc::clone(&consumer);
+                    let asked = tokio::task::spawn_blocking(move || c.committed(Duration::from_secs(5))).await;
+                    match asked {
+                        Ok(Ok(committed)) => {
+                            for p in fresh {
+                                let at = committed.find_partition(&names[2], p).map(|e| e.offset());
+                                if let Some(rdkafka::Offset::Offset(end)) = at
+                                    && end > complete.get(&p).copied().unwrap_or(0)
+                                {
+                                    if take_over(cfg, &names[2], p, end, &mut engine, &mut owned, shutdown).await?.is_none() {
+                                        break;
+                                    }
+                                    complete.insert(p, end);
+                                }
+                                checked.insert(p);
+                            }
+                        }
+                        // Asked again at the next tick.
+                        Ok(Err(e)) => tracing::debug!(error = %e, "Committed offsets not read this time."),
+                        Err(_) => return Err(BrokerError::TaskLost.into()),
+                    }
+                }
                 let all = partition_counts.is_some_and(|(o, e)| ofi.len() >= o && exec.len() >= e);
                 // Nothing is read without an assignment: keep the last answer until there is one.
                 if let (Some((total, _)), Some(a)) = (partition_counts, &assignment)
@@ -240,28 +270,13 @@ async fn serve(
                 // A partition this instance reads from further on than its book holds: another
                 // instance handled the fills in between (a rebalance), so its history is read.
                 if msg.offset() > complete.get(&msg.partition()).copied().unwrap_or(0) {
-                    let (kafka_cfg, topic, partition, end) =
-                        (cfg.kafka.clone(), names[2].to_string(), msg.partition(), msg.offset());
-                    let read = tokio::task::spawn_blocking(move || {
-                        kafka::read_partition(&kafka_cfg, &topic, partition, end, Duration::from_secs(60))
-                    });
-                    let history = tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        records = read => records.map_err(|_| BrokerError::TaskLost)??,
-                    };
-                    let envs: Vec<_> =
-                        history.iter().filter_map(|r| codec::decode::<ExecEvent>(&r.payload).ok()).collect();
-                    for env in &envs {
-                        if let ExecEvent::Report(report) = &env.payload {
-                            owned.saw_exec(&report.symbol, partition);
-                        }
+                    let end = msg.offset();
+                    if take_over(cfg, &names[2], msg.partition(), end, &mut engine, &mut owned, shutdown)
+                        .await?
+                        .is_none()
+                    {
+                        break;
                     }
-                    engine.take_over(&envs);
-                    tracing::info!(
-                        partition,
-                        records = history.len(),
-                        "Took over an exec_reports partition; its positions rebuilt from its history."
-                    );
                 }
                 complete.insert(msg.partition(), msg.offset() + 1);
                 match codec::decode::<ExecEvent>(payload) {
@@ -313,6 +328,41 @@ async fn serve(
     checker.abort();
     tracing::info!("Strategy Plane stopped; offsets committed.");
     Ok(())
+}
+
+/// Takes over partition `partition` of `exec_reports` (full name `topic`), which another
+/// instance handled: its history up to `end` is read and its symbols' positions rebuilt from it
+/// ([`StrategyEngine::take_over`]). `None` when told to stop meanwhile.
+async fn take_over(
+    cfg: &AppConfig,
+    topic: &str,
+    partition: i32,
+    end: i64,
+    engine: &mut Engine,
+    owned: &mut Ownership,
+    shutdown: &CancellationToken,
+) -> Result<Option<()>, RunError> {
+    let (kafka_cfg, topic) = (cfg.kafka.clone(), topic.to_owned());
+    let read = tokio::task::spawn_blocking(move || {
+        kafka::read_partition(&kafka_cfg, &topic, partition, end, Duration::from_secs(60))
+    });
+    let history = tokio::select! {
+        () = shutdown.cancelled() => return Ok(None),
+        records = read => records.map_err(|_| BrokerError::TaskLost)??,
+    };
+    let envs: Vec<_> = history.iter().filter_map(|r| codec::decode::<ExecEvent>(&r.payload).ok()).collect();
+    for env in &envs {
+        if let ExecEvent::Report(report) = &env.payload {
+            owned.saw_exec(&report.symbol, partition);
+        }
+    }
+    engine.take_over(&envs);
+    tracing::info!(
+        partition,
+        records = history.len(),
+        "Took over an exec_reports partition; its positions rebuilt from its history."
+    );
+    Ok(Some(()))
 }
 
 /// The labelled counters [`HotCounters::mirror`] moves, resolved once.

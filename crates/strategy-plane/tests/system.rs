@@ -484,8 +484,8 @@ async fn the_survivor_of_two_instances_holds_every_fill_of_the_symbols_it_takes_
     let (mut a_cfg, mut b_cfg) = (cfg.clone(), cfg.clone());
     a_cfg.app.instance_id = "strategy-a".into();
     b_cfg.app.instance_id = "strategy-b".into();
-    let (a, a_stop, a_task) = start_strategy(&a_cfg).await;
-    let (b, b_stop, b_task) = start_strategy(&b_cfg).await;
+    let (a, a_stop, a_task, a_runtime) = start_strategy_apart(&a_cfg).await;
+    let (b, b_stop, b_task, b_runtime) = start_strategy_apart(&b_cfg).await;
     let total = 3 * cfg.kafka.partitions as usize;
     tokio::task::spawn_blocking(move || {
         wait_for(Duration::from_secs(90), "the group to split the partitions", || {
@@ -514,14 +514,16 @@ async fn the_survivor_of_two_instances_holds_every_fill_of_the_symbols_it_takes_
     .await
     .unwrap();
     let filled_by_victim = wait_for_fills(&cfg).await;
-    let (survivor, survivor_stop, survivor_task) = if victim == "strategy-a" {
-        a_task.abort();
-        drop(a_stop);
-        (b, b_stop, b_task)
+    // Every task of the victim ends at once, as in a crash (aborting the plane's task alone would
+    // leave the tasks it spawned, its consumer among them, alive in the group).
+    let (survivor, survivor_stop, survivor_task, survivor_runtime) = if victim == "strategy-a" {
+        drop((a_stop, a_task));
+        a_runtime.shutdown_background();
+        (b, b_stop, b_task, b_runtime)
     } else {
-        b_task.abort();
-        drop(b_stop);
-        (a, a_stop, a_task)
+        drop((b_stop, b_task));
+        b_runtime.shutdown_background();
+        (a, a_stop, a_task, a_runtime)
     };
     println!("{victim} killed after {filled_by_victim:?}");
     data.await.unwrap().unwrap();
@@ -544,6 +546,37 @@ async fn the_survivor_of_two_instances_holds_every_fill_of_the_symbols_it_takes_
     order.await.unwrap().unwrap();
     survivor_stop.cancel();
     survivor_task.await.unwrap().unwrap();
+    survivor_runtime.shutdown_background();
+}
+
+/// A Strategy Plane in a runtime of its own, so that it can be ended as a crash ends a process:
+/// `shutdown_background` drops every task of it at once.
+async fn start_strategy_apart(
+    cfg: &AppConfig,
+) -> (
+    SocketAddr,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), strategy_plane::run::RunError>>,
+    tokio::runtime::Runtime,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let (cfg, s) = (cfg.clone(), stop.clone());
+    let task = runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        strategy_plane::run::run(cfg, listener, s).await
+    });
+    tokio::task::spawn_blocking(move || {
+        wait_for(Duration::from_secs(60), "strategy ready", || {
+            (http_get(addr, "/health/ready").ok()?.0 == 200).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    (addr, stop, task, runtime)
 }
 
 /// Waits until `exec_reports` holds a fill; returns each symbol's position then.
