@@ -666,7 +666,9 @@ pub async fn drain(
         let _ = done_tx.send(());
     });
     if committing.is_ok() && tokio::time::timeout(COMMIT_GRACE, done_rx).await.is_err() {
-        tracing::warn!("The final offset commit did not finish in time; the last inputs will be re-read after a restart.");
+        tracing::warn!(
+            "The final offset commit did not finish in time; the last inputs will be re-read after a restart."
+        );
     }
     publisher.flush_at_stop();
     Ok(())
