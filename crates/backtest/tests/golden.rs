@@ -96,3 +96,26 @@ fn with_the_costs_weighed_the_samples_do_not_trade_and_the_report_says_why() {
         );
     }
 }
+
+/// docs/backtest.md quotes the golden figures; a golden update that leaves them stale fails here.
+#[test]
+fn the_docs_quote_the_golden_figures() {
+    let doc = std::fs::read_to_string(root().join("docs/backtest.md")).unwrap();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for (sample, row) in SAMPLES.into_iter().zip(["| spot BTCUSDT + ETHUSDT", "| USD-M BTCUSDT"]) {
+        let text = std::fs::read_to_string(golden.join(sample.replace(".csv", ".json"))).unwrap();
+        let g: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let c = &g["counts"];
+        let want = format!(
+            "| {} | {} | {} | {} | {} | {} |",
+            c["decisions"],
+            c["intents"],
+            c["fills"],
+            g["pnl"]["net"].as_str().unwrap(),
+            g["pnl"]["fees"].as_str().unwrap(),
+            g["risk"]["max_drawdown"].as_str().unwrap()
+        );
+        let line = doc.lines().find(|l| l.starts_with(row)).unwrap_or_default();
+        assert!(line.ends_with(&want), "docs/backtest.md's row for {sample} should end with\n{want}\nnot\n{line}");
+    }
+}
