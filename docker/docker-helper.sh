@@ -88,6 +88,9 @@ Commands:
   lag              Each consumer group's committed offset, end offset and lag per partition
   test             Run every check and test (installs what it needs)
   deps             Install what native mode and the tests need, linters too (idempotent)
+  backtest [args]  Build (release) and run the backtest: replay files through the planes' cores
+                   in one process, no broker; writes report.json, fills.csv and intents.csv to
+                   --out (default backtest-out/) and prints a one-line summary (backtest --help)
   bench [options]  Whole-pipeline benchmark on its own broker, planes and ports (bench --help);
                    writes benchmarks/latest.json
   chaos [--short]  Fault-injection suite on an isolated native stack; prints faults and invariants
@@ -668,6 +671,14 @@ case "$cmd" in
     lag) lag ;;
     test) run_tests ;;
     deps) deps ;;
+    backtest)
+        # No broker and no system packages: cargo is all it needs, so no `deps`. Build output
+        # goes to stderr, leaving stdout to the run's one-line summary.
+        command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (rustup.rs), or run '$0 deps'"
+        say "Building the backtest (release)" >&2
+        cargo build --release --locked -p backtest >&2
+        exec "$TARGET_DIR/release/backtest" "$@"
+        ;;
     bench)
         deps
         say "Building the planes and the benchmark (release)"

@@ -11,6 +11,14 @@ use super::{AppConfig, AppSection, ConfigError, ENV_KEYS, ENV_PREFIX, FieldError
 /// Loads the configuration the way the binaries do: files under `config_dir`, then `.env` from
 /// the working directory, then the process environment.
 pub fn load(config_dir: &Path) -> Result<AppConfig, ConfigError> {
+    load_with(config_dir, &[])
+}
+
+/// Loads as [`load`] does, then sets `overrides` (dotted keys such as
+/// `strategy_plane.risk_aversion`, later wins) over every other layer: a command line's `--set`.
+/// They go through the `ALGOTRADER__<SECTION>__<KEY>` path, so an unknown key or a bad value is
+/// reported by its field like any other.
+pub fn load_with(config_dir: &Path, overrides: &[(String, String)]) -> Result<AppConfig, ConfigError> {
     let mut vars: Vec<(String, String)> = match dotenvy::from_path_iter(".env") {
         Ok(iter) => {
             iter.enumerate().map(|(n, entry)| entry.map_err(|e| env_file_error(n, &e))).collect::<Result<_, _>>()?
@@ -21,6 +29,7 @@ pub fn load(config_dir: &Path) -> Result<AppConfig, ConfigError> {
     let misspelt = misspelt_names(vars.iter().map(|(name, _)| name.as_str()));
     // Variables that are not UTF-8 cannot be ours; skip them instead of panicking.
     vars.extend(std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))));
+    vars.extend(overrides.iter().map(|(key, value)| override_var(key, value)));
     match (load_from(config_dir, &vars), misspelt.is_empty()) {
         (Ok(cfg), true) => Ok(cfg),
         (Ok(_), false) => Err(ConfigError::Invalid(misspelt)),
@@ -30,6 +39,11 @@ pub fn load(config_dir: &Path) -> Result<AppConfig, ConfigError> {
         }
         (Err(e), _) => Err(e),
     }
+}
+
+/// The generic environment name and value that set the dotted `key`.
+pub fn override_var(key: &str, value: &str) -> (String, String) {
+    (format!("{ENV_PREFIX}{}", key.to_ascii_uppercase().replace('.', "__")), value.to_owned())
 }
 
 /// A `.env` that cannot be read, said without quoting its line: the line may hold a secret.
@@ -278,6 +292,19 @@ mod tests {
         assert_eq!(cfg.data_plane.http_port, 8000);
         assert!(cfg.trading.enable_paper_trading);
         assert!(!cfg.trading.enable_live_trading);
+    }
+
+    #[test]
+    fn a_dotted_override_sets_its_field_and_an_unknown_one_is_named() {
+        let set =
+            [override_var("strategy_plane.risk_aversion", "1000"), override_var("data_plane.replay.loop_count", "2")];
+        let cfg = load_from(&shipped_dir(), &set).unwrap();
+        assert_eq!((cfg.strategy_plane.risk_aversion, cfg.data_plane.replay.loop_count), (1000.0, 2));
+        let bad = [override_var("strategy_plane.risk_aversio", "1"), override_var("risk.max_gross_exposure", "lots")];
+        let fields =
+            load_from(&shipped_dir(), &bad).unwrap_err().fields().into_iter().map(str::to_owned).collect::<Vec<_>>();
+        assert!(fields.contains(&"strategy_plane.risk_aversio".to_owned()), "{fields:?}");
+        assert!(fields.contains(&"risk.max_gross_exposure".to_owned()), "{fields:?}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{load, load_from};
+pub use load::{load, load_from, load_with, override_var};
 pub use schema::*;
 
 /// The documented environment names and the config keys they set.

@@ -1,0 +1,123 @@
+//! The backtest: the three planes' own cores in one process over replay files, with no broker,
+//! and a report of what the strategy would have done.
+//!
+//! # Layout
+//! - [`engine`]: the loop, `DataCore` → `StrategyEngine` → `OrderEngine` with the simulated
+//!   venue, wired as the planes wire them through Kafka; pure, one callback per record.
+//! - [`ledger`]: positions, PnL, fees, turnover, drawdown and the Sharpe ratio, exact decimals.
+//! - [`report`]: the records counted, hashed and booked; `report.json` and the CSV rows.
+//! - [`output`]: writes `report.json`, `fills.csv` and `intents.csv` to the output folder.
+//!
+//! `docs/backtest.md` documents the command and the report.
+
+pub mod engine;
+pub mod ledger;
+pub mod output;
+pub mod report;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use common::config::{AppConfig, ConfigError};
+use data_plane::source::{Replay, SourceError};
+
+use crate::report::{FillRow, IntentRow, Recorder, Report, RunInfo};
+
+/// Why a backtest could not run or could not write its outputs.
+#[derive(Debug, thiserror::Error)]
+pub enum BacktestError {
+    /// The configuration is invalid (a `--set` among it).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A `--set` argument that is not `section.key=value`.
+    #[error("--set {0:?}: expected section.key=value, e.g. strategy_plane.risk_aversion=1000")]
+    SetSyntax(String),
+    /// `data_plane.replay.loop_count = 0` replays forever: a backtest needs an end.
+    #[error("data_plane.replay.loop_count = 0 replays forever; a backtest needs a number of passes (1 or more)")]
+    EndlessReplay,
+    /// The replay input is missing or unreadable.
+    #[error(transparent)]
+    Input(#[from] SourceError),
+    /// The output folder or a file in it cannot be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Output {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl BacktestError {
+    /// The process exit code (sysexits.h, as the planes use them).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) | Self::SetSyntax(_) | Self::EndlessReplay => common::EXIT_CONFIG,
+            Self::Input(_) => 66,
+            Self::Output { .. } => 73,
+        }
+    }
+}
+
+/// Splits `--set` arguments into dotted keys and values.
+pub fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>, BacktestError> {
+    sets.iter()
+        .map(|s| match s.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+            _ => Err(BacktestError::SetSyntax(s.clone())),
+        })
+        .collect()
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Outcome {
+    /// `report.json`.
+    pub report: Report,
+    /// `fills.csv`'s rows.
+    pub fills: Vec<FillRow>,
+    /// `intents.csv`'s rows.
+    pub intents: Vec<IntentRow>,
+}
+
+/// Runs the replay `cfg.data_plane.replay` names through the cores, to the end of the input.
+pub fn run(cfg: &AppConfig) -> Result<Outcome, BacktestError> {
+    let replay_cfg = &cfg.data_plane.replay;
+    if replay_cfg.loop_count == 0 {
+        return Err(BacktestError::EndlessReplay);
+    }
+    let started = Instant::now();
+    let replay = Replay::open(&replay_cfg.path, replay_cfg.loop_count)?;
+    let files: Vec<String> = replay.files().iter().map(|f| f.display().to_string()).collect();
+    let stream = data_plane::run::stream_name(replay.files(), &cfg.data_plane);
+    let mut recorder = Recorder::new(cfg.strategy_plane.decision_interval_ms);
+    let mut on = |p: engine::Published<'_>| recorder.on(p);
+    let mut rows = 0u64;
+    let counters = engine::run(cfg, &stream, replay.inspect(|_| rows += 1), &mut on);
+    recorder.rows_read(rows);
+    let (mut report, fills, intents) = recorder.finish(cfg, counters);
+    let wall_seconds = started.elapsed().as_secs_f64();
+    report.run = Some(RunInfo { files, wall_seconds, rows_per_second: rows as f64 / wall_seconds.max(1e-9) });
+    Ok(Outcome { report, fills, intents })
+}
+
+/// The one line printed at the end of a run.
+pub fn summary(report: &Report, path: &std::path::Path) -> String {
+    let (rows, secs) = report.run.as_ref().map_or((0.0, 0.0), |r| (r.rows_per_second * r.wall_seconds, r.wall_seconds));
+    let c = &report.counts;
+    let sharpe = report.risk.sharpe.map_or_else(|| "n/a".to_owned(), |s| format!("{s:.2}"));
+    format!(
+        "backtest: {rows:.0} rows in {secs:.2} s ({:.0} rows/s); {} decisions, {} intents, {} orders, {} fills; net PnL {} (gross {}, fees {}), max drawdown {}, Sharpe {sharpe}; report {}",
+        rows / secs.max(1e-9),
+        c.decisions,
+        c.totals.intents,
+        c.totals.orders,
+        c.totals.fills,
+        report.pnl.net,
+        report.pnl.gross,
+        report.pnl.fees,
+        report.risk.max_drawdown,
+        path.display()
+    )
+}

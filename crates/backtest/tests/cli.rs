@@ -1,0 +1,103 @@
+//! The `backtest` binary: its outputs, and its exit codes on bad input (66), bad configuration
+//! (78) and an output folder it cannot write (73), each with a message naming what is wrong.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs the binary in `dir` with an empty environment, so that neither a `.env` nor the
+/// developer's variables reach it.
+fn backtest(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_backtest"))
+        .current_dir(dir)
+        .env_clear()
+        .arg("--config-dir")
+        .arg(root().join("config"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The spot sample's first `rows` rows: enough to decide and trade, quick to replay.
+fn fixture(dir: &Path, rows: usize) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("data/binance-spot-btcusdt-ethusdt-2024-08-09.csv")).unwrap();
+    let head: Vec<&str> = text.lines().take(rows + 1).collect();
+    let path = dir.join("head.csv");
+    std::fs::write(&path, head.join("\n") + "\n").unwrap();
+    path
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_run_writes_the_report_and_both_csv_files_and_prints_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture(dir.path(), 20_000);
+    let sets = ["--set", "strategy_plane.cost_aversion=0", "--set", "strategy_plane.warmup_windows=10"];
+    let o = backtest(dir.path(), &[&[input.to_str().unwrap(), "--out", "out"][..], &sets].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("backtest: 20000 rows") && stdout.contains("report out/report.json"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/report.json")).unwrap()).unwrap();
+    let fills = report["counts"]["fills"].as_u64().unwrap();
+    assert!(fills > 0, "{report}");
+    let csv = std::fs::read_to_string(dir.path().join("out/fills.csv")).unwrap();
+    assert_eq!(csv.lines().count() as u64, fills + 1, "a header and one line per fill");
+    let intents = std::fs::read_to_string(dir.path().join("out/intents.csv")).unwrap();
+    assert_eq!(intents.lines().count() as u64, report["counts"]["intents"].as_u64().unwrap() + 1);
+    assert!(!dir.path().join("out/report.json.partial").exists());
+}
+
+#[test]
+fn a_missing_input_exits_66_naming_it_and_leaves_no_report() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    // An earlier run's report must not survive a failed run looking complete.
+    std::fs::write(dir.path().join("out/report.json"), "{}").unwrap();
+    let o = backtest(dir.path(), &["no-such-file.csv", "--out", "out"]);
+    assert_eq!(o.status.code(), Some(66), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no-such-file.csv"), "{}", stderr(&o));
+    assert!(!dir.path().join("out/report.json").exists());
+}
+
+#[test]
+fn bad_overrides_exit_78_naming_every_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture(dir.path(), 10);
+    let input = input.to_str().unwrap();
+    let o = backtest(
+        dir.path(),
+        &[input, "--set", "strategy_plane.risk_aversio=1", "--set", "risk.max_gross_exposure=lots"],
+    );
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("strategy_plane.risk_aversio") && e.contains("risk.max_gross_exposure"), "{e}");
+
+    let o = backtest(dir.path(), &[input, "--set", "strategy_plane.risk_aversion"]);
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    assert!(stderr(&o).contains("strategy_plane.risk_aversion"), "{}", stderr(&o));
+
+    let o = backtest(dir.path(), &[input, "--set", "data_plane.replay.loop_count=0"]);
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    assert!(stderr(&o).contains("loop_count"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_output_folder_that_cannot_be_made_exits_73() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture(dir.path(), 10);
+    // A file where the folder should be: no permission trick, so it fails as root too.
+    std::fs::write(dir.path().join("taken"), "").unwrap();
+    let o = backtest(dir.path(), &[input.to_str().unwrap(), "--out", "taken/out"]);
+    assert_eq!(o.status.code(), Some(73), "{}", stderr(&o));
+    assert!(stderr(&o).contains("taken/out"), "{}", stderr(&o));
+}
