@@ -85,8 +85,12 @@ async fn a_restarted_replay_resumes_at_its_checkpoint_with_the_same_events() {
     kafka::ensure_topics(&resumed.kafka, std::slice::from_ref(&topic)).await.unwrap();
     let producer = kafka::producer(&resumed.kafka, "resume-test").unwrap();
     let stream = data_plane::run::stream_name(Replay::open(&path, 1).unwrap().files(), &cfg.data_plane);
-    let cp = serde_json::to_vec(&Checkpoint { stream, position: RESUME_AT, finished: false }).unwrap();
-    producer.send(FutureRecord::<str, _>::to(&topic).key("k").payload(&cp), Duration::from_secs(5)).await.unwrap();
+    let cp = serde_json::to_vec(&Checkpoint { stream: stream.clone(), position: RESUME_AT, finished: false }).unwrap();
+    // Under the key the Data Plane writes its checkpoints with: one stream's checkpoints share a
+    // partition, the only order the topic keeps. (Under another key, this one could be read after
+    // the resumed run's own, in whatever order the partitions come, and win.)
+    let key = format!("{:016x}", common::ids::stream_hash(&stream));
+    producer.send(FutureRecord::<str, _>::to(&topic).key(&key).payload(&cp), Duration::from_secs(5)).await.unwrap();
     replay(&resumed).await;
 
     let (market, ofi) = (read(&resumed, MARKET_EVENTS), read(&resumed, OFI_EVENTS));
