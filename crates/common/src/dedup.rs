@@ -31,6 +31,11 @@ impl Dedup {
         Self::default()
     }
 
+    /// How many symbols it keeps state for.
+    pub fn symbols(&self) -> usize {
+        self.newest.len()
+    }
+
     /// `true` the first time the event is seen; `false` for a re-delivery, or an event older than
     /// one already seen for `symbol`.
     pub fn first(&mut self, symbol: &Symbol, ts: UnixNanos, id: EventId) -> bool {

@@ -280,12 +280,13 @@ impl<C: Clock> StrategyEngine<C> {
     /// new and about a configured symbol.
     fn learn(&mut self, env: &Envelope<OfiEvent>) -> bool {
         let OfiEvent::Window(w) = &env.payload;
-        if !self.ofi_seen.first(&w.symbol, env.ts_event, env.event_id) {
-            self.counters.duplicate_ofi += 1;
-            return false;
-        }
+        // Configured symbols first: no state is kept for names anyone can write.
         if !self.instruments.contains_key(&w.symbol) {
             self.counters.unknown_symbol += 1;
+            return false;
+        }
+        if !self.ofi_seen.first(&w.symbol, env.ts_event, env.event_id) {
+            self.counters.duplicate_ofi += 1;
             return false;
         }
         // A heartbeat (a window without quotes) only says the symbol's stream has got this far.
@@ -379,18 +380,23 @@ impl<C: Clock> StrategyEngine<C> {
 
     /// Handles one `market_events` record: marks for PnL, and feed status.
     pub fn on_market(&mut self, env: &Envelope<MarketEvent>) {
+        // Configured symbols first: no state is kept for names anyone can write.
+        if !self.instruments.contains_key(env.payload.symbol()) {
+            if matches!(env.payload, MarketEvent::Quote(_)) {
+                self.counters.unknown_symbol += 1;
+            }
+            return;
+        }
         if !self.market_seen.first(env.payload.symbol(), env.ts_event, env.event_id) {
             self.counters.duplicate_market += 1;
             return;
         }
         match &env.payload {
-            MarketEvent::Quote(q) if self.instruments.contains_key(&q.symbol) => self.book.mark(&q.symbol, q.mid()),
+            MarketEvent::Quote(q) => self.book.mark(&q.symbol, q.mid()),
             // A feed's status is not used to decide: it arrives on another topic than the windows,
             // at another pace, so it would make decisions depend on read speed. A symbol without
             // fresh windows is left out by the windows' own age (`stale_after_ms`).
-            MarketEvent::Status(_) => {}
-            MarketEvent::Quote(_) => self.counters.unknown_symbol += 1,
-            MarketEvent::Trade(_) | MarketEvent::Depth(_) => {}
+            MarketEvent::Status(_) | MarketEvent::Trade(_) | MarketEvent::Depth(_) => {}
         }
     }
 
@@ -420,11 +426,7 @@ impl<C: Clock> StrategyEngine<C> {
                     self.add_working(&symbol, change);
                 }
             }
-            ExecEvent::CostModel(c) => {
-                if let Some(symbol) = &c.symbol {
-                    self.cost.insert(symbol.clone(), c.clone());
-                }
-            }
+            ExecEvent::CostModel(c) => self.learn_cost(c),
             ExecEvent::Halt(h) => self.halted = h.halted,
         }
     }
@@ -441,15 +443,18 @@ impl<C: Clock> StrategyEngine<C> {
                     self.issued.insert(r.intent_id);
                     reports.push(r.clone());
                 }
-                ExecEvent::CostModel(c) => {
-                    if let Some(symbol) = &c.symbol {
-                        self.cost.insert(symbol.clone(), c.clone());
-                    }
-                }
+                ExecEvent::CostModel(c) => self.learn_cost(c),
                 ExecEvent::Halt(_) => {}
             }
         }
         self.book.replace(&reports);
+    }
+
+    /// Keeps a configured symbol's latest cost model (only those: anyone can write a name).
+    fn learn_cost(&mut self, c: &CostModelUpdate) {
+        if let Some(symbol) = c.symbol.as_ref().filter(|s| self.instruments.contains_key(*s)) {
+            self.cost.insert(symbol.clone(), c.clone());
+        }
     }
 
     fn working(&self, symbol: &Symbol) -> Decimal {
@@ -805,6 +810,73 @@ mod tests {
         }
         assert!(engine.working(&btc).is_zero());
         assert_eq!(engine.working(&eth), dec("-0.5"));
+    }
+
+    /// Names anyone can write keep no state: 5,000 symbols that are not configured, each with a
+    /// window, a quote and a cost model, leave the per-symbol maps as they were.
+    #[test]
+    fn symbols_that_are_not_configured_keep_no_state() {
+        fn envelope<P>(n: u128, payload: P) -> Envelope<P> {
+            Envelope {
+                schema_version: SCHEMA_VERSION,
+                event_id: EventId(uuid::Uuid::from_u128(n)),
+                source: Arc::new(Source { plane: "x".into(), instance: "x".into() }),
+                ts_event: UnixNanos(1_000_000_000),
+                ts_init: UnixNanos(1),
+                causation_id: None,
+                payload,
+            }
+        }
+        let mut engine = engine();
+        let dec = |s: &str| s.parse::<Decimal>().unwrap();
+        for n in 0..5_000u128 {
+            let symbol = Symbol::new(format!("X{n}")).unwrap();
+            let window = common::events::OfiWindow {
+                symbol: symbol.clone(),
+                window_start: UnixNanos(0),
+                window_end: UnixNanos(1_000_000_000),
+                ofi: dec("1"),
+                n_quotes: 1,
+                n_trades: 0,
+                mid_open: dec("100"),
+                mid_close: dec("100"),
+                mid_change: dec("0"),
+                mean_depth: dec("1"),
+                mean_spread: dec("0.01"),
+                ofi_normalized: dec("1"),
+                trade_imbalance: dec("0"),
+                trade_volume: dec("0"),
+                mlofi: None,
+                data_gap: false,
+            };
+            let ofi = envelope(n, OfiEvent::Window(window));
+            engine.on_ofi(&ofi, &mut Vec::new());
+            let quote = common::events::Quote {
+                symbol: symbol.clone(),
+                bid_px: common::types::Price::new(dec("99")).unwrap(),
+                bid_sz: common::types::Quantity::new(dec("1")).unwrap(),
+                ask_px: common::types::Price::new(dec("101")).unwrap(),
+                ask_sz: common::types::Quantity::new(dec("1")).unwrap(),
+            };
+            engine.on_market(&envelope(n, MarketEvent::Quote(quote)));
+            let model = CostModelUpdate {
+                intercept_bps: 0.0,
+                half_spread_coef: 1.0,
+                impact_coef: 0.0,
+                intercept_stderr: 0.0,
+                half_spread_stderr: 0.0,
+                impact_stderr: 0.0,
+                residual_scale_bps: 0.0,
+                residual_std_bps: 0.0,
+                n_fills: 1,
+                symbol: Some(symbol),
+                state: None,
+            };
+            engine.on_exec(&envelope(n, ExecEvent::CostModel(model)), true, &mut Vec::new());
+        }
+        assert_eq!(engine.counters().unknown_symbol, 10_000, "every window and quote counted");
+        assert_eq!((engine.ofi_seen.symbols(), engine.market_seen.symbols()), (0, 0));
+        assert!(engine.signals.is_empty() && engine.latest.is_empty() && engine.cost.is_empty() && engine.marks.is_empty());
     }
 
     #[test]
