@@ -239,28 +239,12 @@ mod tests {
     }
 
     fn report(exec_id: &str, side: Side, qty: Decimal, px: Decimal) -> ExecReport {
-        use common::events::{ExecStatus, IntentId};
         ExecReport {
-            intent_id: IntentId(uuid::Uuid::from_u128(1)),
-            order_id: "SIM-1".into(),
-            symbol: Symbol::new("BTCUSDT").unwrap(),
-            side,
-            status: ExecStatus::PartiallyFilled,
-            reason: None,
-            detail: None,
-            venue: "simulated".into(),
-            order_qty: qty,
-            exec_id: Some(exec_id.into()),
-            last_px: Some(px),
-            last_qty: qty,
-            cum_qty: qty,
-            avg_px: Some(px),
-            leaves_qty: Decimal::ZERO,
+            intent_id: common::events::IntentId(uuid::Uuid::from_u128(1)),
+            status: common::events::ExecStatus::PartiallyFilled,
             commission: dec!(0.35),
             cum_commission: dec!(0.35),
-            arrival_mid: px,
-            slippage_bps: None,
-            venue_mid: None,
+            ..fill("BTCUSDT", exec_id, side, qty, px)
         }
     }
 

@@ -298,15 +298,7 @@ async fn two_instances_split_the_symbols_and_never_trade_the_same_one() {
     let (b, b_stop, b_task) = start_strategy(&b_cfg).await;
     // Both in the group, every input partition owned by one of them, before any data flows.
     let total = 3 * cfg.kafka.partitions as usize;
-    tokio::task::spawn_blocking(move || {
-        wait_for(Duration::from_secs(90), "the group to split the partitions", || {
-            let count = |addr| metric(&http_get(addr, "/metrics").ok()?.1, "strategy_plane_assigned_partitions");
-            let (x, y) = (count(a)?, count(b)?);
-            (x > 0.0 && y > 0.0 && (x + y) as usize == total).then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    split(a, b, total).await;
 
     let data_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     data_plane::run(cfg.clone(), data_listener, CancellationToken::new()).await.unwrap();
@@ -356,15 +348,7 @@ async fn two_instances_export_each_symbol_once_and_their_sum_is_the_ledger() {
     let (a, a_stop, a_task) = start_strategy(&a_cfg).await;
     let (b, b_stop, b_task) = start_strategy(&b_cfg).await;
     let total = 3 * cfg.kafka.partitions as usize;
-    tokio::task::spawn_blocking(move || {
-        wait_for(Duration::from_secs(90), "the group to split the partitions", || {
-            let count = |addr| metric(&http_get(addr, "/metrics").ok()?.1, "strategy_plane_assigned_partitions");
-            let (x, y) = (count(a)?, count(b)?);
-            (x > 0.0 && y > 0.0 && (x + y) as usize == total).then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    split(a, b, total).await;
     let order_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let order_addr = order_listener.local_addr().unwrap();
     let order_stop = CancellationToken::new();
@@ -487,15 +471,7 @@ async fn the_survivor_of_two_instances_holds_every_fill_of_the_symbols_it_takes_
     let (a, a_stop, a_task, a_runtime) = start_strategy_apart(&a_cfg).await;
     let (b, b_stop, b_task, b_runtime) = start_strategy_apart(&b_cfg).await;
     let total = 3 * cfg.kafka.partitions as usize;
-    tokio::task::spawn_blocking(move || {
-        wait_for(Duration::from_secs(90), "the group to split the partitions", || {
-            let count = |addr| metric(&http_get(addr, "/metrics").ok()?.1, "strategy_plane_assigned_partitions");
-            let (x, y) = (count(a)?, count(b)?);
-            (x > 0.0 && y > 0.0 && (x + y) as usize == total).then_some(())
-        })
-    })
-    .await
-    .unwrap();
+    split(a, b, total).await;
     let order_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let order_stop = CancellationToken::new();
     let order = tokio::spawn(order_plane::run::run(cfg.clone(), order_listener, order_stop.clone()));
@@ -547,6 +523,20 @@ async fn the_survivor_of_two_instances_holds_every_fill_of_the_symbols_it_takes_
     survivor_stop.cancel();
     survivor_task.await.unwrap().unwrap();
     survivor_runtime.shutdown_background();
+}
+
+/// Waits until the instances at `a` and `b` each own some of the group's `total` input
+/// partitions and together all of them.
+async fn split(a: SocketAddr, b: SocketAddr, total: usize) {
+    tokio::task::spawn_blocking(move || {
+        wait_for(Duration::from_secs(90), "the group to split the partitions", || {
+            let count = |addr| metric(&http_get(addr, "/metrics").ok()?.1, "strategy_plane_assigned_partitions");
+            let (x, y) = (count(a)?, count(b)?);
+            (x > 0.0 && y > 0.0 && (x + y) as usize == total).then_some(())
+        })
+    })
+    .await
+    .unwrap();
 }
 
 /// A Strategy Plane in a runtime of its own, so that it can be ended as a crash ends a process:
