@@ -876,7 +876,9 @@ mod tests {
         }
         assert_eq!(engine.counters().unknown_symbol, 10_000, "every window and quote counted");
         assert_eq!((engine.ofi_seen.symbols(), engine.market_seen.symbols()), (0, 0));
-        assert!(engine.signals.is_empty() && engine.latest.is_empty() && engine.cost.is_empty() && engine.marks.is_empty());
+        assert!(
+            engine.signals.is_empty() && engine.latest.is_empty() && engine.cost.is_empty() && engine.marks.is_empty()
+        );
     }
 
     #[test]
