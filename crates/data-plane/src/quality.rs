@@ -96,7 +96,7 @@ const WARMUP_RETURNS: u32 = 20;
 #[derive(Debug, Default)]
 struct SymbolState {
     last_ts: Option<UnixNanos>,
-    /// The last event accepted (at `last_ts`): only an exact repeat of it is a duplicate. A
+    /// The last event accepted (at `last_ts`): only a quote that repeats it exactly is a duplicate. A
     /// millisecond feed can go A → B → A within one timestamp, and dropping the second A would
     /// leave the book at B while the market is at A.
     last_body: Option<RawBody>,
@@ -155,7 +155,16 @@ impl QualityChecker {
         let state = self.symbols.entry(ev.symbol.clone()).or_default();
         match state.last_ts {
             Some(last) if ev.ts < last => return Err(Rejection::OutOfOrder),
-            Some(last) if ev.ts == last && state.last_body == Some(ev.body) => return Err(Rejection::Duplicate),
+            // A quote that repeats the last event changes nothing, and is dropped. A trade that
+            // repeats it is another trade: a feed at millisecond resolution prints one order's fills
+            // at one price as equal trades (15 % of the spot sample's trades, cut to the
+            // millisecond), and without a trade id nothing tells a re-sent one from them; dropping
+            // real trades would undercount volume and the trade imbalance.
+            Some(last)
+                if ev.ts == last && state.last_body == Some(ev.body) && matches!(ev.body, RawBody::Quote { .. }) =>
+            {
+                return Err(Rejection::Duplicate);
+            }
             _ => {}
         }
         match &accepted {
@@ -393,7 +402,7 @@ mod tests {
         assert_eq!(verdict(&mut c, &with_body(100, trade())), Ok(()));
         assert_eq!(verdict(&mut c, &quote(100, dec!(100), dec!(101))), Ok(()), "a quote after a trade is not a repeat");
         assert_eq!(verdict(&mut c, &with_body(100, trade())), Ok(()), "two trades with a quote between");
-        assert_eq!(verdict(&mut c, &with_body(100, trade())), Err(Rejection::Duplicate), "the same trade again");
+        assert_eq!(verdict(&mut c, &with_body(100, trade())), Ok(()), "an equal trade is another trade");
         assert_eq!(verdict(&mut c, &quote(99, dec!(100), dec!(101))), Err(Rejection::OutOfOrder));
         assert_eq!(verdict(&mut c, &quote(101, dec!(100), dec!(101))), Ok(()), "same content, later");
         let mut other = quote(50, dec!(10), dec!(11));
