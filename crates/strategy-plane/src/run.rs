@@ -192,7 +192,6 @@ async fn serve(
                 // Which symbols this instance trades follows from its partitions; show it.
                 let assignment = consumer.assignment().ok();
                 let assigned = assignment.as_ref().map_or(0, |a| a.count());
-                metrics.assigned_partitions.set(i64::try_from(assigned).unwrap_or(i64::MAX));
                 let partitions = |topic: &str| -> Vec<i32> {
                     assignment.as_ref().map(|a| a.elements_for_topic(topic).iter().map(|e| e.partition()).collect())
                         .unwrap_or_default()
@@ -237,6 +236,9 @@ async fn serve(
                 // over, no instance owns them, rather than two.
                 owned.assign(ofi, exec, all);
                 update_gauges(metrics, cfg, &engine, &owned, &mut exported);
+                // Last: once it shows the partitions, the positions they bring are exported too
+                // (reading the committed offsets above waits).
+                metrics.assigned_partitions.set(i64::try_from(assigned).unwrap_or(i64::MAX));
                 continue;
             }
             msg = consumer.recv() => msg,
