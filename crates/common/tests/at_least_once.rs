@@ -42,20 +42,26 @@ fn cancel(n: i64) -> Envelope<IntentEvent> {
     }
 }
 
+/// A new topic (named from `prefix`) holding `n` records, "0" to "n-1", on one key.
+async fn numbered_topic(cfg: &KafkaConfig, prefix: &str, n: u32) -> String {
+    let topic = unique(prefix);
+    kafka::ensure_topics(cfg, std::slice::from_ref(&topic)).await.unwrap();
+    let producer = kafka::producer(cfg, "test").unwrap();
+    for i in 0..n {
+        let payload = i.to_string();
+        producer
+            .send(FutureRecord::<str, str>::to(&topic).key("k").payload(&payload), Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    topic
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_consumer_resumes_after_the_last_acknowledged_message() {
     let broker = Broker::shared();
     let cfg = KafkaConfig { bootstrap_servers: broker.bootstrap(), partitions: 1, ..KafkaConfig::default() };
-    let input = unique("in_");
-    kafka::ensure_topics(&cfg, std::slice::from_ref(&input)).await.unwrap();
-    let producer = kafka::producer(&cfg, "test").unwrap();
-    for i in 0..100 {
-        let payload = i.to_string();
-        producer
-            .send(FutureRecord::<str, str>::to(&input).key("k").payload(&payload), Duration::from_secs(10))
-            .await
-            .unwrap();
-    }
+    let input = numbered_topic(&cfg, "in_", 100).await;
 
     // The outputs go through a plane's publisher (order_intents under their own prefix).
     let out_cfg = KafkaConfig { topic_prefix: unique("out_"), ..cfg.clone() };
@@ -184,16 +190,7 @@ async fn a_replayed_event_is_stamped_with_its_publication_time() {
 async fn the_backlog_counts_what_is_not_read_yet_not_what_is_committed() {
     let broker = Broker::shared();
     let cfg = KafkaConfig { bootstrap_servers: broker.bootstrap(), partitions: 1, ..KafkaConfig::default() };
-    let input = unique("backlog_");
-    kafka::ensure_topics(&cfg, std::slice::from_ref(&input)).await.unwrap();
-    let producer = kafka::producer(&cfg, "test").unwrap();
-    for i in 0..50 {
-        let payload = i.to_string();
-        producer
-            .send(FutureRecord::<str, str>::to(&input).key("k").payload(&payload), Duration::from_secs(10))
-            .await
-            .unwrap();
-    }
+    let input = numbered_topic(&cfg, "backlog_", 50).await;
     let consumer = Arc::new(kafka::GroupConsumer::new(&cfg, &unique("group_"), "backlog").unwrap());
     consumer.subscribe(&[&input]).unwrap();
     let backlog = |c: Arc<kafka::GroupConsumer>| async move {
@@ -216,16 +213,7 @@ async fn the_backlog_counts_what_is_not_read_yet_not_what_is_committed() {
 async fn the_lag_gauge_is_the_end_less_the_committed_offset() {
     let broker = Broker::shared();
     let cfg = KafkaConfig { bootstrap_servers: broker.bootstrap(), partitions: 1, ..KafkaConfig::default() };
-    let input = unique("lag_");
-    kafka::ensure_topics(&cfg, std::slice::from_ref(&input)).await.unwrap();
-    let producer = kafka::producer(&cfg, "test").unwrap();
-    for i in 0..50 {
-        let payload = i.to_string();
-        producer
-            .send(FutureRecord::<str, str>::to(&input).key("k").payload(&payload), Duration::from_secs(10))
-            .await
-            .unwrap();
-    }
+    let input = numbered_topic(&cfg, "lag_", 50).await;
     let consumer = Arc::new(kafka::GroupConsumer::new(&cfg, &unique("group_"), "lag").unwrap());
     consumer.subscribe(&[&input]).unwrap();
     for _ in 0..40 {

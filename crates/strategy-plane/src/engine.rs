@@ -83,7 +83,7 @@ struct Cost {
     /// Fees per unit of value traded (the schedule's rate; a fixed part is judged per order).
     fee_rate: f64,
     /// The learned cost that does not depend on the size (intercept and spread), bps.
-    spread_bps: f64,
+    learned_bps: f64,
     /// Every cost that does not depend on the size, per unit of value (a fraction).
     linear: f64,
     /// The learned square-root impact coefficient (`cost_bps = b · σ_bps · sqrt(qty / volume)`).
@@ -133,7 +133,7 @@ impl Cost {
     /// An order's whole expected cost in bps of its `notional`, its `fee` included.
     fn expected_bps(&self, fee: f64, notional: f64, variance: f64) -> f64 {
         let impact_bps = self.impact_per_notional(variance) * notional.sqrt() * 1e4;
-        fee / notional * 1e4 + self.spread_bps + impact_bps
+        fee / notional * 1e4 + self.learned_bps + impact_bps
     }
 }
 
@@ -717,11 +717,11 @@ impl<C: Clock> StrategyEngine<C> {
             model.map_or((0.0, 1.0, 0.0), |c| (c.intercept_bps, c.half_spread_coef, c.impact_coef));
         let volume: f64 = self.volumes.get(symbol).map_or(0.0, |v| v.iter().map(|(_, v)| v).sum());
         let fee_rate = fees::taker_rate(&inst.fees, l.mid);
-        let spread_bps = intercept + spread_coef * l.half_spread_bps;
-        let linear = fee_rate + spread_bps / 1e4;
+        let learned_bps = intercept + spread_coef * l.half_spread_bps;
+        let linear = fee_rate + learned_bps / 1e4;
         Cost {
             fee_rate,
-            spread_bps,
+            learned_bps,
             linear: if linear.is_finite() { linear.max(0.0) } else { 0.0 },
             impact_coef,
             notional_volume: volume * to_f64(l.mid),

@@ -332,19 +332,8 @@ async fn two_instances_split_the_symbols_and_never_trade_the_same_one() {
 /// (what the dashboard's `sum` panels show).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_export_each_symbol_once_and_their_sum_is_the_ledger() {
-    let broker = Broker::shared();
     let dir = tempfile::tempdir().unwrap();
-    let (fixture, _) = spot_fixture(dir.path(), ROWS);
-    let mut cfg = config(broker, &fixture, "sum_", "unused");
-    cfg.kafka.partitions = 4;
-    cfg.strategy_plane.limit_share = 0.5;
-    cfg.data_plane.replay.speed = "20x".into();
-    cfg.data_plane.replay.exit_when_done = true;
-    let symbols: Vec<String> = cfg.instruments.iter().map(|i| i.symbol.clone()).collect();
-
-    let (mut a_cfg, mut b_cfg) = (cfg.clone(), cfg.clone());
-    a_cfg.app.instance_id = "strategy-a".into();
-    b_cfg.app.instance_id = "strategy-b".into();
+    let Pair { cfg, a_cfg, b_cfg, symbols } = pair(dir.path(), "sum_", "20x");
     let (a, a_stop, a_task) = start_strategy(&a_cfg).await;
     let (b, b_stop, b_task) = start_strategy(&b_cfg).await;
     let total = 3 * cfg.kafka.partitions as usize;
@@ -455,19 +444,8 @@ async fn http_get_async(addr: SocketAddr) -> String {
 /// partition's history, so its positions are every symbol's fills added up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_survivor_of_two_instances_holds_every_fill_of_the_symbols_it_takes_over() {
-    let broker = Broker::shared();
     let dir = tempfile::tempdir().unwrap();
-    let (fixture, _) = spot_fixture(dir.path(), ROWS);
-    let mut cfg = config(broker, &fixture, "kill_", "unused");
-    cfg.kafka.partitions = 4;
-    cfg.strategy_plane.limit_share = 0.5;
-    cfg.data_plane.replay.speed = "4x".into();
-    cfg.data_plane.replay.exit_when_done = true;
-    let symbols: Vec<String> = cfg.instruments.iter().map(|i| i.symbol.clone()).collect();
-
-    let (mut a_cfg, mut b_cfg) = (cfg.clone(), cfg.clone());
-    a_cfg.app.instance_id = "strategy-a".into();
-    b_cfg.app.instance_id = "strategy-b".into();
+    let Pair { cfg, a_cfg, b_cfg, symbols } = pair(dir.path(), "kill_", "4x");
     let (a, a_stop, a_task, a_runtime) = start_strategy_apart(&a_cfg).await;
     let (b, b_stop, b_task, b_runtime) = start_strategy_apart(&b_cfg).await;
     let total = 3 * cfg.kafka.partitions as usize;
@@ -523,6 +501,29 @@ async fn the_survivor_of_two_instances_holds_every_fill_of_the_symbols_it_takes_
     survivor_stop.cancel();
     survivor_task.await.unwrap().unwrap();
     survivor_runtime.shutdown_background();
+}
+
+/// Two instances' configurations: four partitions, half the limits each, the fixture replayed
+/// at `speed` once.
+struct Pair {
+    cfg: AppConfig,
+    a_cfg: AppConfig,
+    b_cfg: AppConfig,
+    symbols: Vec<String>,
+}
+
+fn pair(dir: &Path, prefix: &str, speed: &str) -> Pair {
+    let (fixture, _) = spot_fixture(dir, ROWS);
+    let mut cfg = config(Broker::shared(), &fixture, prefix, "unused");
+    cfg.kafka.partitions = 4;
+    cfg.strategy_plane.limit_share = 0.5;
+    cfg.data_plane.replay.speed = speed.into();
+    cfg.data_plane.replay.exit_when_done = true;
+    let symbols = cfg.instruments.iter().map(|i| i.symbol.clone()).collect();
+    let (mut a_cfg, mut b_cfg) = (cfg.clone(), cfg.clone());
+    a_cfg.app.instance_id = "strategy-a".into();
+    b_cfg.app.instance_id = "strategy-b".into();
+    Pair { cfg, a_cfg, b_cfg, symbols }
 }
 
 /// Waits until the instances at `a` and `b` each own some of the group's `total` input
