@@ -33,6 +33,7 @@ use common::events::{DepthUpdate, FeedStatus, IntentId, MarketEvent, OrderType, 
 use common::types::{Side, Symbol, UnixNanos};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+use smallvec::SmallVec;
 
 use crate::order::Order;
 use crate::risk::{Mark, RiskApproved};
@@ -128,11 +129,14 @@ struct Level {
     left: Decimal,
 }
 
+/// A side of a snapshot: the quote's one level, and depth beyond it when the feed has depth.
+type Levels = SmallVec<[Level; 1]>;
+
 #[derive(Debug)]
 struct Snapshot {
     ts: UnixNanos,
-    bids: Vec<Level>,
-    asks: Vec<Level>,
+    bids: Levels,
+    asks: Levels,
     mid: Decimal,
     sigma_bps: f64,
     volume: Decimal,
@@ -177,6 +181,11 @@ struct SymbolBook {
     second: Option<(u64, f64)>,
     /// Squared one-second log returns inside the window.
     returns: VecDeque<(u64, f64)>,
+    /// Volatility of `returns`, in bps; they change once a second, quotes many times.
+    sigma_bps: f64,
+    /// The oldest time of the last trim that dropped what came before its snapshot in effect,
+    /// while nothing at or before it has been added since: trimming there again drops nothing.
+    trimmed_at: Option<UnixNanos>,
     /// Latest market event time of the symbol.
     market_ts: Option<UnixNanos>,
     ended: bool,
@@ -192,12 +201,51 @@ struct SymbolBook {
 }
 
 impl SymbolBook {
-    fn sigma_bps(&self) -> f64 {
-        if self.returns.is_empty() {
-            return 0.0;
+    fn update_sigma(&mut self) {
+        self.sigma_bps = if self.returns.is_empty() {
+            0.0
+        } else {
+            let mean = self.returns.iter().map(|(_, r2)| r2).sum::<f64>() / self.returns.len() as f64;
+            mean.sqrt() * 1e4
+        };
+    }
+
+    /// The book at `ts`: the quote, with the depth beyond it.
+    fn snapshot(&self, ts: UnixNanos) -> Option<Snapshot> {
+        let level = |px: Decimal, sz: Decimal| Level { px, left: sz };
+        let (mut bids, mut asks) = match &self.quote {
+            Some(q) => (
+                Levels::from_elem(level(q.bid_px.get(), q.bid_sz.get()), 1),
+                Levels::from_elem(level(q.ask_px.get(), q.ask_sz.get()), 1),
+            ),
+            None => (Levels::new(), Levels::new()),
+        };
+        if let Some(d) = &self.depth {
+            let (best_bid, best_ask) = (bids.first().map(|l| l.px), asks.first().map(|l| l.px));
+            bids.extend(
+                d.bids
+                    .iter()
+                    .filter(|l| best_bid.is_none_or(|b| l.px.get() < b))
+                    .map(|l| level(l.px.get(), l.sz.get())),
+            );
+            asks.extend(
+                d.asks
+                    .iter()
+                    .filter(|l| best_ask.is_none_or(|a| l.px.get() > a))
+                    .map(|l| level(l.px.get(), l.sz.get())),
+            );
         }
-        let mean = self.returns.iter().map(|(_, r2)| r2).sum::<f64>() / self.returns.len() as f64;
-        mean.sqrt() * 1e4
+        let mid = (bids.first()?.px + asks.first()?.px) * Decimal::new(5, 1);
+        Some(Snapshot { ts, bids, asks, mid, sigma_bps: self.sigma_bps, volume: self.volume })
+    }
+
+    /// Adds a snapshot or trade, and lets the resting orders meet it.
+    fn push(&mut self, mut entry: Entry, out: &mut Vec<VenueEvent>) {
+        self.resting.retain_mut(|w| !rest_on(w, &mut entry, out));
+        if self.trimmed_at.is_some_and(|t| entry.ts() <= t) {
+            self.trimmed_at = None;
+        }
+        self.history.push_back(entry);
     }
 
     /// Index of the last snapshot at or before `ts`.
@@ -223,12 +271,16 @@ impl SymbolBook {
     /// oldest time an order may still arrive or decide at; and beyond the cap, the oldest.
     fn trim(&mut self, limit: usize) {
         let oldest = self.pending.front().map_or(self.keep_from, |w| w.arrival.min(self.keep_from));
-        if let Some(i) = self.in_effect(oldest) {
-            self.history.drain(..i);
+        if self.trimmed_at != Some(oldest) {
+            if let Some(i) = self.in_effect(oldest) {
+                self.history.drain(..i);
+            }
+            self.trimmed_at = Some(oldest);
         }
         while self.history.len() > limit {
             self.history.pop_front();
             self.truncated = true;
+            self.trimmed_at = None;
         }
     }
 
@@ -268,9 +320,11 @@ impl SimulatedVenue {
     pub fn history_len(&self, symbol: &Symbol) -> usize {
         self.books.get(symbol).map_or(0, |b| b.history.len())
     }
+}
 
+impl SimulatedConfig {
     fn tick(&self, symbol: &Symbol) -> Decimal {
-        self.cfg.ticks.get(symbol).copied().unwrap_or(Decimal::new(1, 2))
+        self.ticks.get(symbol).copied().unwrap_or(Decimal::new(1, 2))
     }
 }
 
@@ -447,82 +501,53 @@ fn rest_on(w: &mut Working, entry: &mut Entry, out: &mut Vec<VenueEvent>) -> boo
     w.leaves <= Decimal::ZERO
 }
 
-impl SimulatedVenue {
-    /// Executes `w` now that the book in effect at its arrival is known; a resting remainder then
-    /// meets every later entry already in the history, and rests.
-    fn resolve(&mut self, mut w: Working, out: &mut Vec<VenueEvent>) {
-        let symbol = w.order.symbol.clone();
-        let rules = Rules {
-            collar_bps: self.cfg.collar_bps,
-            impact_coefficient: self.cfg.impact_coefficient,
-            tick: self.tick(&symbol),
+/// Executes `w` now that the book in effect at its arrival is known; a resting remainder then
+/// meets every later entry already in the history, and rests.
+fn resolve(cfg: &SimulatedConfig, book: &mut SymbolBook, mut w: Working, out: &mut Vec<VenueEvent>) {
+    let rules = Rules {
+        collar_bps: cfg.collar_bps,
+        impact_coefficient: cfg.impact_coefficient,
+        tick: cfg.tick(&w.order.symbol),
+    };
+    let id = w.order.intent_id;
+    let Some(i) = book.in_effect(w.arrival) else {
+        let detail = if book.truncated {
+            "no market data at arrival: the quote history no longer reaches back to it"
+        } else {
+            "no quote at or before the order's arrival"
         };
-        let Some(book) = self.books.get_mut(&symbol) else { return };
-        let id = w.order.intent_id;
-        let Some(i) = book.in_effect(w.arrival) else {
-            let detail = if book.truncated {
-                "no market data at arrival: the quote history no longer reaches back to it"
-            } else {
-                "no quote at or before the order's arrival"
-            };
-            out.push(VenueEvent::Rejected { intent_id: id, detail: detail.into(), ts: w.arrival });
+        out.push(VenueEvent::Rejected { intent_id: id, detail: detail.into(), ts: w.arrival });
+        return;
+    };
+    let Entry::Book(s) = &mut book.history[i] else { return };
+    if arrive(&rules, &mut w, s, out) {
+        return;
+    }
+    for entry in book.history.iter_mut().skip(i + 1) {
+        if rest_on(&mut w, entry, out) {
             return;
-        };
-        let Entry::Book(s) = &mut book.history[i] else { return };
-        if arrive(&rules, &mut w, s, out) {
-            return;
         }
-        for entry in book.history.iter_mut().skip(i + 1) {
-            if rest_on(&mut w, entry, out) {
-                return;
-            }
-        }
-        book.resting.push(w);
     }
+    book.resting.push(w);
+}
 
-    fn on_entry(&mut self, symbol: &Symbol, ts: UnixNanos, entry: Option<Entry>, out: &mut Vec<VenueEvent>) {
-        let Some(book) = self.books.get_mut(symbol) else { return };
-        // Orders that arrived before this event meet the book in effect before it.
-        let mut ready = Vec::new();
-        while book.pending.front().is_some_and(|w| w.arrival < ts || book.ended) {
-            ready.extend(book.pending.pop_front());
-        }
-        for w in ready {
-            self.resolve(w, out);
-        }
-        let limit = self.cfg.history_limit;
-        let Some(book) = self.books.get_mut(symbol) else { return };
-        if let Some(mut entry) = entry {
-            book.resting.retain_mut(|w| !rest_on(w, &mut entry, out));
-            book.history.push_back(entry);
-        }
-        book.trim(limit);
+/// Resolves the orders that arrived before `ts`, then adds `entry` at `ts` and trims.
+fn on_entry(
+    cfg: &SimulatedConfig,
+    book: &mut SymbolBook,
+    ts: UnixNanos,
+    entry: Option<Entry>,
+    out: &mut Vec<VenueEvent>,
+) {
+    // Orders that arrived before this event meet the book in effect before it.
+    while book.pending.front().is_some_and(|w| w.arrival < ts || book.ended) {
+        let Some(w) = book.pending.pop_front() else { break };
+        resolve(cfg, book, w, out);
     }
-
-    fn quote_snapshot(&self, book: &SymbolBook, ts: UnixNanos) -> Option<Snapshot> {
-        let level = |px: Decimal, sz: Decimal| Level { px, left: sz };
-        let (mut bids, mut asks) = match &book.quote {
-            Some(q) => (vec![level(q.bid_px.get(), q.bid_sz.get())], vec![level(q.ask_px.get(), q.ask_sz.get())]),
-            None => (Vec::new(), Vec::new()),
-        };
-        if let Some(d) = &book.depth {
-            let (best_bid, best_ask) = (bids.first().map(|l| l.px), asks.first().map(|l| l.px));
-            bids.extend(
-                d.bids
-                    .iter()
-                    .filter(|l| best_bid.is_none_or(|b| l.px.get() < b))
-                    .map(|l| level(l.px.get(), l.sz.get())),
-            );
-            asks.extend(
-                d.asks
-                    .iter()
-                    .filter(|l| best_ask.is_none_or(|a| l.px.get() > a))
-                    .map(|l| level(l.px.get(), l.sz.get())),
-            );
-        }
-        let mid = (bids.first()?.px + asks.first()?.px) * Decimal::new(5, 1);
-        Some(Snapshot { ts, bids, asks, mid, sigma_bps: book.sigma_bps(), volume: book.volume })
+    if let Some(entry) = entry {
+        book.push(entry, out);
     }
+    book.trim(cfg.history_limit);
 }
 
 impl Venue for SimulatedVenue {
@@ -538,7 +563,7 @@ impl Venue for SimulatedVenue {
         book.last_arrival = arrival;
         let w = Working { leaves: order.qty, order, arrival, queue_ahead: None };
         if book.passed(arrival) {
-            self.resolve(w, out);
+            resolve(&self.cfg, book, w, out);
         } else {
             book.pending.push_back(w);
         }
@@ -568,9 +593,9 @@ impl Venue for SimulatedVenue {
     }
 
     fn on_market(&mut self, ts: UnixNanos, event: &MarketEvent, out: &mut Vec<VenueEvent>) {
-        let symbol = event.symbol().clone();
-        let window = self.cfg.volume_window_ns;
-        let book = self.books.entry(symbol.clone()).or_default();
+        let cfg = &self.cfg;
+        let window = cfg.volume_window_ns;
+        let book = self.books.entry(event.symbol().clone()).or_default();
         // Each symbol's events come in event-time order on its partition; an older one is a
         // re-delivery and would move the book back.
         if book.market_ts.is_some_and(|m| ts < m) {
@@ -583,31 +608,36 @@ impl Venue for SimulatedVenue {
         }
         let entry = match event {
             MarketEvent::Quote(q) => {
-                let mid = q.mid().to_f64().unwrap_or(f64::NAN);
-                let sec = ts.0 / SECOND_NS;
+                // The mid is needed once a second, at the first quote of each.
+                let mid = || q.mid().to_f64().unwrap_or(f64::NAN);
+                let mut returns_changed = false;
                 match book.second {
                     Some((s, last)) if sec > s => {
+                        let mid = mid();
                         let r = (mid / last).ln();
                         if r.is_finite() {
                             book.returns.push_back((sec, r * r));
+                            returns_changed = true;
                         }
                         book.second = Some((sec, mid));
                     }
-                    None => book.second = Some((sec, mid)),
+                    None => book.second = Some((sec, mid())),
                     _ => {}
                 }
                 let horizon = window / SECOND_NS;
                 while book.returns.front().is_some_and(|(s, _)| sec.saturating_sub(*s) > horizon) {
                     book.returns.pop_front();
+                    returns_changed = true;
+                }
+                if returns_changed {
+                    book.update_sigma();
                 }
                 book.quote = Some(q.clone());
-                let book = &self.books[&symbol];
-                self.quote_snapshot(book, ts).map(Entry::Book)
+                book.snapshot(ts).map(Entry::Book)
             }
             MarketEvent::Depth(d) => {
                 book.depth = Some(d.clone());
-                let book = &self.books[&symbol];
-                self.quote_snapshot(book, ts).map(Entry::Book)
+                book.snapshot(ts).map(Entry::Book)
             }
             MarketEvent::Trade(t) => {
                 book.trades.push_back((ts, t.size.get()));
@@ -626,11 +656,8 @@ impl Venue for SimulatedVenue {
                 None
             }
         };
-        self.on_entry(&symbol, ts, entry, out);
-        let horizon = window / SECOND_NS;
-        if let Some(book) = self.books.get_mut(&symbol) {
-            book.trim_restart(horizon);
-        }
+        on_entry(cfg, book, ts, entry, out);
+        book.trim_restart(window / SECOND_NS);
     }
 
     fn restart_position(&self, symbol: &Symbol) -> Option<u64> {
