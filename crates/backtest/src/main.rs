@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use backtest::{BacktestError, output, parse_sets};
 use clap::Parser;
 
+// The planes' allocator: the run allocates a small record per event, and glibc's malloc spent
+// ~5 % of it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Command line.
 #[derive(Parser)]
 #[command(version, about = "AlgoTrader backtest: replay files → data, strategy and order cores → report")]

@@ -65,10 +65,12 @@ impl MarketState {
     /// A new quote.
     pub fn on_quote(&mut self, ts: UnixNanos, q: &Quote) {
         let m = self.symbols.entry(q.symbol.clone()).or_default();
-        let mid = q.mid().to_f64().unwrap_or(f64::NAN);
+        // The mid is needed once a second, at the first quote of each.
+        let mid = || q.mid().to_f64().unwrap_or(f64::NAN);
         let sec = ts.0 / SECOND;
         match m.second {
             Some((s, last_mid)) if sec > s => {
+                let mid = mid();
                 let r = (mid / last_mid).ln();
                 if r.is_finite() {
                     m.variance = (1.0 - VOL_ALPHA) * m.variance + VOL_ALPHA * r * r;
@@ -76,7 +78,7 @@ impl MarketState {
                 }
                 m.second = Some((sec, mid));
             }
-            None => m.second = Some((sec, mid)),
+            None => m.second = Some((sec, mid())),
             _ => {}
         }
         m.quote = Some((q.clone(), ts));
