@@ -14,15 +14,15 @@
 //! Ids with no such order (intent ids, execution ids) go to [`Recent`], which remembers a fixed
 //! number of the newest.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::hash::Hash;
 
-use crate::types::{EventId, Symbol, UnixNanos};
+use crate::types::{EventId, Symbol, SymbolMap, UnixNanos};
 
 /// Per-symbol first-seen filter for streams in event-time order.
 #[derive(Debug, Default)]
 pub struct Dedup {
-    newest: HashMap<Symbol, (UnixNanos, Vec<EventId>)>,
+    newest: SymbolMap<(UnixNanos, Vec<EventId>)>,
 }
 
 impl Dedup {

@@ -10,10 +10,8 @@
 //! boundary a symbol without a window gets a heartbeat instead ([`OfiEngine::heartbeat`]).
 //! Arithmetic is exact (decimal), so the values do not depend on replay speed or platform.
 
-use std::collections::HashMap;
-
 use common::events::{DepthUpdate, OfiWindow, Quote, Trade};
-use common::types::{EventId, Symbol, UnixNanos};
+use common::types::{EventId, Symbol, SymbolMap, UnixNanos};
 use rust_decimal::Decimal;
 
 /// Decimal places kept in the derived ratios (`mean_depth`, `ofi_normalized`).
@@ -89,13 +87,13 @@ pub struct ClosedWindow {
 pub struct OfiEngine {
     window_ns: u64,
     depth_levels: usize,
-    symbols: HashMap<Symbol, SymbolOfi>,
+    symbols: SymbolMap<SymbolOfi>,
 }
 
 impl OfiEngine {
     /// Windows of `window_ms` milliseconds; multi-level OFI over `depth_levels` levels.
     pub fn new(window_ms: u64, depth_levels: usize) -> Self {
-        Self { window_ns: window_ms.saturating_mul(1_000_000).max(1), depth_levels, symbols: HashMap::new() }
+        Self { window_ns: window_ms.saturating_mul(1_000_000).max(1), depth_levels, symbols: SymbolMap::default() }
     }
 
     /// `symbol`'s state, created on first sight.

@@ -1,11 +1,9 @@
 //! Quality checks: every replayed or live event passes here before it is normalized, and each
 //! rejection has a named reason. Pure and synchronous; time is the events' own.
 
-use std::collections::HashMap;
-
 use common::config::QualityConfig;
 use common::events::{FeedStatus, Quote, SymbolStatus, Trade};
-use common::types::{Price, Quantity, Symbol, UnixNanos};
+use common::types::{Price, Quantity, SymbolMap, UnixNanos};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
@@ -113,14 +111,14 @@ struct SymbolState {
 pub struct QualityChecker {
     cfg: QualityConfig,
     stale_after_ns: u64,
-    symbols: HashMap<Symbol, SymbolState>,
+    symbols: SymbolMap<SymbolState>,
 }
 
 impl QualityChecker {
     /// A checker with no history.
     pub fn new(cfg: QualityConfig) -> Self {
         let stale_after_ns = cfg.stale_after_ms.saturating_mul(1_000_000);
-        Self { cfg, stale_after_ns, symbols: HashMap::new() }
+        Self { cfg, stale_after_ns, symbols: SymbolMap::default() }
     }
 
     /// Checks one event.
@@ -272,7 +270,7 @@ fn check_jump(cfg: &QualityConfig, state: &mut SymbolState, ts: UnixNanos, mid: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::types::Side;
+    use common::types::{Side, Symbol};
     use rust_decimal::dec;
 
     fn quote(ts: u64, bid: Decimal, ask: Decimal) -> RawEvent {

@@ -34,7 +34,7 @@ use common::events::{
     RejectReason, SCHEMA_VERSION, Source, TradingHalt,
 };
 use common::ids;
-use common::types::{EventId, MAX_MAGNITUDE, Symbol, UnixNanos};
+use common::types::{EventId, MAX_MAGNITUDE, Symbol, SymbolMap, UnixNanos};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
@@ -91,7 +91,7 @@ pub struct OrderEngine<V, C> {
     risk: RiskEngine,
     market: MarketState,
     /// Each symbol's cost model, learned from its own fills.
-    cost: HashMap<Symbol, CostModel>,
+    cost: SymbolMap<CostModel>,
     cost_params: (f64, f64),
     /// Working orders, and a broker venue's finished ones (see `finished`).
     orders: HashMap<IntentId, OrderState>,
@@ -110,9 +110,9 @@ pub struct OrderEngine<V, C> {
     /// says whether they ever arrived.
     unconfirmed: HashSet<IntentId>,
     /// Each instrument's fee schedule.
-    fees: HashMap<Symbol, FeeSchedule>,
+    fees: SymbolMap<FeeSchedule>,
     /// Intents waiting for their symbol's market data to reach their decision time, in order.
-    held: HashMap<Symbol, VecDeque<Envelope<IntentEvent>>>,
+    held: SymbolMap<VecDeque<Envelope<IntentEvent>>>,
     /// Held intents judged since the shell last asked.
     released: Vec<IntentId>,
     /// Placed orders the venue has said nothing about yet (waiting for their arrival).
@@ -135,7 +135,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             source,
             risk: RiskEngine::new(risk, cfg, instruments),
             market: MarketState::new(cfg.impact_volume_window_s),
-            cost: HashMap::new(),
+            cost: SymbolMap::default(),
             cost_params: (cfg.cost_forgetting, cfg.cost_huber_k),
             orders: HashMap::new(),
             finished: VecDeque::new(),
@@ -147,7 +147,7 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             restored: HashSet::new(),
             unconfirmed: HashSet::new(),
             fees: instruments.iter().filter_map(|i| Symbol::new(&i.symbol).ok().map(|s| (s, i.fees.clone()))).collect(),
-            held: HashMap::new(),
+            held: SymbolMap::default(),
             released: Vec::new(),
             awaiting: HashSet::new(),
         }

@@ -1,10 +1,10 @@
 //! What the Order Plane knows of each symbol's market: the latest quote, a volatility estimate and
 //! recent traded volume (the inputs of the square-root impact term).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use common::events::{Quote, Trade};
-use common::types::{Symbol, UnixNanos};
+use common::types::{Symbol, SymbolMap, UnixNanos};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
@@ -48,13 +48,13 @@ impl SymbolMarket {
 #[derive(Debug)]
 pub struct MarketState {
     window_ns: u64,
-    symbols: HashMap<Symbol, SymbolMarket>,
+    symbols: SymbolMap<SymbolMarket>,
 }
 
 impl MarketState {
     /// Volume is summed over `volume_window_s` seconds of event time.
     pub fn new(volume_window_s: u64) -> Self {
-        Self { window_ns: volume_window_s.saturating_mul(SECOND), symbols: HashMap::new() }
+        Self { window_ns: volume_window_s.saturating_mul(SECOND), symbols: SymbolMap::default() }
     }
 
     /// The market of `symbol`.

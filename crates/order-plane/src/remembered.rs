@@ -1,10 +1,10 @@
 //! The intent ids the Order Plane remembers to refuse a repeat, for as long as risk could still
 //! pass one (see [`crate::engine`]).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use common::events::IntentId;
-use common::types::{Symbol, UnixNanos};
+use common::types::{Symbol, SymbolMap, UnixNanos};
 
 /// Ids of the intents taken, each kept until a repeat of its intent could no longer pass risk.
 ///
@@ -16,14 +16,14 @@ use common::types::{Symbol, UnixNanos};
 #[derive(Debug)]
 pub(crate) struct RememberedIntents {
     ids: HashSet<IntentId>,
-    by_symbol: HashMap<Symbol, BTreeSet<(UnixNanos, IntentId)>>,
+    by_symbol: SymbolMap<BTreeSet<(UnixNanos, IntentId)>>,
     max_lag_ns: u64,
 }
 
 impl RememberedIntents {
     /// Nothing remembered; ids go `max_lag_ns` after their time (risk's `max_intent_lag_ms`).
     pub(crate) fn new(max_lag_ns: u64) -> Self {
-        Self { ids: HashSet::new(), by_symbol: HashMap::new(), max_lag_ns }
+        Self { ids: HashSet::new(), by_symbol: SymbolMap::default(), max_lag_ns }
     }
 
     /// Whether `id` is remembered.

@@ -5,11 +5,11 @@
 //! [`RiskApproved`] can only be built here: a venue takes nothing else, so an order that skipped
 //! risk does not compile.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use common::config::{InstrumentConfig, OrderPlaneConfig, RiskConfig};
 use common::events::{OrderIntent, OrderType, RejectReason};
-use common::types::{MAX_MAGNITUDE, Side, Symbol, UnixNanos};
+use common::types::{MAX_MAGNITUDE, Side, Symbol, SymbolMap, UnixNanos};
 use rust_decimal::Decimal;
 
 use crate::order::Order;
@@ -90,9 +90,9 @@ pub struct RiskEngine {
     max_per_second: usize,
     stale_after_ns: u64,
     max_lag_ns: u64,
-    instruments: HashMap<Symbol, InstrumentConfig>,
-    exposure: HashMap<Symbol, Exposure>,
-    marks: HashMap<Symbol, Mark>,
+    instruments: SymbolMap<InstrumentConfig>,
+    exposure: SymbolMap<Exposure>,
+    marks: SymbolMap<Mark>,
     recent: VecDeque<UnixNanos>,
     halt: Option<String>,
 }
@@ -111,8 +111,8 @@ impl RiskEngine {
             stale_after_ns: cfg.stale_after_ms.saturating_mul(1_000_000),
             max_lag_ns: cfg.max_intent_lag_ms.saturating_mul(1_000_000),
             instruments,
-            exposure: HashMap::new(),
-            marks: HashMap::new(),
+            exposure: SymbolMap::default(),
+            marks: SymbolMap::default(),
             recent: VecDeque::new(),
             halt: None,
         }

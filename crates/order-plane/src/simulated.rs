@@ -30,7 +30,7 @@ use std::collections::{HashMap, VecDeque};
 
 use common::config::OrderPlaneConfig;
 use common::events::{DepthUpdate, FeedStatus, IntentId, MarketEvent, OrderType, Quote, TimeInForce};
-use common::types::{Side, Symbol, UnixNanos};
+use common::types::{Side, Symbol, SymbolMap, UnixNanos};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use smallvec::SmallVec;
@@ -299,13 +299,13 @@ impl SymbolBook {
 #[derive(Debug)]
 pub struct SimulatedVenue {
     cfg: SimulatedConfig,
-    books: HashMap<Symbol, SymbolBook>,
+    books: SymbolMap<SymbolBook>,
 }
 
 impl SimulatedVenue {
     /// A venue with nothing seen yet.
     pub fn new(cfg: SimulatedConfig) -> Self {
-        Self { cfg, books: HashMap::new() }
+        Self { cfg, books: SymbolMap::default() }
     }
 
     /// A venue with a fixed latency and the default collar and impact (tests).

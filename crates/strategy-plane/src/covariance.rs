@@ -9,9 +9,7 @@
 //! shrinks the estimate toward its diagonal (a convex combination of two PSD matrices) and puts a
 //! floor under each variance (adding a non-negative diagonal): both keep it PSD.
 
-use std::collections::HashMap;
-
-use common::types::Symbol;
+use common::types::{Symbol, SymbolMap};
 
 /// Variance floor per window (0.01 bp²): a symbol that has not moved still carries some risk.
 const VARIANCE_FLOOR: f64 = 1e-10;
@@ -23,7 +21,7 @@ const SHRINKAGE: f64 = 0.1;
 #[derive(Debug, Clone)]
 pub struct EwmaCovariance {
     alpha: f64,
-    index: HashMap<Symbol, usize>,
+    index: SymbolMap<usize>,
     /// The EWMA of `r·rᵀ`, symmetric, one row per symbol seen (in the order first seen).
     cov: Vec<Vec<f64>>,
     /// Whether any window has been added (the first sets the estimate outright).
@@ -33,7 +31,7 @@ pub struct EwmaCovariance {
 impl EwmaCovariance {
     /// `alpha` is the weight of the latest window.
     pub fn new(alpha: f64) -> Self {
-        Self { alpha, index: HashMap::new(), cov: Vec::new(), started: false }
+        Self { alpha, index: SymbolMap::default(), cov: Vec::new(), started: false }
     }
 
     fn slot(&mut self, symbol: &Symbol) -> usize {

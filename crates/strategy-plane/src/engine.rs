@@ -20,7 +20,7 @@ use common::events::{
     CostModelUpdate, DecisionMark, Envelope, ExecEvent, IntentEvent, IntentId, MarketEvent, OfiEvent, OrderIntent,
     OrderType, SCHEMA_VERSION, SignalValue, Source, TimeInForce,
 };
-use common::types::{EventId, MAX_MAGNITUDE, Side, Symbol, UnixNanos};
+use common::types::{EventId, MAX_MAGNITUDE, Side, Symbol, SymbolMap, UnixNanos};
 use common::{fees, ids};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
@@ -146,15 +146,15 @@ pub struct StrategyEngine<C> {
     limits: RiskConfig,
     /// The Order Plane's `max_order_notional`: no intent asks for more.
     max_order_notional: Decimal,
-    instruments: HashMap<Symbol, InstrumentConfig>,
+    instruments: SymbolMap<InstrumentConfig>,
     clock: C,
     source: Arc<Source>,
-    signals: HashMap<Symbol, SymbolSignals>,
+    signals: SymbolMap<SymbolSignals>,
     /// Each symbol's recent windows, oldest first, until a decision has used them.
     latest: BTreeMap<Symbol, VecDeque<Latest>>,
     /// Each symbol's traded size per window over the last `impact_volume_window_s`, as of the
     /// latest decision: the volume of the impact estimate.
-    volumes: HashMap<Symbol, VecDeque<(UnixNanos, f64)>>,
+    volumes: SymbolMap<VecDeque<(UnixNanos, f64)>>,
     volume_window_ns: u64,
     cov: EwmaCovariance,
     book: Book,
@@ -163,7 +163,7 @@ pub struct StrategyEngine<C> {
     /// Each symbol's sum of the signed open quantities in `inflight`, kept as they change: every
     /// decision needs it per symbol, and summing `inflight` there cost a catching-up plane 7 % of
     /// its CPU (hundreds of intents are in flight then).
-    working: HashMap<Symbol, Decimal>,
+    working: SymbolMap<Decimal>,
     /// The newest intents issued (or read back from `exec_reports`), to tell reports for them
     /// from reports for someone else's intents.
     issued: Recent<IntentId>,
@@ -171,7 +171,7 @@ pub struct StrategyEngine<C> {
     /// waited for, since the Order Plane ignores a repeat.
     finished: Recent<IntentId>,
     /// Each symbol's latest learned cost model.
-    cost: HashMap<Symbol, CostModelUpdate>,
+    cost: SymbolMap<CostModelUpdate>,
     halted: bool,
     expect_all: bool,
     next_decision: u64,
@@ -213,17 +213,17 @@ impl<C: Clock> StrategyEngine<C> {
                 .collect(),
             clock,
             source,
-            signals: HashMap::new(),
+            signals: SymbolMap::default(),
             latest: BTreeMap::new(),
-            volumes: HashMap::new(),
+            volumes: SymbolMap::default(),
             volume_window_ns: app.order_plane.impact_volume_window_s.saturating_mul(1_000_000_000),
             cov: EwmaCovariance::new(cfg.covariance_alpha),
             book: Book::default(),
             inflight: HashMap::new(),
-            working: HashMap::new(),
+            working: SymbolMap::default(),
             issued: Recent::new(ISSUED_REMEMBERED),
             finished: Recent::new(ISSUED_REMEMBERED),
-            cost: HashMap::new(),
+            cost: SymbolMap::default(),
             halted: false,
             expect_all: true,
             next_decision: 0,

@@ -5,11 +5,9 @@
 //! direction; a trade through zero realizes the whole position and opens the rest at its price.
 //! Fills are de-duplicated by execution id, so a redelivered report is counted once.
 
-use std::collections::HashMap;
-
 use common::dedup::Recent;
 use common::events::ExecReport;
-use common::types::{Side, Symbol};
+use common::types::{Side, Symbol, SymbolMap};
 use rust_decimal::Decimal;
 
 /// One symbol's position.
@@ -78,14 +76,14 @@ const FILLS_REMEMBERED: usize = 32_768;
 /// Every symbol's position, marks, and the newest fills counted.
 #[derive(Debug)]
 pub struct Book {
-    positions: HashMap<Symbol, Position>,
-    marks: HashMap<Symbol, Decimal>,
+    positions: SymbolMap<Position>,
+    marks: SymbolMap<Decimal>,
     counted: Recent<String>,
 }
 
 impl Default for Book {
     fn default() -> Self {
-        Self { positions: HashMap::new(), marks: HashMap::new(), counted: Recent::new(FILLS_REMEMBERED) }
+        Self { positions: SymbolMap::default(), marks: SymbolMap::default(), counted: Recent::new(FILLS_REMEMBERED) }
     }
 }
 
