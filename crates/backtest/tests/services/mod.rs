@@ -233,6 +233,10 @@ pub async fn through_the_broker(cfg: &AppConfig, want: &Topics, crash_after: Opt
     order_stop.cancel();
     strategy_task.await.unwrap().unwrap();
     order_task.await.unwrap().unwrap();
+    // Read again once the planes have stopped (a stop flushes what they produced): a record they
+    // published after the last poll is compared too.
+    let (intents, reports) =
+        (read::<IntentEvent>(cfg, ORDER_INTENTS).await, read::<ExecEvent>(cfg, EXEC_REPORTS).await);
     Topics { market, ofi, intents, reports }
 }
 
