@@ -6,7 +6,8 @@
 //!   venue, wired as the planes wire them through Kafka; pure, one callback per record.
 //! - [`ledger`]: positions, PnL, fees, turnover, drawdown and the Sharpe ratio, exact decimals.
 //! - [`report`]: the records counted, hashed and booked; `report.json` and the CSV rows.
-//! - [`output`]: writes `report.json`, `fills.csv` and `intents.csv` to the output folder.
+//! - [`tables`]: `fills.parquet` and `intents.parquet`.
+//! - [`output`]: writes the report and the tables (and their CSV copies) to the output folder.
 //!
 //! `docs/backtest.md` documents the command and the report.
 
@@ -14,6 +15,7 @@ pub mod engine;
 pub mod ledger;
 pub mod output;
 pub mod report;
+pub mod tables;
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -1,5 +1,5 @@
 //! `backtest`: the planes' cores over replay files in one process, no broker; writes
-//! `report.json`, `fills.csv` and `intents.csv` to `--out` and prints a one-line summary.
+//! `report.json`, `fills.parquet` and `intents.parquet` (CSV too with `--csv`) to `--out` and prints a one-line summary.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,9 +13,12 @@ use clap::Parser;
 struct Cli {
     /// Replay file or folder (CSV/Parquet); default: REPLAY_PATH / data_plane.replay.path.
     input: Option<PathBuf>,
-    /// Folder for report.json, fills.csv and intents.csv.
+    /// Folder for report.json, fills.parquet and intents.parquet.
     #[arg(long, default_value = "backtest-out")]
     out: PathBuf,
+    /// Writes fills.csv and intents.csv as well.
+    #[arg(long)]
+    csv: bool,
     /// Sets a configuration field over every other layer, e.g. strategy_plane.risk_aversion=1000.
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     sets: Vec<String>,
@@ -46,6 +49,6 @@ fn run(cli: &Cli) -> Result<String, BacktestError> {
     let cfg = common::config::load_with(&cli.config_dir, &sets)?;
     output::prepare(&cli.out)?;
     let outcome = backtest::run(&cfg)?;
-    let report = output::write(&cli.out, &outcome)?;
+    let report = output::write(&cli.out, &outcome, output::Options { csv: cli.csv })?;
     Ok(backtest::summary(&outcome.report, &report))
 }

@@ -33,7 +33,8 @@ fn exact(d: Decimal) -> String {
     d.round_dp(DECIMALS).normalize().to_string()
 }
 
-fn side(s: Side) -> &'static str {
+/// A side as the outputs write it.
+pub fn side(s: Side) -> &'static str {
     match s {
         Side::Buy => "buy",
         Side::Sell => "sell",
@@ -647,6 +648,34 @@ fn field(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")).into() } else { s.into() }
 }
 
+/// An order type as the outputs write it.
+pub fn order_type(t: OrderType) -> &'static str {
+    match t {
+        OrderType::Market => "market",
+        OrderType::Limit => "limit",
+    }
+}
+
+/// A time in force as the outputs write it.
+pub fn time_in_force(t: TimeInForce) -> &'static str {
+    match t {
+        TimeInForce::Day => "day",
+        TimeInForce::Ioc => "ioc",
+        TimeInForce::Gtc => "gtc",
+    }
+}
+
+/// An order status as the outputs write it.
+pub fn status(s: ExecStatus) -> &'static str {
+    match s {
+        ExecStatus::Accepted => "accepted",
+        ExecStatus::Rejected => "rejected",
+        ExecStatus::PartiallyFilled => "partially_filled",
+        ExecStatus::Filled => "filled",
+        ExecStatus::Cancelled => "cancelled",
+    }
+}
+
 impl FillRow {
     /// The CSV line, without its line break.
     pub fn csv(&self) -> String {
@@ -671,22 +700,8 @@ impl IntentRow {
     /// The CSV line, without its line break.
     pub fn csv(&self) -> String {
         let i = &self.intent;
-        let order_type = match i.order_type {
-            OrderType::Market => "market",
-            OrderType::Limit => "limit",
-        };
-        let tif = match i.time_in_force {
-            TimeInForce::Day => "day",
-            TimeInForce::Ioc => "ioc",
-            TimeInForce::Gtc => "gtc",
-        };
-        let status = self.status.map(|s| match s {
-            ExecStatus::Accepted => "accepted",
-            ExecStatus::Rejected => "rejected",
-            ExecStatus::PartiallyFilled => "partially_filled",
-            ExecStatus::Filled => "filled",
-            ExecStatus::Cancelled => "cancelled",
-        });
+        let (order_type, tif, status) =
+            (order_type(i.order_type), time_in_force(i.time_in_force), self.status.map(status));
         format!(
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             self.ts_event.0,

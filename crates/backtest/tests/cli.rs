@@ -37,11 +37,11 @@ fn stderr(o: &Output) -> String {
 }
 
 #[test]
-fn a_run_writes_the_report_and_both_csv_files_and_prints_one_line() {
+fn a_run_writes_the_report_the_tables_and_with_csv_the_csv_files_and_prints_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture(dir.path(), 20_000);
     let sets = ["--set", "strategy_plane.cost_aversion=0", "--set", "strategy_plane.warmup_windows=10"];
-    let o = backtest(dir.path(), &[&[input.to_str().unwrap(), "--out", "out"][..], &sets].concat());
+    let o = backtest(dir.path(), &[&[input.to_str().unwrap(), "--out", "out", "--csv"][..], &sets].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8(o.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
@@ -55,6 +55,15 @@ fn a_run_writes_the_report_and_both_csv_files_and_prints_one_line() {
     let intents = std::fs::read_to_string(dir.path().join("out/intents.csv")).unwrap();
     assert_eq!(intents.lines().count() as u64, report["counts"]["intents"].as_u64().unwrap() + 1);
     assert!(!dir.path().join("out/report.json.partial").exists());
+    for table in ["fills.parquet", "intents.parquet"] {
+        assert!(std::fs::read(dir.path().join("out").join(table)).unwrap().starts_with(b"PAR1"), "{table}");
+    }
+
+    // Without --csv the CSV files go, an earlier run's included: none is left looking current.
+    let o = backtest(dir.path(), &[&[input.to_str().unwrap(), "--out", "out"][..], &sets].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!dir.path().join("out/fills.csv").exists() && !dir.path().join("out/intents.csv").exists());
+    assert!(dir.path().join("out/fills.parquet").exists());
 }
 
 #[test]
