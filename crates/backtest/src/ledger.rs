@@ -23,6 +23,8 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use strategy_plane::positions::Position;
 
+use crate::series::{Merge, Series};
+
 /// Seconds in the year the ratios are annualised over: crypto venues trade 24 h a day, 365 days
 /// a year.
 pub const YEAR_SECONDS: u64 = 365 * 24 * 3600;
@@ -186,12 +188,18 @@ impl Curve {
         }
     }
 
-    /// Closes an interval, then `flat` more in which nothing moved.
-    fn close(&mut self, flat: u64) {
-        let change = self.equity.saturating_sub(self.sampled);
-        self.moments.add(change.to_f64().unwrap_or(0.0), 1);
+    /// Closes an interval, then `flat` more in which nothing moved; returns the first's change.
+    fn close(&mut self, flat: u64) -> f64 {
+        let change = self.equity.saturating_sub(self.sampled).to_f64().unwrap_or(0.0);
+        self.moments.add(change, 1);
         self.moments.add(0.0, flat);
         self.sampled = self.equity;
+        change
+    }
+
+    /// How far the equity is below its peak now.
+    fn drawdown(&self) -> Decimal {
+        self.peak.saturating_sub(self.equity)
     }
 
     /// Net equity now.
@@ -263,12 +271,47 @@ impl SymbolBook {
     }
 }
 
+/// What `report.html` plots, sampled at every interval close ([`crate::series`] bounds it).
+#[derive(Debug, Clone)]
+pub struct Charts {
+    /// The run's net equity.
+    pub equity: Series,
+    /// The run's drawdown, the deepest of each interval.
+    pub drawdown: Series,
+    /// Each symbol's position.
+    pub positions: BTreeMap<Symbol, Series>,
+    /// Each symbol's mid.
+    pub mids: BTreeMap<Symbol, Series>,
+    /// The run's interval net PnL changes that were not 0 (a run has as many flat intervals as
+    /// `intervals − len`).
+    pub interval_pnl: Vec<f64>,
+}
+
+impl Default for Charts {
+    fn default() -> Self {
+        Self {
+            equity: Series::new(Merge::Last),
+            drawdown: Series::new(Merge::Max),
+            positions: BTreeMap::new(),
+            mids: BTreeMap::new(),
+            interval_pnl: Vec::new(),
+        }
+    }
+}
+
+fn f(d: Decimal) -> f64 {
+    d.to_f64().unwrap_or(0.0)
+}
+
 /// Positions, PnL and the equity curves' statistics.
 #[derive(Debug, Clone)]
 pub struct Ledger {
     interval_ns: u64,
     symbols: BTreeMap<Symbol, SymbolBook>,
     total: Curve,
+    /// The deepest drawdown since the last interval closed.
+    deepest: Decimal,
+    charts: Charts,
     next_boundary: Option<u64>,
     first: Option<UnixNanos>,
     now: UnixNanos,
@@ -284,6 +327,8 @@ impl Ledger {
             interval_ns: interval_ms.max(1).saturating_mul(1_000_000),
             symbols: BTreeMap::new(),
             total: Curve::default(),
+            deepest: Decimal::ZERO,
+            charts: Charts::default(),
             next_boundary: None,
             first: None,
             now: UnixNanos(0),
@@ -309,14 +354,39 @@ impl Ledger {
         }
         let crossed = (ts.0 - boundary) / self.interval_ns + 1;
         // The equity did not move in the intervals after the first that ended before `ts`.
-        self.close_intervals(crossed - 1);
+        self.close_intervals(boundary, crossed - 1);
         self.next_boundary = Some(boundary.saturating_add(crossed.saturating_mul(self.interval_ns)));
     }
 
-    fn close_intervals(&mut self, flat: u64) {
-        self.total.close(flat);
+    /// Closes the interval that ended at `end` and the `flat` ones after it.
+    fn close_intervals(&mut self, end: u64, flat: u64) {
+        let change = self.total.close(flat);
+        if change != 0.0 {
+            self.charts.interval_pnl.push(change);
+        }
         for book in self.symbols.values_mut() {
             book.curve.close(flat);
+        }
+        self.sample(end);
+        if flat > 0 {
+            // Nothing moved until the last flat interval's end: its point draws the flat stretch.
+            self.sample(end.saturating_add(flat.saturating_mul(self.interval_ns)));
+        }
+        self.deepest = self.total.drawdown();
+    }
+
+    fn sample(&mut self, ts: u64) {
+        let c = &mut self.charts;
+        c.equity.push(ts, f(self.total.equity));
+        c.drawdown.push(ts, f(self.deepest.max(self.total.drawdown())));
+        for (symbol, book) in &self.symbols {
+            c.positions
+                .entry(symbol.clone())
+                .or_insert_with(|| Series::new(Merge::Last))
+                .push(ts, f(book.position.qty));
+            if let Some(mid) = book.mark {
+                c.mids.entry(symbol.clone()).or_insert_with(|| Series::new(Merge::Last)).push(ts, f(mid));
+            }
         }
     }
 
@@ -368,13 +438,14 @@ impl Ledger {
         }
         let total = self.symbols.values().map(SymbolBook::net).fold(Decimal::ZERO, Decimal::saturating_add);
         self.total.set(total, now);
+        self.deepest = self.deepest.max(self.total.drawdown());
     }
 
     /// The input has ended: closes the last interval, however short, so that the intervals'
     /// PnL adds up to the net PnL.
     pub fn finish(&mut self) {
         if self.first.is_some() && self.next_boundary.is_some() {
-            self.close_intervals(0);
+            self.close_intervals(self.now.0, 0);
             self.next_boundary = None;
         }
     }
@@ -382,6 +453,16 @@ impl Ledger {
     /// Each symbol's book.
     pub fn symbols(&self) -> &BTreeMap<Symbol, SymbolBook> {
         &self.symbols
+    }
+
+    /// What `report.html` plots.
+    pub fn charts(&self) -> &Charts {
+        &self.charts
+    }
+
+    /// Takes what `report.html` plots out of the ledger, leaving it empty.
+    pub fn take_charts(&mut self) -> Charts {
+        std::mem::take(&mut self.charts)
     }
 
     /// The run's net equity curve.

@@ -6,15 +6,19 @@
 //!   venue, wired as the planes wire them through Kafka; pure, one callback per record.
 //! - [`ledger`]: positions, PnL, fees, turnover, drawdown and the Sharpe ratio, exact decimals.
 //! - [`report`]: the records counted, hashed and booked; `report.json` and the CSV rows.
+//! - [`series`]: the plotted time series, downsampled to a bounded number of points.
 //! - [`tables`]: `fills.parquet` and `intents.parquet`.
+//! - [`html`]: `report.html`, the report's headline figures and plots on one offline page.
 //! - [`output`]: writes the report and the tables (and their CSV copies) to the output folder.
 //!
 //! `docs/backtest.md` documents the command and the report.
 
 pub mod engine;
+pub mod html;
 pub mod ledger;
 pub mod output;
 pub mod report;
+pub mod series;
 pub mod tables;
 
 use std::path::PathBuf;
@@ -81,6 +85,8 @@ pub struct Outcome {
     pub fills: Vec<FillRow>,
     /// `intents.csv`'s rows.
     pub intents: Vec<IntentRow>,
+    /// What `report.html` plots.
+    pub charts: ledger::Charts,
 }
 
 /// Runs the replay `cfg.data_plane.replay` names through the cores, to the end of the input.
@@ -98,10 +104,10 @@ pub fn run(cfg: &AppConfig) -> Result<Outcome, BacktestError> {
     let mut rows = 0u64;
     let counters = engine::run(cfg, &stream, replay.inspect(|_| rows += 1), &mut on);
     recorder.rows_read(rows);
-    let (mut report, fills, intents) = recorder.finish(cfg, counters);
+    let mut outcome = recorder.finish(cfg, counters);
     let wall_seconds = started.elapsed().as_secs_f64();
-    report.run = Some(RunInfo { files, wall_seconds, rows_per_second: rows as f64 / wall_seconds.max(1e-9) });
-    Ok(Outcome { report, fills, intents })
+    outcome.report.run = Some(RunInfo { files, wall_seconds, rows_per_second: rows as f64 / wall_seconds.max(1e-9) });
+    Ok(outcome)
 }
 
 /// The one line printed at the end of a run.

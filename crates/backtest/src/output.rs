@@ -1,8 +1,9 @@
 //! Writes a run's outputs into its folder: `fills.parquet`, `intents.parquet` (and their CSV
-//! copies with `--csv`), then `report.json`.
+//! copies with `--csv`), `report.html`, then `report.json`.
 //!
 //! `report.json` is what says a run is complete, so every output of an earlier run is removed
-//! before anything is written, and the report is put in place last, by a rename: a run that
+//! before anything is written, and the page and the report are put in place last, each by a
+//! rename: a run that
 //! fails half-way leaves no report, and no earlier run's files beside its own partial ones.
 
 use std::fs;
@@ -14,6 +15,8 @@ use crate::{BacktestError, Outcome, tables};
 
 /// The report's file name.
 pub const REPORT: &str = "report.json";
+/// The page's file name.
+pub const HTML: &str = "report.html";
 /// The fills' CSV file name.
 pub const FILLS: &str = "fills.csv";
 /// The intents' CSV file name.
@@ -24,7 +27,7 @@ pub const FILLS_PARQUET: &str = "fills.parquet";
 pub const INTENTS_PARQUET: &str = "intents.parquet";
 
 /// Every file a run may write, the report first: [`prepare`] removes them all.
-const OUTPUTS: [&str; 5] = [REPORT, FILLS, INTENTS, FILLS_PARQUET, INTENTS_PARQUET];
+const OUTPUTS: [&str; 6] = [REPORT, HTML, FILLS, INTENTS, FILLS_PARQUET, INTENTS_PARQUET];
 
 /// Which outputs to write besides the report and the Parquet tables.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -88,6 +91,8 @@ pub fn write(dir: &Path, outcome: &Outcome, options: Options) -> Result<PathBuf,
         write_lines(&dir.join(FILLS), FILLS_HEADER, outcome.fills.iter().map(|f| f.csv()))?;
         write_lines(&dir.join(INTENTS), INTENTS_HEADER, outcome.intents.iter().map(|i| i.csv()))?;
     }
+    let page = crate::html::render(outcome).map_err(|e| io(&dir.join(HTML))(std::io::Error::other(e)))?;
+    put(dir, HTML, page.as_bytes())?;
     let mut json = serde_json::to_vec_pretty(&outcome.report)
         .map_err(|e| io(&dir.join(REPORT))(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
     json.push(b'\n');

@@ -261,8 +261,9 @@ impl Recorder {
         self.exec_hash.update(&self.canonical);
     }
 
-    /// Ends the run: the report, and the rows of `fills.csv` and `intents.csv`.
-    pub fn finish(mut self, cfg: &AppConfig, counters: Counters) -> (Report, Vec<FillRow>, Vec<IntentRow>) {
+    /// Ends the run: the report, the rows of the fills and intents tables, and what the page
+    /// plots.
+    pub fn finish(mut self, cfg: &AppConfig, counters: Counters) -> crate::Outcome {
         self.ledger.finish();
         let mut symbols = BTreeMap::new();
         let mut total = Counts::default();
@@ -341,7 +342,7 @@ impl Recorder {
             },
             run: None,
         };
-        (report, self.fills, self.intent_rows)
+        crate::Outcome { report, fills: self.fills, intents: self.intent_rows, charts: self.ledger.take_charts() }
     }
 }
 
