@@ -9,6 +9,7 @@
 //! - [`series`]: the plotted time series, downsampled to a bounded number of points.
 //! - [`tables`]: `fills.parquet` and `intents.parquet`.
 //! - [`html`]: `report.html`, the report's headline figures and plots on one offline page.
+//! - [`terminal`]: the progress bars, on a terminal only.
 //! - [`output`]: writes the report and the tables (and their CSV copies) to the output folder.
 //!
 //! `docs/backtest.md` documents the command and the report.
@@ -20,6 +21,7 @@ pub mod output;
 pub mod report;
 pub mod series;
 pub mod tables;
+pub mod terminal;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -89,20 +91,50 @@ pub struct Outcome {
     pub charts: ledger::Charts,
 }
 
+/// How far a run has got, reported every [`PROGRESS_ROWS`] rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Replay rows read, good or bad.
+    pub rows: u64,
+    /// Share of the input read, 0 to 1: bytes of the files read over their sizes, over every
+    /// pass.
+    pub share: f64,
+}
+
+/// Rows between two [`Progress`] reports: often enough for a bar, rare enough to cost nothing.
+pub const PROGRESS_ROWS: u64 = 8192;
+
 /// Runs the replay `cfg.data_plane.replay` names through the cores, to the end of the input.
 pub fn run(cfg: &AppConfig) -> Result<Outcome, BacktestError> {
+    run_with(cfg, &mut |_| {})
+}
+
+/// [`run`], reporting its progress to `on_progress`.
+pub fn run_with(cfg: &AppConfig, on_progress: &mut dyn FnMut(Progress)) -> Result<Outcome, BacktestError> {
     let replay_cfg = &cfg.data_plane.replay;
     if replay_cfg.loop_count == 0 {
         return Err(BacktestError::EndlessReplay);
     }
     let started = Instant::now();
-    let replay = Replay::open(&replay_cfg.path, replay_cfg.loop_count)?;
+    let mut replay = Replay::open(&replay_cfg.path, replay_cfg.loop_count)?;
     let files: Vec<String> = replay.files().iter().map(|f| f.display().to_string()).collect();
     let stream = data_plane::run::stream_name(replay.files(), &cfg.data_plane);
     let mut recorder = Recorder::new(cfg.strategy_plane.decision_interval_ms);
     let mut on = |p: engine::Published<'_>| recorder.on(p);
     let mut rows = 0u64;
-    let counters = engine::run(cfg, &stream, replay.inspect(|_| rows += 1), &mut on);
+    let mut cores = engine::Cores::new(cfg, &stream);
+    let passes = f64::from(replay_cfg.loop_count);
+    let share = |replay: &Replay| ((f64::from(replay.pass()) + replay.share_read()) / passes).min(1.0);
+    while let Some(item) = replay.next() {
+        rows += 1;
+        cores.step(item, &mut on);
+        if rows.is_multiple_of(PROGRESS_ROWS) {
+            on_progress(Progress { rows, share: share(&replay) });
+        }
+    }
+    cores.end(&mut on);
+    on_progress(Progress { rows, share: 1.0 });
+    let counters = cores.strategy_counters();
     recorder.rows_read(rows);
     let mut outcome = recorder.finish(cfg, counters);
     let wall_seconds = started.elapsed().as_secs_f64();

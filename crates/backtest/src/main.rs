@@ -48,7 +48,10 @@ fn run(cli: &Cli) -> Result<String, BacktestError> {
     }
     let cfg = common::config::load_with(&cli.config_dir, &sets)?;
     output::prepare(&cli.out)?;
-    let outcome = backtest::run(&cfg)?;
+    let bar = backtest::terminal::Bars::on_stderr().bar("");
+    let outcome = backtest::run_with(&cfg, &mut |p| bar.update(p));
+    bar.finish();
+    let outcome = outcome?;
     let report = output::write(&cli.out, &outcome, output::Options { csv: cli.csv })?;
     Ok(backtest::summary(&outcome.report, &report))
 }

@@ -45,6 +45,8 @@ fn a_run_writes_the_report_the_tables_and_with_csv_the_csv_files_and_prints_one_
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8(o.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    // stderr is not a terminal here: no progress bar, nothing at all.
+    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.starts_with("backtest: 20000 rows") && stdout.contains("report out/report.json"), "{stdout}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/report.json")).unwrap()).unwrap();
