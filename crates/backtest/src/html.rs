@@ -140,7 +140,7 @@ struct Plot {
 }
 
 /// A JSON value as a table cell: strings as they are, numbers as JSON writes them.
-fn shown(v: Option<&serde_json::Value>) -> String {
+pub(crate) fn shown(v: Option<&serde_json::Value>) -> String {
     match v {
         None | Some(serde_json::Value::Null) => "n/a".to_owned(),
         Some(serde_json::Value::String(s)) => s.clone(),
@@ -201,10 +201,11 @@ fn span(values: impl IntoIterator<Item = f64>) -> std::ops::Range<f64> {
     (lo - pad)..(hi + pad)
 }
 
-type Line<'a> = (&'a str, Vec<(f64, f64)>);
+/// A labelled line of (event time ns, value) points.
+pub(crate) type Line<'a> = (&'a str, Vec<(f64, f64)>);
 
 /// Lines over event time; `extra` draws more on the same axes (the fills).
-fn time_chart(
+pub(crate) fn time_chart(
     name: &'static str,
     y_desc: &str,
     lines: &[Line<'_>],

@@ -9,6 +9,7 @@
 //! - [`series`]: the plotted time series, downsampled to a bounded number of points.
 //! - [`tables`]: `fills.parquet` and `intents.parquet`.
 //! - [`html`]: `report.html`, the report's headline figures and plots on one offline page.
+//! - [`sweep`]: `--sweep`, variants run in parallel, `sweep.json` and `sweep.html`.
 //! - [`terminal`]: the progress bars, on a terminal only.
 //! - [`output`]: writes the report and the tables (and their CSV copies) to the output folder.
 //!
@@ -20,6 +21,7 @@ pub mod ledger;
 pub mod output;
 pub mod report;
 pub mod series;
+pub mod sweep;
 pub mod tables;
 pub mod terminal;
 
@@ -40,6 +42,11 @@ pub enum BacktestError {
     /// A `--set` argument that is not `section.key=value`.
     #[error("--set {0:?}: expected section.key=value, e.g. strategy_plane.risk_aversion=1000")]
     SetSyntax(String),
+    /// A `--sweep` argument that is not `section.key=v1,v2,…`, or a key swept twice.
+    #[error(
+        "--sweep {0:?}: expected section.key=value,value,… with no empty value and each key swept once, e.g. strategy_plane.risk_aversion=1000,10000"
+    )]
+    SweepSyntax(String),
     /// `data_plane.replay.loop_count = 0` replays forever: a backtest needs an end.
     #[error("data_plane.replay.loop_count = 0 replays forever; a backtest needs a number of passes (1 or more)")]
     EndlessReplay,
@@ -61,7 +68,7 @@ impl BacktestError {
     /// The process exit code (sysexits.h, as the planes use them).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Config(_) | Self::SetSyntax(_) | Self::EndlessReplay => common::EXIT_CONFIG,
+            Self::Config(_) | Self::SetSyntax(_) | Self::SweepSyntax(_) | Self::EndlessReplay => common::EXIT_CONFIG,
             Self::Input(_) => 66,
             Self::Output { .. } => 73,
         }

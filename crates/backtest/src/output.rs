@@ -43,8 +43,13 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> BacktestError + '_ {
 /// Makes `dir` if needed and removes an earlier run's outputs from it; done before the run, so
 /// that a folder that cannot be written fails in a second, not after the whole replay.
 pub fn prepare(dir: &Path) -> Result<(), BacktestError> {
+    clear(dir, &OUTPUTS)
+}
+
+/// Makes `dir` if needed and removes the files `names` from it.
+pub fn clear(dir: &Path, names: &[&str]) -> Result<(), BacktestError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
-    for name in OUTPUTS {
+    for name in names {
         let path = dir.join(name);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path)(e)),
@@ -73,7 +78,7 @@ fn table(path: &Path, result: Result<(), tables::TableError>) -> Result<(), Back
 
 /// Writes `bytes` to `name` in `dir` through a `.partial` file and a rename, so that the name
 /// only ever holds a whole file.
-fn put(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, BacktestError> {
+pub fn put(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, BacktestError> {
     let partial = dir.join(format!("{name}.partial"));
     fs::write(&partial, bytes).map_err(io(&partial))?;
     let path = dir.join(name);

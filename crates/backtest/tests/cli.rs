@@ -112,3 +112,69 @@ fn an_output_folder_that_cannot_be_made_exits_73() {
     assert_eq!(o.status.code(), Some(73), "{}", stderr(&o));
     assert!(stderr(&o).contains("taken/out"), "{}", stderr(&o));
 }
+
+/// `report.json` without `run` (wall time, files), which depends on the machine.
+fn report_without_run(path: &Path) -> serde_json::Value {
+    let mut report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    report.as_object_mut().unwrap().remove("run");
+    report
+}
+
+#[test]
+fn a_sweep_writes_each_variant_as_a_run_alone_would_and_compares_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture(dir.path(), 20_000);
+    let input = input.to_str().unwrap();
+    let base = ["--set", "strategy_plane.cost_aversion=0", "--set", "strategy_plane.warmup_windows=10"];
+    let o = backtest(
+        dir.path(),
+        &[&[input, "--out", "sweep", "--sweep", "strategy_plane.risk_aversion=1000,30000"][..], &base].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 3, "a line per variant and one for the sweep: {stdout}");
+
+    let sweep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("sweep/sweep.json")).unwrap()).unwrap();
+    let variants = sweep["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 2);
+    let mut nets = Vec::new();
+    for (i, value) in ["1000", "30000"].iter().enumerate() {
+        let name = format!("strategy_plane.risk_aversion={value}");
+        let alone = format!("alone-{value}");
+        let o = backtest(dir.path(), &[&[input, "--out", &alone, "--set", &name][..], &base].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let swept = report_without_run(&dir.path().join("sweep").join(&name).join("report.json"));
+        assert_eq!(swept, report_without_run(&dir.path().join(&alone).join("report.json")), "{name}");
+        for table in ["fills.parquet", "intents.parquet"] {
+            let a = std::fs::read(dir.path().join("sweep").join(&name).join(table)).unwrap();
+            assert_eq!(a, std::fs::read(dir.path().join(&alone).join(table)).unwrap(), "{name} {table}");
+        }
+        assert_eq!(variants[i]["folder"], name.as_str());
+        assert_eq!(variants[i]["pnl"], swept["pnl"]);
+        assert_eq!(variants[i]["risk"]["sortino"], swept["risk"]["sortino"]);
+        nets.push(swept["pnl"]["net"].clone());
+    }
+    assert_ne!(nets[0], nets[1], "the variants differ, or the sweep proves nothing");
+    let page = std::fs::read_to_string(dir.path().join("sweep/sweep.html")).unwrap();
+    assert_eq!(page.matches("<svg").count(), 1, "one equity plot overlaying the variants");
+    assert!(!page.contains("https://") && !page.contains("<script"));
+}
+
+#[test]
+fn a_bad_sweep_exits_78_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture(dir.path(), 10);
+    let input = input.to_str().unwrap();
+    for (sweep, named) in [
+        ("strategy_plane.risk_aversio=1,2", "strategy_plane.risk_aversio"),
+        ("strategy_plane.risk_aversion=1,lots", "strategy_plane.risk_aversion"),
+        ("strategy_plane.risk_aversion", "strategy_plane.risk_aversion"),
+        ("strategy_plane.risk_aversion=1,,2", "strategy_plane.risk_aversion=1,,2"),
+    ] {
+        let o = backtest(dir.path(), &[input, "--out", "out", "--sweep", sweep]);
+        assert_eq!(o.status.code(), Some(78), "{sweep}: {}", stderr(&o));
+        assert!(stderr(&o).contains(named), "{sweep}: {}", stderr(&o));
+        assert!(!dir.path().join("out").exists(), "{sweep}: nothing is written before the configuration is good");
+    }
+}
