@@ -72,12 +72,17 @@ fn a_run_writes_the_report_the_tables_and_with_csv_the_csv_files_and_prints_one_
 fn a_missing_input_exits_66_naming_it_and_leaves_no_report() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("out")).unwrap();
-    // An earlier run's report must not survive a failed run looking complete.
-    std::fs::write(dir.path().join("out/report.json"), "{}").unwrap();
+    // An earlier run's outputs must not survive a failed run looking complete.
+    let earlier = ["report.json", "report.html", "fills.parquet", "intents.parquet", "fills.csv", "intents.csv"];
+    for name in earlier {
+        std::fs::write(dir.path().join("out").join(name), "{}").unwrap();
+    }
     let o = backtest(dir.path(), &["no-such-file.csv", "--out", "out"]);
     assert_eq!(o.status.code(), Some(66), "{}", stderr(&o));
     assert!(stderr(&o).contains("no-such-file.csv"), "{}", stderr(&o));
-    assert!(!dir.path().join("out/report.json").exists());
+    for name in earlier {
+        assert!(!dir.path().join("out").join(name).exists(), "{name}");
+    }
 }
 
 #[test]
@@ -111,6 +116,17 @@ fn an_output_folder_that_cannot_be_made_exits_73() {
     let o = backtest(dir.path(), &[input.to_str().unwrap(), "--out", "taken/out"]);
     assert_eq!(o.status.code(), Some(73), "{}", stderr(&o));
     assert!(stderr(&o).contains("taken/out"), "{}", stderr(&o));
+
+    // A sweep fails the same way before any variant runs, naming the folder it could not make.
+    std::fs::create_dir(dir.path().join("sweep")).unwrap();
+    std::fs::write(dir.path().join("sweep/strategy_plane.risk_aversion=2"), "").unwrap();
+    let o = backtest(
+        dir.path(),
+        &[input.to_str().unwrap(), "--out", "sweep", "--sweep", "strategy_plane.risk_aversion=1,2"],
+    );
+    assert_eq!(o.status.code(), Some(73), "{}", stderr(&o));
+    assert!(stderr(&o).contains("sweep/strategy_plane.risk_aversion=2"), "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "no variant ran");
 }
 
 /// `report.json` without `run` (wall time, files), which depends on the machine.
