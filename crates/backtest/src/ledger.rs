@@ -399,9 +399,18 @@ impl Ledger {
 
     /// The mid of `symbol` is now `mid`.
     pub fn mark(&mut self, symbol: &Symbol, mid: Decimal) {
-        let book = self.book(symbol);
-        book.mark = Some(mid);
-        if !book.position.qty.is_zero() {
+        // Called on every quote: a known symbol is looked up without cloning its name.
+        let moved = match self.symbols.get_mut(symbol) {
+            Some(book) => {
+                book.mark = Some(mid);
+                !book.position.qty.is_zero()
+            }
+            None => {
+                self.book(symbol).mark = Some(mid);
+                false
+            }
+        };
+        if moved {
             self.revalue(symbol);
         }
     }
@@ -436,7 +445,8 @@ impl Ledger {
             let net = book.net();
             book.curve.set(net, now);
         }
-        let total = self.symbols.values().map(SymbolBook::net).fold(Decimal::ZERO, Decimal::saturating_add);
+        // Only `symbol` moved: every other curve holds its symbol's net equity already.
+        let total = self.symbols.values().map(|b| b.curve.equity).fold(Decimal::ZERO, Decimal::saturating_add);
         self.total.set(total, now);
         self.deepest = self.deepest.max(self.total.drawdown());
     }
