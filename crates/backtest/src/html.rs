@@ -403,7 +403,7 @@ fn plots(report: &Report, charts: &Charts, fills: &[FillRow], interval_ms: u64) 
     Ok(plots)
 }
 
-/// The page for `outcome`, whose Sharpe intervals are `interval_ms` long.
+/// The page for `outcome`.
 pub fn render(outcome: &Outcome) -> Result<String, HtmlError> {
     let report = &outcome.report;
     let json = serde_json::to_value(report)?;
