@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`engine`]: the loop, `DataCore` → `StrategyEngine` → `OrderEngine` with the simulated
 //!   venue, wired as the planes wire them through Kafka; pure, one callback per record.
-//! - [`ledger`]: positions, PnL, fees, turnover, drawdown and the Sharpe ratio, exact decimals.
+//! - [`ledger`]: positions, PnL, fees, turnover, the cost decomposition, round trips, drawdown
+//!   and the Sharpe and Sortino ratios, exact decimals; the series the page plots.
 //! - [`report`]: the records counted, hashed and booked; `report.json` and the CSV rows.
 //! - [`series`]: the plotted time series, downsampled to a bounded number of points.
 //! - [`tables`]: `fills.parquet` and `intents.parquet`.
@@ -90,9 +91,9 @@ pub fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>, BacktestErro
 pub struct Outcome {
     /// `report.json`.
     pub report: Report,
-    /// `fills.csv`'s rows.
+    /// The fills tables' rows.
     pub fills: Vec<FillRow>,
-    /// `intents.csv`'s rows.
+    /// The intents tables' rows.
     pub intents: Vec<IntentRow>,
     /// What `report.html` plots.
     pub charts: ledger::Charts,

@@ -3,8 +3,8 @@
 //!
 //! `report.json` is what says a run is complete, so every output of an earlier run is removed
 //! before anything is written, and the page and the report are put in place last, each by a
-//! rename: a run that
-//! fails half-way leaves no report, and no earlier run's files beside its own partial ones.
+//! rename: a run that fails half-way leaves no report, and no earlier run's files beside its own
+//! partial ones.
 
 use std::fs;
 use std::io::{BufWriter, Write};
