@@ -402,8 +402,10 @@ impl Ledger {
         // Called on every quote: a known symbol is looked up without cloning its name.
         let moved = match self.symbols.get_mut(symbol) {
             Some(book) => {
+                // Most quotes change a size, not the mid: the equity is then what it was.
+                let moved = book.mark != Some(mid) && !book.position.qty.is_zero();
                 book.mark = Some(mid);
-                !book.position.qty.is_zero()
+                moved
             }
             None => {
                 self.book(symbol).mark = Some(mid);

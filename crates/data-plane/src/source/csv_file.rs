@@ -27,6 +27,9 @@ pub(super) struct CsvRows {
     fields: Box<[u8]>,
     /// Where each field ends in `fields`, never grown.
     ends: Box<[usize]>,
+    /// Where the rest of a record over the limits goes, to be counted and dropped.
+    discard: Box<[u8]>,
+    discard_ends: Box<[usize]>,
     index: [usize; COLUMNS.len()],
     width: usize,
     done: bool,
@@ -52,6 +55,8 @@ pub(super) fn rows(path: &Path, read: ReadBytes) -> Result<CsvRows, SourceError>
         parser: csv_core::Reader::new(),
         fields: vec![0; MAX_RECORD_BYTES].into_boxed_slice(),
         ends: vec![0; MAX_FIELDS].into_boxed_slice(),
+        discard: vec![0; 4096].into_boxed_slice(),
+        discard_ends: vec![0; 256].into_boxed_slice(),
         index: [0; COLUMNS.len()],
         width: 0,
         done: false,
@@ -92,13 +97,11 @@ impl CsvRows {
         let (mut nfields, mut nends) = (0usize, 0usize);
         let mut too_long = false;
         let (mut bytes, mut fields) = (0u64, 0u64);
-        let mut discard = [0u8; 4096];
-        let mut discard_ends = [0usize; 256];
         loop {
             let input = self.file.fill_buf()?;
             // Once the record is too long, the rest of it is parsed into scratch space and dropped.
             let (out, out_ends) = if too_long {
-                (&mut discard[..], &mut discard_ends[..])
+                (&mut self.discard[..], &mut self.discard_ends[..])
             } else {
                 (&mut self.fields[nfields..], &mut self.ends[nends..])
             };
@@ -128,9 +131,21 @@ impl CsvRows {
             return Err((line, format!("row has {width} fields, expected {}", self.width)));
         }
         let mut f = [""; COLUMNS.len()];
+        // One check of the whole record is cheaper than one per field; only when it fails is each
+        // field checked, so that a column the replay does not read may hold anything.
+        let end = width.checked_sub(1).map_or(0, |last| self.ends[last]);
+        let record = std::str::from_utf8(&self.fields[..end]).ok();
         for (slot, &i) in f.iter_mut().zip(&self.index) {
-            *slot = std::str::from_utf8(field(&self.fields, &self.ends, i))
-                .map_err(|_| (line, "field is not UTF-8".to_owned()))?;
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            let text = match record {
+                Some(record) => record.get(start..self.ends[i]),
+                None => None,
+            };
+            *slot = match text {
+                Some(text) => text,
+                None => std::str::from_utf8(field(&self.fields, &self.ends, i))
+                    .map_err(|_| (line, "field is not UTF-8".to_owned()))?,
+            };
         }
         row_from_fields(&mut self.symbols, f[0], f[1], f[2], [f[3], f[4], f[5], f[6], f[7], f[8], f[9]])
             .map_err(|e| (line, e))
@@ -215,6 +230,24 @@ mod tests {
         assert!(reasons[1].starts_with("row of 52428801 bytes and 52428801 fields skipped"), "{}", reasons[1]);
         assert!(reasons[2].starts_with("row of 1000023 bytes and 10 fields skipped"), "{}", reasons[2]);
         assert!(reasons.iter().all(|r| r.len() < 200));
+    }
+
+    /// Only the columns the replay reads must be UTF-8, each on its own: a character split over
+    /// two fields is invalid in both, though the record's bytes together are valid.
+    #[test]
+    fn only_the_fields_read_must_be_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.csv");
+        let mut bytes = format!("{},note\n", HEADER.trim_end()).into_bytes();
+        bytes.extend_from_slice(b"1000,AAA,quote,1,1,2,1,,,,\xff\n"); // not UTF-8, in a column not read
+        bytes.extend_from_slice(b"1001,AA\xc3,\xa9quote,1,1,2,1,,,,x\n"); // \xc3\xa9 is one character, split
+        bytes.extend_from_slice(b"1002,AAA,quote,1,1,2,1,,,,\xc3\xa9\n");
+        std::fs::write(&path, bytes).unwrap();
+        let items: Vec<FileRow> = rows(&path, ReadBytes::default()).unwrap().collect();
+        assert!(items[0].is_ok(), "{:?}", items[0]);
+        assert_eq!(items[1].as_ref().err(), Some(&(3, "field is not UTF-8".to_owned())));
+        assert!(items[2].is_ok(), "{:?}", items[2]);
+        assert_eq!(items.len(), 3);
     }
 
     #[test]
