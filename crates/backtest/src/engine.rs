@@ -102,8 +102,9 @@ impl Cores {
 
     fn feed(&mut self, on: &mut impl FnMut(Published<'_>)) {
         let mut outputs = std::mem::take(&mut self.outputs);
-        for output in outputs.drain(..) {
-            match &output {
+        // Read in place: moving each envelope out cost more than the Strategy core's quote.
+        for output in &outputs {
+            match output {
                 Output::Market(env) => {
                     on(Published::Market(env));
                     self.strategy.on_market(env);
@@ -117,6 +118,7 @@ impl Cores {
             }
             self.settle(on);
         }
+        outputs.clear();
         self.outputs = outputs;
     }
 
