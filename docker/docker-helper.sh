@@ -88,7 +88,7 @@ Commands:
   lag              Each consumer group's committed offset, end offset and lag per partition
   test             Run every check and test (installs what it needs)
   deps             Install what native mode and the tests need, linters too (idempotent)
-  backtest [args]  Build (release) and run the backtest: replay files through the planes' cores
+  backtest [args]  Build (release, or BACKTEST_PROFILE=backtest: LTO) and run the backtest: replay files through the planes' cores
                    in one process, no broker; writes report.json, report.html, fills.parquet and
                    intents.parquet to --out (default backtest-out/) and prints a one-line summary;
                    --sweep key=v1,v2 runs variants in parallel (backtest --help)
@@ -676,9 +676,19 @@ case "$cmd" in
         # No broker and no system packages: cargo is all it needs, so no `deps`. Build output
         # goes to stderr, leaving stdout to the run's one-line summary.
         command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (rustup.rs), or run '$0 deps'"
-        say "Building the backtest (release)" >&2
-        cargo build --release --locked -p backtest >&2
-        exec "$TARGET_DIR/release/backtest" "$@"
+        # BACKTEST_PROFILE=backtest: link-time optimised, ~10 % faster, but its first build
+        # compiles every dependency again (some minutes); release shares the planes' build.
+        profile="${BACKTEST_PROFILE:-release}"
+        case "$profile" in
+            release | backtest) ;;
+            *)
+                printf "error: BACKTEST_PROFILE must be release or backtest, not '%s'\n" "$profile" >&2
+                exit 78
+                ;;
+        esac
+        say "Building the backtest ($profile)" >&2
+        cargo build --profile "$profile" --locked -p backtest >&2
+        exec "$TARGET_DIR/$profile/backtest" "$@"
         ;;
     bench)
         deps
