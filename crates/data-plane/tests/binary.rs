@@ -96,3 +96,41 @@ fn sigterm_drains_and_exits_zero() {
     let status = wait_for(Duration::from_secs(20), "exit after SIGTERM", || child.try_wait().unwrap());
     assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
 }
+
+/// A replay file that stops answering (here a FIFO whose writer sent 50 rows and then went
+/// silent, as a hung network file system does): the watchdog makes the plane not ready and it
+/// exits 66 naming the file, rather than staying up, ready and publishing nothing.
+#[test]
+fn a_replay_file_that_stops_answering_stops_the_plane_with_66() {
+    let broker = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("stuck.csv");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let sample = std::fs::read_to_string(repo().join("data/binance-usdm-btcusdt-2024-08-08.csv")).unwrap();
+    let head: String = sample.lines().take(51).map(|l| format!("{l}\n")).collect();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let writer_path = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        // Opening blocks until the plane opens the other end.
+        let mut w = std::fs::OpenOptions::new().write(true).open(writer_path).unwrap();
+        w.write_all(head.as_bytes()).unwrap();
+        w.flush().unwrap();
+        // Silent but open: the reader blocks in read() instead of seeing the end of the file.
+        let _ = done_rx.recv_timeout(Duration::from_secs(120));
+    });
+    let port = free_port();
+    let out = data_plane(dir.path())
+        .env("REPLAY_PATH", &fifo)
+        .env("ALGOTRADER__DATA_PLANE__REPLAY__STALL_TIMEOUT_S", "3")
+        .env("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap())
+        .env("KAFKA_TOPIC_PREFIX", unique("stall_"))
+        .env("DATA_PLANE_PORT", port.to_string())
+        .output()
+        .unwrap();
+    done_tx.send(()).unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(66), "{stderr}");
+    assert!(stderr.contains("stuck.csv") && stderr.contains("made no progress"), "{stderr}");
+}
