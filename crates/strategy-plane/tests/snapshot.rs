@@ -218,3 +218,115 @@ fn an_order_snapshot_stays_small_and_is_refused_when_the_lag_grew() {
     let shorter = OrderLedger::new(lag / 2);
     assert!(snapshot::decode(&snapshot::key(0), &bytes, fold.next_offset, &shorter).is_ok());
 }
+
+/// The spot sample's ledger written `copies` times one after the other (ids made unique, times
+/// moved on by the sample's span each time), as the Order Plane publishes it.
+async fn write_ledger(publisher: &mut common::kafka::Publisher, copies: u64, first: u64) -> u64 {
+    let (_, partitions) = ledger();
+    let mut records: Vec<&Envelope<ExecEvent>> = partitions.iter().flatten().collect();
+    let mut once = std::collections::HashSet::new();
+    records.retain(|e| once.insert(e.event_id));
+    records.sort_by_key(|e| e.ts_event);
+    let span = records.last().unwrap().ts_event.0 - records[0].ts_event.0 + 1_000_000_000;
+    let mut n = 0;
+    for copy in first..first + copies {
+        for (i, original) in records.iter().enumerate() {
+            let mut env = (*original).clone();
+            env.event_id = EventId(uuid::Uuid::from_u64_pair(copy, i as u64));
+            env.ts_event = UnixNanos(env.ts_event.0 + copy * span);
+            if let ExecEvent::Report(r) = &mut env.payload {
+                r.intent_id = IntentId(uuid::Uuid::from_u128(r.intent_id.0.as_u128() ^ (u128::from(copy) << 64)));
+                r.exec_id = r.exec_id.as_ref().map(|e| format!("{copy}-{e}"));
+            }
+            publisher.publish(&env).await.unwrap();
+            n += 1;
+        }
+    }
+    publisher.delivered().await.unwrap();
+    n
+}
+
+/// Start-up reads with and without snapshots, on a ledger of 100 copies of the spot sample's:
+/// `cargo test --release -p strategy-plane --test snapshot -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: prints figures, asserts nothing about time"]
+fn start_up_with_and_without_snapshots() {
+    use common::kafka::{self, SnapshotMetrics, SnapshotWriter, load_folds};
+    use common::topics::{EXEC_REPORTS, ORDER_SNAPSHOTS, STRATEGY_SNAPSHOTS};
+    use std::time::{Duration, Instant};
+
+    const COPIES: u64 = 100;
+    let (base, _) = ledger();
+    let mut cfg = base.clone();
+    cfg.kafka.bootstrap_servers = test_support::Broker::shared().bootstrap();
+    cfg.kafka.topic_prefix = test_support::unique("measure_");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut publisher = runtime
+        .block_on(kafka::connect(&cfg.kafka, "measure", &[EXEC_REPORTS, STRATEGY_SNAPSHOTS, ORDER_SNAPSHOTS], &stop))
+        .unwrap()
+        .unwrap();
+    let written = runtime.block_on(write_ledger(&mut publisher, COPIES, 0));
+    let (ledger_topic, s_topic, o_topic) =
+        (cfg.kafka.topic(EXEC_REPORTS), cfg.kafka.topic(STRATEGY_SNAPSHOTS), cfg.kafka.topic(ORDER_SNAPSHOTS));
+    let registry = prometheus::Registry::new();
+    let (sm, om) =
+        (SnapshotMetrics::register(&registry, "s").unwrap(), SnapshotMetrics::register(&registry, "o").unwrap());
+    let lag = cfg.order_plane.max_intent_lag_ms * 1_000_000;
+    println!("ledger: {written} records ({COPIES} copies of the spot sample's), {} partitions", cfg.kafka.partitions);
+
+    // Before: the whole ledger collected, then handed to the engines record by record.
+    let t = Instant::now();
+    let all = kafka::read_to_end(&cfg.kafka, &ledger_topic, Duration::from_secs(60)).unwrap();
+    let bytes: usize = all.iter().map(|r| r.payload.len()).sum();
+    let mut strategy = StrategyEngine::new(&cfg, source("s"), ManualClock::new(UnixNanos(1)));
+    let mut order = order_engine(&cfg);
+    for r in &all {
+        let env = common::codec::decode::<ExecEvent>(&r.payload).unwrap();
+        strategy.on_exec(&env, false, &mut Vec::new());
+        order.restore(&env);
+    }
+    println!("whole ledger, both engines: {} records read, {bytes} bytes held at once, {:?}", all.len(), t.elapsed());
+    drop(all);
+
+    // After, with no snapshot yet: the same records, streamed into the folds.
+    let t = Instant::now();
+    let s = load_folds(&cfg.kafka, &s_topic, &ledger_topic, None, StrategyLedger::default, &sm, |_, _| {}).unwrap();
+    println!("strategy folds, no snapshot: {} records read, {:?}", s.records, t.elapsed());
+    let t = Instant::now();
+    let o = load_folds(&cfg.kafka, &o_topic, &ledger_topic, None, || OrderLedger::new(lag), &om, |_, _| {}).unwrap();
+    println!("order folds, no snapshot: {} records read, {:?}", o.records, t.elapsed());
+
+    // The snapshots of both planes, then one more copy of the sample's ledger after them.
+    runtime.block_on(async {
+        for writer in [
+            SnapshotWriter::spawn(&cfg.kafka, s_topic.clone(), ledger_topic.clone(), s.folds, 1, &sm).unwrap(),
+            SnapshotWriter::spawn(&cfg.kafka, o_topic.clone(), ledger_topic.clone(), o.folds, 1, &om).unwrap(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            writer.stop().await;
+        }
+    });
+    let tail = runtime.block_on(write_ledger(&mut publisher, 1, COPIES));
+    let t = Instant::now();
+    let s = load_folds(&cfg.kafka, &s_topic, &ledger_topic, None, StrategyLedger::default, &sm, |_, _| {}).unwrap();
+    let sizes: Vec<usize> = s.folds.iter().map(|f| f.encode().len()).collect();
+    println!(
+        "strategy folds from {} snapshots ({sizes:?} bytes): {} records read of {tail} appended, {:?}",
+        s.from_snapshots,
+        s.records,
+        t.elapsed()
+    );
+    let t = Instant::now();
+    let o = load_folds(&cfg.kafka, &o_topic, &ledger_topic, None, || OrderLedger::new(lag), &om, |_, _| {}).unwrap();
+    let sizes: Vec<usize> = o.folds.iter().map(|f| f.encode().len()).collect();
+    println!(
+        "order folds from {} snapshots ({sizes:?} bytes): {} records read of {tail} appended, {:?}",
+        o.from_snapshots,
+        o.records,
+        t.elapsed()
+    );
+    assert_eq!((s.records, o.records), (tail, tail));
+}
