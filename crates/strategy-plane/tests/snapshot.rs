@@ -220,8 +220,9 @@ fn an_order_snapshot_stays_small_and_is_refused_when_the_lag_grew() {
 }
 
 /// The spot sample's ledger written `copies` times one after the other (ids made unique, times
-/// moved on by the sample's span each time), as the Order Plane publishes it.
-async fn write_ledger(publisher: &mut common::kafka::Publisher, copies: u64, first: u64) -> u64 {
+/// moved on by the sample's span each time), as the Order Plane publishes it on `partitions`
+/// partitions; returns the records written.
+async fn write_ledger(publisher: &mut common::kafka::Publisher, partition_count: u64, copies: u64, first: u64) -> u64 {
     let (_, partitions) = ledger();
     let mut records: Vec<&Envelope<ExecEvent>> = partitions.iter().flatten().collect();
     let mut once = std::collections::HashSet::new();
@@ -239,7 +240,8 @@ async fn write_ledger(publisher: &mut common::kafka::Publisher, copies: u64, fir
                 r.exec_id = r.exec_id.as_ref().map(|e| format!("{copy}-{e}"));
             }
             publisher.publish(&env).await.unwrap();
-            n += 1;
+            // A halt goes to every partition.
+            n += if matches!(env.payload, ExecEvent::Halt(_)) { partition_count } else { 1 };
         }
     }
     publisher.delivered().await.unwrap();
@@ -266,7 +268,7 @@ fn start_up_with_and_without_snapshots() {
         .block_on(kafka::connect(&cfg.kafka, "measure", &[EXEC_REPORTS, STRATEGY_SNAPSHOTS, ORDER_SNAPSHOTS], &stop))
         .unwrap()
         .unwrap();
-    let written = runtime.block_on(write_ledger(&mut publisher, COPIES, 0));
+    let written = runtime.block_on(write_ledger(&mut publisher, cfg.kafka.partitions as u64, COPIES, 0));
     let (ledger_topic, s_topic, o_topic) =
         (cfg.kafka.topic(EXEC_REPORTS), cfg.kafka.topic(STRATEGY_SNAPSHOTS), cfg.kafka.topic(ORDER_SNAPSHOTS));
     let registry = prometheus::Registry::new();
@@ -309,7 +311,7 @@ fn start_up_with_and_without_snapshots() {
             writer.stop().await;
         }
     });
-    let tail = runtime.block_on(write_ledger(&mut publisher, 1, COPIES));
+    let tail = runtime.block_on(write_ledger(&mut publisher, cfg.kafka.partitions as u64, 1, COPIES));
     let t = Instant::now();
     let s = load_folds(&cfg.kafka, &s_topic, &ledger_topic, None, StrategyLedger::default, &sm, |_, _| {}).unwrap();
     let sizes: Vec<usize> = s.folds.iter().map(|f| f.encode().len()).collect();
