@@ -66,6 +66,8 @@ pub struct Metrics {
     pub input_backlog: IntGaugeVec,
     /// The group's consumer lag (end offset less committed offset), by input topic and partition.
     pub consumer_lag: IntGaugeVec,
+    /// Start-up snapshots of `exec_reports`: rejected, written, and the ledger records read.
+    pub snapshots: common::kafka::SnapshotMetrics,
     /// What the fills cost so far, quote currency, by symbol and component (`delay`,
     /// `spread_impact`, `fees`); signed, so a gauge.
     pub execution_cost: GaugeVec,
@@ -82,8 +84,11 @@ fn latency(name: &str, help: &str) -> Result<Histogram, prometheus::Error> {
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = common::http::registry()?;
+        let snapshots = common::kafka::SnapshotMetrics::register(&registry, "order_plane")?;
         let m = Self {
-            registry: common::http::registry()?,
+            registry,
+            snapshots,
             messages_processed: IntCounterVec::new(
                 Opts::new("order_plane_messages_processed_total", "Records consumed."),
                 &["topic"],

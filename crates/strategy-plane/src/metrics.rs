@@ -47,14 +47,19 @@ pub struct Metrics {
     pub assigned_partitions: IntGauge,
     /// The group's consumer lag (end offset less committed offset), by input topic and partition.
     pub consumer_lag: IntGaugeVec,
+    /// Start-up snapshots of `exec_reports`: rejected, written, and the ledger records read.
+    pub snapshots: common::kafka::SnapshotMetrics,
 }
 
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
         let vec = |name: &str, help: &str, labels: &[&str]| GaugeVec::new(Opts::new(name, help), labels);
+        let registry = common::http::registry()?;
+        let snapshots = common::kafka::SnapshotMetrics::register(&registry, "strategy_plane")?;
         let m = Self {
-            registry: common::http::registry()?,
+            registry,
+            snapshots,
             messages_processed: IntCounterVec::new(
                 Opts::new("strategy_plane_messages_processed_total", "Records consumed."),
                 &["topic"],

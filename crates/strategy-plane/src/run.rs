@@ -13,7 +13,10 @@ use common::config::AppConfig;
 use common::events::{ExecEvent, IntentEvent, MarketEvent, OfiEvent, Source};
 use common::http::{self, Health};
 use common::kafka::{self, AckQueue, BrokerError, Consumed};
-use common::topics::{EXEC_REPORTS, MARKET_EVENTS, OFI_EVENTS, ORDER_INTENTS, STRATEGY_PLANE_GROUP};
+use common::snapshot::PartitionFold;
+use common::topics::{
+    EXEC_REPORTS, MARKET_EVENTS, OFI_EVENTS, ORDER_INTENTS, STRATEGY_PLANE_GROUP, STRATEGY_SNAPSHOTS,
+};
 use common::types::Symbol;
 use prometheus::IntCounter;
 use rdkafka::Message;
@@ -26,6 +29,7 @@ use crate::engine::{Counters, StrategyEngine};
 use crate::metrics::Metrics;
 use crate::ownership::Ownership;
 use crate::signals::SIGNALS;
+use crate::snapshot::StrategyLedger;
 
 /// Why the plane stopped with an error.
 pub type RunError = common::service::ServiceError;
@@ -70,7 +74,7 @@ async fn serve(
 ) -> Result<(), RunError> {
     let instance = cfg.instance_id();
     let client_id = format!("strategy-plane-{instance}");
-    let topics = [OFI_EVENTS, MARKET_EVENTS, EXEC_REPORTS, ORDER_INTENTS];
+    let topics = [OFI_EVENTS, MARKET_EVENTS, EXEC_REPORTS, ORDER_INTENTS, STRATEGY_SNAPSHOTS];
     let Some(mut publisher) = kafka::connect(&cfg.kafka, &client_id, &topics, shutdown).await? else {
         return Ok(());
     };
@@ -82,35 +86,48 @@ async fn serve(
     let mut checked: HashSet<i32> = HashSet::new();
     let mut exported = BTreeSet::new();
 
-    // Positions first: no decision before every past fill is known.
-    let (kafka_cfg, ledger) = (cfg.kafka.clone(), cfg.kafka.topic(EXEC_REPORTS));
-    let read = tokio::task::spawn_blocking(move || kafka::read_to_end(&kafka_cfg, &ledger, Duration::from_secs(60)));
-    let records = tokio::select! {
-        () = shutdown.cancelled() => return Ok(()),
-        records = read => records.map_err(|_| BrokerError::TaskLost)??,
+    // Positions first: no decision before every past fill is known. Each partition's latest
+    // snapshot, then only the records after it.
+    let loaded = {
+        let (kafka_cfg, snapshots, ledger) =
+            (cfg.kafka.clone(), cfg.kafka.topic(STRATEGY_SNAPSHOTS), cfg.kafka.topic(EXEC_REPORTS));
+        let m = metrics.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            kafka::load_folds(&kafka_cfg, &snapshots, &ledger, None, StrategyLedger::default, &m.snapshots, |r, e| {
+                decode_error(
+                    &m,
+                    EXEC_REPORTS,
+                    &Consumed { topic: Arc::from(ledger.as_str()), partition: r.partition, offset: r.offset },
+                    e,
+                );
+            })
+        });
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            loaded = read => loaded.map_err(|_| BrokerError::TaskLost)??,
+        }
     };
     // Per partition, the offset up to which the book holds every fill.
     let mut complete: HashMap<i32, i64> = HashMap::new();
-    for r in &records {
-        complete.insert(r.partition, r.offset + 1);
-        match codec::decode::<ExecEvent>(&r.payload) {
-            Ok(env) => {
-                if let ExecEvent::Report(report) = &env.payload {
-                    owned.saw_exec(&report.symbol, r.partition);
-                }
-                engine.on_exec(&env, false, &mut Vec::new());
-            }
-            Err(e) => {
-                let at = Consumed {
-                    topic: Arc::from(cfg.kafka.topic(EXEC_REPORTS)),
-                    partition: r.partition,
-                    offset: r.offset,
-                };
-                decode_error(metrics, EXEC_REPORTS, &at, &e);
-            }
-        }
+    for fold in &loaded.folds {
+        restore(&mut engine, &mut owned, fold, true);
+        complete.insert(fold.partition, fold.next_offset);
     }
-    tracing::info!(restored = records.len(), halted = engine.halted(), "Positions rebuilt from exec_reports.");
+    tracing::info!(
+        restored = loaded.records,
+        from_snapshots = loaded.from_snapshots,
+        partitions = loaded.folds.len(),
+        halted = engine.halted(),
+        "Positions rebuilt from exec_reports."
+    );
+    let snapshots = kafka::SnapshotWriter::spawn(
+        &cfg.kafka,
+        cfg.kafka.topic(STRATEGY_SNAPSHOTS),
+        cfg.kafka.topic(EXEC_REPORTS),
+        loaded.folds,
+        cfg.strategy_plane.snapshot_every,
+        &metrics.snapshots,
+    )?;
 
     // Then what the signals and the covariance had learned: the windows just before where the
     // group resumes.
@@ -212,10 +229,10 @@ async fn serve(
                                 if let Some(rdkafka::Offset::Offset(end)) = at
                                     && end > complete.get(&p).copied().unwrap_or(0)
                                 {
-                                    if take_over(cfg, &names[2], p, end, &mut engine, &mut owned, shutdown).await?.is_none() {
+                                    let Some(upto) = take_over(cfg, metrics, p, &mut engine, &mut owned, shutdown).await? else {
                                         break;
-                                    }
-                                    complete.insert(p, end);
+                                    };
+                                    complete.insert(p, upto.max(end));
                                 }
                                 checked.insert(p);
                             }
@@ -271,22 +288,28 @@ async fn serve(
             _ => {
                 // A partition this instance reads from further on than its book holds: another
                 // instance handled the fills in between (a rebalance), so its history is read.
-                if msg.offset() > complete.get(&msg.partition()).copied().unwrap_or(0) {
-                    let end = msg.offset();
-                    if take_over(cfg, &names[2], msg.partition(), end, &mut engine, &mut owned, shutdown)
-                        .await?
-                        .is_none()
-                    {
+                let p = msg.partition();
+                if msg.offset() > complete.get(&p).copied().unwrap_or(0) {
+                    let Some(upto) = take_over(cfg, metrics, p, &mut engine, &mut owned, shutdown).await? else {
                         break;
-                    }
+                    };
+                    complete.insert(p, upto);
                 }
-                complete.insert(msg.partition(), msg.offset() + 1);
+                // Read at start-up or at a take-over already: its fill is in the book.
+                let booked = msg.offset() < complete.get(&p).copied().unwrap_or(0);
+                if !booked {
+                    complete.insert(p, msg.offset() + 1);
+                }
                 match codec::decode::<ExecEvent>(payload) {
                     Ok(env) => {
                         if let ExecEvent::Report(report) = &env.payload {
-                            owned.saw_exec(&report.symbol, msg.partition());
+                            owned.saw_exec(&report.symbol, p);
                         }
-                        engine.on_exec(&env, true, &mut out);
+                        if booked {
+                            engine.on_exec_booked(&env, &mut out);
+                        } else {
+                            engine.on_exec(&env, true, &mut out);
+                        }
                     }
                     Err(e) => decode_error(metrics, base, &at, &e),
                 }
@@ -328,43 +351,61 @@ async fn serve(
     lag.abort();
     kafka::drain(acks, ack_task, &consumer, &publisher).await?;
     checker.abort();
+    if let Some(s) = snapshots {
+        s.stop().await;
+    }
     tracing::info!("Strategy Plane stopped; offsets committed.");
     Ok(())
 }
 
-/// Takes over partition `partition` of `exec_reports` (full name `topic`), which another
-/// instance handled: its history up to `end` is read and its symbols' positions rebuilt from it
-/// ([`StrategyEngine::take_over`]). `None` when told to stop meanwhile.
+/// Restores partition `fold.partition` of `exec_reports` into the engine from its fold (`halts`:
+/// at start-up), and notes which symbols it holds.
+fn restore(engine: &mut Engine, owned: &mut Ownership, fold: &PartitionFold<StrategyLedger>, halts: bool) {
+    for symbol in fold.state.symbols() {
+        owned.saw_exec(symbol, fold.partition);
+    }
+    engine.restore_partition(&fold.state, halts);
+}
+
+/// Takes over partition `partition` of `exec_reports`, which another instance handled: its
+/// latest snapshot and the records after it, up to the partition's end now, give its symbols'
+/// positions ([`StrategyEngine::restore_partition`]). Returns the offset up to which the book now
+/// holds the partition; `None` when told to stop meanwhile.
 async fn take_over(
     cfg: &AppConfig,
-    topic: &str,
+    metrics: &Metrics,
     partition: i32,
-    end: i64,
     engine: &mut Engine,
     owned: &mut Ownership,
     shutdown: &CancellationToken,
-) -> Result<Option<()>, RunError> {
-    let (kafka_cfg, topic) = (cfg.kafka.clone(), topic.to_owned());
+) -> Result<Option<i64>, RunError> {
+    let (kafka_cfg, snapshots, ledger) =
+        (cfg.kafka.clone(), cfg.kafka.topic(STRATEGY_SNAPSHOTS), cfg.kafka.topic(EXEC_REPORTS));
+    let m = metrics.clone();
     let read = tokio::task::spawn_blocking(move || {
-        kafka::read_partition(&kafka_cfg, &topic, partition, end, Duration::from_secs(60))
+        kafka::load_folds(
+            &kafka_cfg,
+            &snapshots,
+            &ledger,
+            Some(partition),
+            StrategyLedger::default,
+            &m.snapshots,
+            |_, _| {},
+        )
     });
-    let history = tokio::select! {
+    let loaded = tokio::select! {
         () = shutdown.cancelled() => return Ok(None),
-        records = read => records.map_err(|_| BrokerError::TaskLost)??,
+        loaded = read => loaded.map_err(|_| BrokerError::TaskLost)??,
     };
-    let envs: Vec<_> = history.iter().filter_map(|r| codec::decode::<ExecEvent>(&r.payload).ok()).collect();
-    for env in &envs {
-        if let ExecEvent::Report(report) = &env.payload {
-            owned.saw_exec(&report.symbol, partition);
-        }
-    }
-    engine.take_over(&envs);
+    let Some(fold) = loaded.folds.first() else { return Ok(Some(0)) };
+    restore(engine, owned, fold, false);
     tracing::info!(
         partition,
-        records = history.len(),
-        "Took over an exec_reports partition; its positions rebuilt from its history."
+        records = loaded.records,
+        from_snapshot = loaded.from_snapshots > 0,
+        "Took over an exec_reports partition; its positions rebuilt from its snapshot and history."
     );
-    Ok(Some(()))
+    Ok(Some(fold.next_offset))
 }
 
 /// The labelled counters [`HotCounters::mirror`] moves, resolved once.
