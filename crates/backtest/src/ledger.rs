@@ -23,7 +23,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use strategy_plane::positions::Position;
 
-use crate::series::{Merge, Series};
+use crate::series::{FillMarkers, Merge, Series};
 
 /// Seconds in the year the ratios are annualised over: crypto venues trade 24 h a day, 365 days
 /// a year.
@@ -285,6 +285,8 @@ pub struct Charts {
     /// The run's interval net PnL changes that were not 0 (a run has as many flat intervals as
     /// `intervals − len`).
     pub interval_pnl: Vec<f64>,
+    /// Each symbol's fills, as its plot marks them.
+    pub fills: BTreeMap<Symbol, FillMarkers>,
 }
 
 impl Default for Charts {
@@ -295,6 +297,7 @@ impl Default for Charts {
             positions: BTreeMap::new(),
             mids: BTreeMap::new(),
             interval_pnl: Vec::new(),
+            fills: BTreeMap::new(),
         }
     }
 }

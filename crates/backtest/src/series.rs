@@ -7,6 +7,10 @@
 //! (drawdown: the deepest, so that the maximum drawdown is never smoothed away). Deterministic:
 //! the same run gives the same points.
 
+use common::types::UnixNanos;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
 /// Most points a series keeps.
 pub const MAX_POINTS: usize = 1000;
 
@@ -80,6 +84,54 @@ impl Series {
     }
 }
 
+/// Most fill markers a symbol keeps for its plot.
+pub const MAX_FILL_MARKERS: usize = 1000;
+
+/// The fills of one symbol that its plot marks, kept to [`MAX_FILL_MARKERS`] however many come:
+/// every k-th fill, k the least power of two that leaves at most that many. When the markers
+/// overflow, every other one goes and k doubles, as [`Series`] halves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillMarkers {
+    /// (event time ns, price, is a buy) of every k-th fill, the first included.
+    kept: Vec<(u64, f64, bool)>,
+    step: u64,
+    total: u64,
+}
+
+impl Default for FillMarkers {
+    fn default() -> Self {
+        Self { kept: Vec::new(), step: 1, total: 0 }
+    }
+}
+
+impl FillMarkers {
+    /// The next fill.
+    pub fn push(&mut self, ts: UnixNanos, px: Decimal, buy: bool) {
+        if self.total.is_multiple_of(self.step) {
+            self.kept.push((ts.0, px.to_f64().unwrap_or(0.0), buy));
+            if self.kept.len() > MAX_FILL_MARKERS {
+                let mut i = 0;
+                self.kept.retain(|_| {
+                    i += 1;
+                    i % 2 == 1
+                });
+                self.step *= 2;
+            }
+        }
+        self.total += 1;
+    }
+
+    /// The markers: (event time ns, price, is a buy).
+    pub fn kept(&self) -> &[(u64, f64, bool)] {
+        &self.kept
+    }
+
+    /// Fills seen, marked or not.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +165,22 @@ mod tests {
         let worst = worst.points();
         assert_eq!(worst.iter().filter(|p| p.1 == 99.0).count(), 1);
         assert_eq!(worst.iter().map(|p| p.1).fold(0.0, f64::max), 99.0);
+    }
+
+    /// 2,500 fills: all kept up to 1,000; the 1,001st halves them to every 2nd (501 kept), the
+    /// 2,001st to every 4th; 2,500 fills leave fills 0, 4, … 2,496, 625 markers.
+    #[test]
+    fn fill_markers_are_bounded_and_evenly_spaced() {
+        let mut m = FillMarkers::default();
+        for i in 0..1000u64 {
+            m.push(UnixNanos(i), Decimal::from(i), i % 2 == 0);
+        }
+        assert_eq!(m.kept().len(), 1000);
+        for i in 1000..2500u64 {
+            m.push(UnixNanos(i), Decimal::from(i), i % 2 == 0);
+        }
+        assert_eq!(m.total(), 2500);
+        assert_eq!(m.kept().len(), 625);
+        assert!(m.kept().iter().enumerate().all(|(j, &(t, px, buy))| t == 4 * j as u64 && px == t as f64 && buy));
     }
 }
