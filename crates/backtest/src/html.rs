@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::Outcome;
 use crate::ledger::Charts;
 use crate::report::Report;
-use crate::series::FillMarkers;
+use crate::series::{Distribution, FillMarkers};
 /// Bins of the interval PnL histogram.
 const BINS: usize = 40;
 const SIZE: (u32, u32) = (1000, 320);
@@ -272,8 +272,8 @@ pub fn histogram(values: &[f64]) -> Vec<(f64, f64, u64)> {
     counts.into_iter().enumerate().map(|(i, n)| (lo + width * i as f64, lo + width * (i + 1) as f64, n)).collect()
 }
 
-fn histogram_chart(values: &[f64]) -> Result<String, HtmlError> {
-    let bins = histogram(values);
+fn histogram_chart(values: &Distribution) -> Result<String, HtmlError> {
+    let bins = values.exact().map_or_else(|| values.binned(BINS), histogram);
     let xs = span(bins.iter().flat_map(|b| [b.0, b.1]));
     let top = bins.iter().map(|b| b.2).max().unwrap_or(1) as f64 * 1.1;
     plot("interval PnL", |root| {
@@ -362,7 +362,7 @@ fn plots(report: &Report, charts: &Charts, interval_ms: u64) -> Result<Vec<Plot>
             svg: time_chart("fills", "price", &[("mid", points(mids))], &markers)?,
         });
     }
-    let flat = report.risk.intervals.saturating_sub(charts.interval_pnl.len() as u64);
+    let flat = report.risk.intervals.saturating_sub(charts.interval_pnl.len());
     plots.push(Plot {
         caption: format!(
             "Distribution of the interval net PnL changes (the Sharpe and Sortino intervals): {} that moved, in {BINS} bins; {flat} flat intervals left out.",
