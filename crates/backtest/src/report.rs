@@ -80,7 +80,7 @@ pub struct FillRow {
 pub struct IntentRow {
     /// Decision time.
     pub ts_event: UnixNanos,
-    /// The intent.
+    /// The intent, without its `signals`.
     pub intent: OrderIntent,
     /// Its latest status (none if no report came).
     pub status: Option<ExecStatus>,
@@ -220,9 +220,11 @@ impl Recorder {
                 self.counts.entry(i.symbol.clone()).or_default().intents += 1;
                 let row = self.first_row + self.intent_rows.len() as u64;
                 self.in_flight.insert(i.intent_id, InFlight { row, reached_venue: false });
+                // No table has the signals: a row waiting for its write need not hold them.
+                let intent = OrderIntent { signals: Vec::new(), ..i.clone() };
                 let row = IntentRow {
                     ts_event: env.ts_event,
-                    intent: i.clone(),
+                    intent,
                     status: None,
                     reason: None,
                     filled: Decimal::ZERO,

@@ -103,17 +103,18 @@ pub struct Table<R> {
     /// Per column, whether it is optional: a required column takes no definition levels, an
     /// optional one takes one per row.
     optional: Vec<bool>,
-    columns: fn(&[R]) -> Vec<Column>,
+    /// Column `i` of the rows; made one at a time, so that one column's values are held at once.
+    column: fn(&[R], usize) -> Column,
     rows: Vec<R>,
 }
 
 impl<R> Table<R> {
-    fn create(path: &Path, schema: &str, columns: fn(&[R]) -> Vec<Column>) -> Result<Self, TableError> {
+    fn create(path: &Path, schema: &str, column: fn(&[R], usize) -> Column) -> Result<Self, TableError> {
         let schema = Arc::new(parquet::schema::parser::parse_message_type(schema)?);
         let props = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
         let writer = SerializedFileWriter::new(File::create(path)?, schema, props)?;
         let optional = writer.schema_descr().columns().iter().map(|c| c.max_def_level() > 0).collect();
-        Ok(Self { writer, optional, columns, rows: Vec::with_capacity(GROUP_ROWS) })
+        Ok(Self { writer, optional, column, rows: Vec::with_capacity(GROUP_ROWS) })
     }
 
     /// Adds a row; writes a row group when [`GROUP_ROWS`] are waiting.
@@ -124,9 +125,9 @@ impl<R> Table<R> {
 
     fn flush(&mut self) -> Result<(), TableError> {
         let mut group = self.writer.next_row_group()?;
-        for (column, &optional) in (self.columns)(&self.rows).into_iter().zip(&self.optional) {
+        for (i, &optional) in self.optional.iter().enumerate() {
             let Some(mut col) = group.next_column()? else { break };
-            match column {
+            match (self.column)(&self.rows, i) {
                 Column::Int(v) => {
                     col.typed::<Int64Type>().write_batch(&v, None, None)?;
                 }
@@ -160,39 +161,39 @@ impl<R> Table<R> {
     }
 }
 
-fn fill_columns(rows: &[FillRow]) -> Vec<Column> {
-    vec![
-        Column::Int(rows.iter().map(|r| i64::try_from(r.ts_event.0).unwrap_or(i64::MAX)).collect()),
-        Column::Text(rows.iter().map(|r| text(r.intent_id)).collect()),
-        Column::Text(rows.iter().map(|r| text(&r.exec_id)).collect()),
-        Column::Text(rows.iter().map(|r| text(&r.symbol)).collect()),
-        Column::Text(rows.iter().map(|r| text(side(r.side))).collect()),
-        Column::Dec(rows.iter().map(|r| Some(r.quantity)).collect()),
-        Column::Dec(rows.iter().map(|r| Some(r.price)).collect()),
-        Column::Dec(rows.iter().map(|r| Some(r.commission)).collect()),
-        Column::Dec(rows.iter().map(|r| Some(r.arrival_mid)).collect()),
-        Column::Dec(rows.iter().map(|r| r.venue_mid).collect()),
-        Column::Dec(rows.iter().map(|r| r.slippage_bps).collect()),
-    ]
+fn fill_columns(rows: &[FillRow], i: usize) -> Column {
+    match i {
+        0 => Column::Int(rows.iter().map(|r| i64::try_from(r.ts_event.0).unwrap_or(i64::MAX)).collect()),
+        1 => Column::Text(rows.iter().map(|r| text(r.intent_id)).collect()),
+        2 => Column::Text(rows.iter().map(|r| text(&r.exec_id)).collect()),
+        3 => Column::Text(rows.iter().map(|r| text(&r.symbol)).collect()),
+        4 => Column::Text(rows.iter().map(|r| text(side(r.side))).collect()),
+        5 => Column::Dec(rows.iter().map(|r| Some(r.quantity)).collect()),
+        6 => Column::Dec(rows.iter().map(|r| Some(r.price)).collect()),
+        7 => Column::Dec(rows.iter().map(|r| Some(r.commission)).collect()),
+        8 => Column::Dec(rows.iter().map(|r| Some(r.arrival_mid)).collect()),
+        9 => Column::Dec(rows.iter().map(|r| r.venue_mid).collect()),
+        _ => Column::Dec(rows.iter().map(|r| r.slippage_bps).collect()),
+    }
 }
 
-fn intent_columns(rows: &[IntentRow]) -> Vec<Column> {
-    vec![
-        Column::Int(rows.iter().map(|r| i64::try_from(r.ts_event.0).unwrap_or(i64::MAX)).collect()),
-        Column::Text(rows.iter().map(|r| text(r.intent.intent_id)).collect()),
-        Column::Text(rows.iter().map(|r| text(&r.intent.symbol)).collect()),
-        Column::Text(rows.iter().map(|r| text(side(r.intent.side))).collect()),
-        Column::Dec(rows.iter().map(|r| Some(r.intent.quantity)).collect()),
-        Column::Text(rows.iter().map(|r| text(order_type(r.intent.order_type))).collect()),
-        Column::Dec(rows.iter().map(|r| r.intent.limit_price).collect()),
-        Column::Text(rows.iter().map(|r| text(time_in_force(r.intent.time_in_force))).collect()),
-        Column::Dec(rows.iter().map(|r| Some(r.intent.arrival_mid)).collect()),
-        Column::Dec(rows.iter().map(|r| Some(r.intent.expected_cost_bps)).collect()),
-        Column::Text(rows.iter().map(|r| r.status.map(status).map(str::to_owned)).collect()),
-        Column::Text(rows.iter().map(|r| r.reason.map(str::to_owned)).collect()),
-        Column::Dec(rows.iter().map(|r| Some(r.filled)).collect()),
-        Column::Dec(rows.iter().map(|r| r.avg_px).collect()),
-    ]
+fn intent_columns(rows: &[IntentRow], i: usize) -> Column {
+    match i {
+        0 => Column::Int(rows.iter().map(|r| i64::try_from(r.ts_event.0).unwrap_or(i64::MAX)).collect()),
+        1 => Column::Text(rows.iter().map(|r| text(r.intent.intent_id)).collect()),
+        2 => Column::Text(rows.iter().map(|r| text(&r.intent.symbol)).collect()),
+        3 => Column::Text(rows.iter().map(|r| text(side(r.intent.side))).collect()),
+        4 => Column::Dec(rows.iter().map(|r| Some(r.intent.quantity)).collect()),
+        5 => Column::Text(rows.iter().map(|r| text(order_type(r.intent.order_type))).collect()),
+        6 => Column::Dec(rows.iter().map(|r| r.intent.limit_price).collect()),
+        7 => Column::Text(rows.iter().map(|r| text(time_in_force(r.intent.time_in_force))).collect()),
+        8 => Column::Dec(rows.iter().map(|r| Some(r.intent.arrival_mid)).collect()),
+        9 => Column::Dec(rows.iter().map(|r| Some(r.intent.expected_cost_bps)).collect()),
+        10 => Column::Text(rows.iter().map(|r| r.status.map(status).map(str::to_owned)).collect()),
+        11 => Column::Text(rows.iter().map(|r| r.reason.map(str::to_owned)).collect()),
+        12 => Column::Dec(rows.iter().map(|r| Some(r.filled)).collect()),
+        _ => Column::Dec(rows.iter().map(|r| r.avg_px).collect()),
+    }
 }
 
 /// Starts `fills.parquet` at `path`.
