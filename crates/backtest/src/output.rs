@@ -188,7 +188,7 @@ pub fn run_into(
 /// Writes `bytes` to `name` in `dir` through a `.partial` file and a rename, so that the name
 /// only ever holds a whole file.
 pub fn put(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, BacktestError> {
-    let partial = dir.join(format!("{name}.partial"));
+    let partial = dir.join(partial_name(name));
     fs::write(&partial, bytes).map_err(io(&partial))?;
     let path = dir.join(name);
     fs::rename(&partial, &path).map_err(io(&path))?;
