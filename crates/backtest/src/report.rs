@@ -806,3 +806,133 @@ impl IntentRow {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use common::events::{RejectReason, SCHEMA_VERSION, Source};
+    use common::types::EventId;
+    use rust_decimal::dec;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Written {
+        fills: Vec<FillRow>,
+        intents: Vec<IntentRow>,
+    }
+
+    impl Rows for Written {
+        fn fill(&mut self, row: FillRow) -> Result<(), crate::BacktestError> {
+            self.fills.push(row);
+            Ok(())
+        }
+
+        fn intent(&mut self, row: IntentRow) -> Result<(), crate::BacktestError> {
+            self.intents.push(row);
+            Ok(())
+        }
+    }
+
+    fn envelope<T>(ts: u64, payload: T) -> Envelope<T> {
+        Envelope {
+            schema_version: SCHEMA_VERSION,
+            event_id: EventId(uuid::Uuid::from_u128(u128::from(ts))),
+            source: Arc::new(Source { plane: "test".into(), instance: "test".into() }),
+            ts_event: UnixNanos(ts),
+            ts_init: UnixNanos(0),
+            causation_id: None,
+            payload,
+        }
+    }
+
+    fn id(i: u128) -> IntentId {
+        IntentId(uuid::Uuid::from_u128(i))
+    }
+
+    fn intent(i: u128, ts: u64) -> Envelope<IntentEvent> {
+        envelope(
+            ts,
+            IntentEvent::Intent(OrderIntent {
+                intent_id: id(i),
+                symbol: Symbol::new("BTCUSDT").unwrap(),
+                side: Side::Buy,
+                quantity: dec!(1),
+                order_type: OrderType::Market,
+                limit_price: None,
+                time_in_force: TimeInForce::Ioc,
+                arrival_mid: dec!(100),
+                expected_cost_bps: dec!(10),
+                signals: Vec::new(),
+            }),
+        )
+    }
+
+    /// A report of intent `i`; with `fill`, one execution of its whole quantity at 100.
+    fn report(i: u128, ts: u64, venue: &str, status: ExecStatus, fill: bool) -> Envelope<ExecEvent> {
+        let filled = if fill { dec!(1) } else { dec!(0) };
+        envelope(
+            ts,
+            ExecEvent::Report(ExecReport {
+                intent_id: id(i),
+                order_id: format!("SIM-{i}"),
+                symbol: Symbol::new("BTCUSDT").unwrap(),
+                side: Side::Buy,
+                status,
+                reason: (status == ExecStatus::Rejected).then_some(RejectReason::PriceCollar),
+                detail: None,
+                venue: venue.into(),
+                order_qty: dec!(1),
+                exec_id: fill.then(|| format!("x-{i}")),
+                last_px: fill.then_some(dec!(100)),
+                last_qty: filled,
+                cum_qty: filled,
+                avg_px: fill.then_some(dec!(100)),
+                leaves_qty: dec!(1) - filled,
+                commission: dec!(0),
+                cum_commission: dec!(0),
+                arrival_mid: dec!(100),
+                slippage_bps: None,
+                venue_mid: None,
+            }),
+        )
+    }
+
+    /// Intent rows leave in creation order, each once it and every earlier one are final; a
+    /// fill leaves at once; a report after an intent's terminal one counts as it did when every
+    /// row was held (a refusal, no second order) and changes no row.
+    #[test]
+    fn intent_rows_leave_in_order_once_final_and_late_reports_count_as_before() {
+        let mut recorder = Recorder::new(1000);
+        let mut written = Written::default();
+        for (i, ts) in [(1, 10), (2, 11), (3, 12)] {
+            recorder.on(Published::Intent(&intent(i, ts)));
+        }
+        recorder.on(Published::Exec(&report(2, 20, "simulated", ExecStatus::Filled, true)));
+        recorder.drain(&mut written).unwrap();
+        assert_eq!((written.fills.len(), written.intents.len()), (1, 0), "intent 1 is still in flight");
+
+        recorder.on(Published::Exec(&report(1, 21, "simulated", ExecStatus::Accepted, false)));
+        recorder.drain(&mut written).unwrap();
+        assert!(written.intents.is_empty());
+        recorder.on(Published::Exec(&report(1, 22, "risk", ExecStatus::Rejected, false)));
+        recorder.drain(&mut written).unwrap();
+        let ids: Vec<IntentId> = written.intents.iter().map(|r| r.intent.intent_id).collect();
+        assert_eq!(ids, [id(1), id(2)]);
+        assert_eq!(written.intents[0].reason, Some("price_collar"));
+        assert_eq!(written.intents[1].status, Some(ExecStatus::Filled));
+
+        // A late refusal of a finished intent: counted as a refusal, not as an order.
+        recorder.on(Published::Exec(&report(2, 23, "risk", ExecStatus::Rejected, false)));
+        let outcome = recorder.finish(&AppConfig::default(), Counters::default(), &mut written).unwrap();
+        assert_eq!(written.intents[1].status, Some(ExecStatus::Filled), "a written row does not change");
+        assert_eq!(written.intents.len(), 3, "the intent still in flight is written at the end");
+        assert_eq!(written.intents[2].status, None);
+        let counts = &outcome.report.counts.totals;
+        assert_eq!((counts.intents, counts.orders, counts.fills), (3, 2, 1));
+        assert_eq!(counts.refusals.get("price_collar"), Some(&2));
+    }
+}
