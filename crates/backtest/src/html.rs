@@ -4,7 +4,7 @@
 //!
 //! Every figure in the tables is taken from the report as serialized, so the page and
 //! `report.json` cannot disagree; each cell names the JSON pointer it shows (`data-field`).
-//! Long series are bounded by [`crate::series`]; fill markers by [`MAX_FILL_MARKERS`].
+//! Long series and the fill markers are bounded by [`crate::series`].
 
 use minijinja::{Environment, Value, context};
 use plotters::coord::Shift;
@@ -13,10 +13,8 @@ use serde::Serialize;
 
 use crate::Outcome;
 use crate::ledger::Charts;
-use crate::report::{FillRow, Report};
-
-/// Most fill markers plotted per symbol: beyond it every k-th fill is drawn, k = ⌈fills / this⌉.
-pub const MAX_FILL_MARKERS: usize = 1000;
+use crate::report::Report;
+use crate::series::{Distribution, FillMarkers};
 /// Bins of the interval PnL histogram.
 const BINS: usize = 40;
 const SIZE: (u32, u32) = (1000, 320);
@@ -274,8 +272,8 @@ pub fn histogram(values: &[f64]) -> Vec<(f64, f64, u64)> {
     counts.into_iter().enumerate().map(|(i, n)| (lo + width * i as f64, lo + width * (i + 1) as f64, n)).collect()
 }
 
-fn histogram_chart(values: &[f64]) -> Result<String, HtmlError> {
-    let bins = histogram(values);
+fn histogram_chart(values: &Distribution) -> Result<String, HtmlError> {
+    let bins = values.exact().map_or_else(|| values.binned(BINS), histogram);
     let xs = span(bins.iter().flat_map(|b| [b.0, b.1]));
     let top = bins.iter().map(|b| b.2).max().unwrap_or(1) as f64 * 1.1;
     plot("interval PnL", |root| {
@@ -323,21 +321,7 @@ fn cost_chart(costs: &[(&'static str, f64)]) -> Result<String, HtmlError> {
     })
 }
 
-/// Every k-th fill of `symbol`, so that at most [`MAX_FILL_MARKERS`] are drawn: (time, price,
-/// is a buy).
-fn fill_markers(fills: &[FillRow], symbol: &str) -> Vec<(f64, f64, bool)> {
-    let of: Vec<&FillRow> = fills.iter().filter(|f| f.symbol.as_str() == symbol).collect();
-    let step = of.len().div_ceil(MAX_FILL_MARKERS).max(1);
-    of.iter()
-        .step_by(step)
-        .map(|f| {
-            let px = rust_decimal::prelude::ToPrimitive::to_f64(&f.price).unwrap_or(0.0);
-            (f.ts_event.0 as f64, px, f.side == common::types::Side::Buy)
-        })
-        .collect()
-}
-
-fn plots(report: &Report, charts: &Charts, fills: &[FillRow], interval_ms: u64) -> Result<Vec<Plot>, HtmlError> {
+fn plots(report: &Report, charts: &Charts, interval_ms: u64) -> Result<Vec<Plot>, HtmlError> {
     let per = |s: &crate::series::Series| match s.per_point() {
         1 => format!("one point per {interval_ms} ms interval"),
         k => format!("one point per {k} intervals of {interval_ms} ms (downsampled)"),
@@ -366,9 +350,10 @@ fn plots(report: &Report, charts: &Charts, fills: &[FillRow], interval_ms: u64) 
         svg: time_chart("positions", "quantity", &positions, &[])?,
     });
     for (symbol, mids) in &charts.mids {
-        let markers = fill_markers(fills, symbol.as_str());
-        let shown = markers.len();
-        let total = fills.iter().filter(|f| f.symbol == *symbol).count();
+        let none = FillMarkers::default();
+        let fills = charts.fills.get(symbol).unwrap_or(&none);
+        let markers: Vec<(f64, f64, bool)> = fills.kept().iter().map(|&(t, px, buy)| (t as f64, px, buy)).collect();
+        let (shown, total) = (markers.len(), fills.total());
         plots.push(Plot {
             caption: format!(
                 "{symbol}: fills (buys ▲, sells ●; {shown} of {total} drawn) over the mid at each interval close; {}.",
@@ -377,7 +362,7 @@ fn plots(report: &Report, charts: &Charts, fills: &[FillRow], interval_ms: u64) 
             svg: time_chart("fills", "price", &[("mid", points(mids))], &markers)?,
         });
     }
-    let flat = report.risk.intervals.saturating_sub(charts.interval_pnl.len() as u64);
+    let flat = report.risk.intervals.saturating_sub(charts.interval_pnl.len());
     plots.push(Plot {
         caption: format!(
             "Distribution of the interval net PnL changes (the Sharpe and Sortino intervals): {} that moved, in {BINS} bins; {flat} flat intervals left out.",
@@ -426,7 +411,7 @@ pub fn render(outcome: &Outcome) -> Result<String, HtmlError> {
                 .collect(),
         })
         .collect();
-    let plots: Vec<Value> = plots(report, &outcome.charts, &outcome.fills, report.risk.sampling_interval_ms)?
+    let plots: Vec<Value> = plots(report, &outcome.charts, report.risk.sampling_interval_ms)?
         .into_iter()
         .map(|p| context! { caption => p.caption, svg => Value::from_safe_string(p.svg) })
         .collect();

@@ -23,7 +23,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use strategy_plane::positions::Position;
 
-use crate::series::{Merge, Series};
+use crate::series::{Distribution, FillMarkers, Merge, Series};
 
 /// Seconds in the year the ratios are annualised over: crypto venues trade 24 h a day, 365 days
 /// a year.
@@ -284,7 +284,9 @@ pub struct Charts {
     pub mids: BTreeMap<Symbol, Series>,
     /// The run's interval net PnL changes that were not 0 (a run has as many flat intervals as
     /// `intervals − len`).
-    pub interval_pnl: Vec<f64>,
+    pub interval_pnl: Distribution,
+    /// Each symbol's fills, as its plot marks them.
+    pub fills: BTreeMap<Symbol, FillMarkers>,
 }
 
 impl Default for Charts {
@@ -294,7 +296,8 @@ impl Default for Charts {
             drawdown: Series::new(Merge::Max),
             positions: BTreeMap::new(),
             mids: BTreeMap::new(),
-            interval_pnl: Vec::new(),
+            interval_pnl: Distribution::default(),
+            fills: BTreeMap::new(),
         }
     }
 }

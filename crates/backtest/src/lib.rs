@@ -6,13 +6,15 @@
 //!   venue, wired as the planes wire them through Kafka; pure, one callback per record.
 //! - [`ledger`]: positions, PnL, fees, turnover, the cost decomposition, round trips, drawdown
 //!   and the Sharpe and Sortino ratios, exact decimals; the series the page plots.
-//! - [`report`]: the records counted, hashed and booked; `report.json` and the CSV rows.
+//! - [`report`]: the records counted, hashed and booked; `report.json`, and the tables' rows
+//!   handed on as they become final.
 //! - [`series`]: the plotted time series, downsampled to a bounded number of points.
 //! - [`tables`]: `fills.parquet` and `intents.parquet`.
 //! - [`html`]: `report.html`, the report's headline figures and plots on one offline page.
 //! - [`sweep`]: `--sweep`, variants run in parallel, `sweep.json` and `sweep.html`.
 //! - [`terminal`]: the progress bars, on a terminal only.
-//! - [`output`]: writes the report and the tables (and their CSV copies) to the output folder.
+//! - [`output`]: writes the tables (and their CSV copies) to the output folder as the run goes,
+//!   then the page and the report.
 //!
 //! `docs/backtest.md` documents the command and the report.
 
@@ -32,7 +34,7 @@ use std::time::Instant;
 use common::config::{AppConfig, ConfigError};
 use data_plane::source::{Replay, SourceError};
 
-use crate::report::{FillRow, IntentRow, Recorder, Report, RunInfo};
+use crate::report::{Recorder, Report, Rows, RunInfo};
 
 /// Why a backtest could not run or could not write its outputs.
 #[derive(Debug, thiserror::Error)]
@@ -91,10 +93,6 @@ pub fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>, BacktestErro
 pub struct Outcome {
     /// `report.json`.
     pub report: Report,
-    /// The fills tables' rows.
-    pub fills: Vec<FillRow>,
-    /// The intents tables' rows.
-    pub intents: Vec<IntentRow>,
     /// What `report.html` plots.
     pub charts: ledger::Charts,
 }
@@ -112,13 +110,19 @@ pub struct Progress {
 /// Rows between two [`Progress`] reports: often enough for a bar, rare enough to cost nothing.
 pub const PROGRESS_ROWS: u64 = 8192;
 
-/// Runs the replay `cfg.data_plane.replay` names through the cores, to the end of the input.
+/// Runs the replay `cfg.data_plane.replay` names through the cores, to the end of the input,
+/// and drops the tables' rows ([`output::run_into`] writes them).
 pub fn run(cfg: &AppConfig) -> Result<Outcome, BacktestError> {
-    run_with(cfg, &mut |_| {})
+    run_with(cfg, &mut (), &mut |_| {})
 }
 
-/// [`run`], reporting its progress to `on_progress`.
-pub fn run_with(cfg: &AppConfig, on_progress: &mut dyn FnMut(Progress)) -> Result<Outcome, BacktestError> {
+/// [`run`], handing the tables' rows to `rows` as they are final and reporting its progress to
+/// `on_progress`.
+pub fn run_with(
+    cfg: &AppConfig,
+    rows: &mut dyn Rows,
+    on_progress: &mut dyn FnMut(Progress),
+) -> Result<Outcome, BacktestError> {
     let replay_cfg = &cfg.data_plane.replay;
     if replay_cfg.loop_count == 0 {
         return Err(BacktestError::EndlessReplay);
@@ -128,25 +132,27 @@ pub fn run_with(cfg: &AppConfig, on_progress: &mut dyn FnMut(Progress)) -> Resul
     let files: Vec<String> = replay.files().iter().map(|f| f.display().to_string()).collect();
     let stream = data_plane::run::stream_name(replay.files(), &cfg.data_plane);
     let mut recorder = Recorder::new(cfg.strategy_plane.decision_interval_ms);
-    let mut on = |p: engine::Published<'_>| recorder.on(p);
-    let mut rows = 0u64;
+    let mut read = 0u64;
     let mut cores = engine::Cores::new(cfg, &stream);
     let passes = f64::from(replay_cfg.loop_count);
     let share = |replay: &Replay| ((f64::from(replay.pass()) + replay.share_read()) / passes).min(1.0);
     while let Some(item) = replay.next() {
-        rows += 1;
-        cores.step(item, &mut on);
-        if rows.is_multiple_of(PROGRESS_ROWS) {
-            on_progress(Progress { rows, share: share(&replay) });
+        read += 1;
+        cores.step(item, &mut |p| recorder.on(p));
+        // Every row, so that the tables' rows leave as they are made and a failing write stops
+        // the run at once.
+        recorder.drain(rows)?;
+        if read.is_multiple_of(PROGRESS_ROWS) {
+            on_progress(Progress { rows: read, share: share(&replay) });
         }
     }
-    cores.end(&mut on);
-    on_progress(Progress { rows, share: 1.0 });
+    cores.end(&mut |p| recorder.on(p));
+    on_progress(Progress { rows: read, share: 1.0 });
     let counters = cores.strategy_counters();
-    recorder.rows_read(rows);
-    let mut outcome = recorder.finish(cfg, counters);
+    recorder.rows_read(read);
+    let mut outcome = recorder.finish(cfg, counters, rows)?;
     let wall_seconds = started.elapsed().as_secs_f64();
-    outcome.report.run = Some(RunInfo { files, wall_seconds, rows_per_second: rows as f64 / wall_seconds.max(1e-9) });
+    outcome.report.run = Some(RunInfo { files, wall_seconds, rows_per_second: read as f64 / wall_seconds.max(1e-9) });
     Ok(outcome)
 }
 

@@ -66,9 +66,8 @@ fn run(cli: &Cli) -> Result<Vec<String>, BacktestError> {
     let cfg = common::config::load_with(&cli.config_dir, &sets)?;
     output::prepare(&cli.out)?;
     let bar = backtest::terminal::Bars::on_stderr().bar("");
-    let outcome = backtest::run_with(&cfg, &mut |p| bar.update(p));
+    let done = output::run_into(&cfg, &cli.out, options, &mut |p| bar.update(p));
     bar.finish();
-    let outcome = outcome?;
-    let report = output::write(&cli.out, &outcome, options)?;
+    let (outcome, report) = done?;
     Ok(vec![backtest::summary(&outcome.report, &report)])
 }

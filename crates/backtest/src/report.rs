@@ -1,8 +1,14 @@
 //! What a run is summed up as: the records the cores produced, counted, hashed and booked into a
-//! [`Ledger`], and the rows of `fills.csv` and `intents.csv`. `docs/backtest.md` documents every
+//! [`Ledger`], and the rows of the fills and intents tables. `docs/backtest.md` documents every
 //! field of `report.json`.
+//!
+//! The rows are handed on as soon as they are final, so that what a run holds does not grow with
+//! its length: a fill's row when the fill is booked; an intent's row, which changes with every
+//! report of the intent, once its terminal report came and every earlier intent's row went (the
+//! tables keep creation order). What is held is the intents in flight and the rows behind the
+//! oldest of them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use common::codec;
 use common::config::AppConfig;
@@ -18,6 +24,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::engine::Published;
 use crate::ledger::{Curve, Fill, Ledger, SymbolBook, YEAR_SECONDS};
+use crate::series::FillMarkers;
 
 /// The `schema` of `report.json`; its number moves when a field changes meaning or goes.
 pub const SCHEMA: &str = "algotrader.backtest.report/2";
@@ -73,7 +80,7 @@ pub struct FillRow {
 pub struct IntentRow {
     /// Decision time.
     pub ts_event: UnixNanos,
-    /// The intent.
+    /// The intent, without its `signals`.
     pub intent: OrderIntent,
     /// Its latest status (none if no report came).
     pub status: Option<ExecStatus>,
@@ -100,14 +107,44 @@ pub struct Counts {
     pub refusals: BTreeMap<&'static str, u64>,
 }
 
+/// Where the rows of the fills and intents tables go, in table order, as the run makes them.
+pub trait Rows {
+    /// The next fill.
+    fn fill(&mut self, row: FillRow) -> Result<(), crate::BacktestError>;
+    /// The next intent, final.
+    fn intent(&mut self, row: IntentRow) -> Result<(), crate::BacktestError>;
+}
+
+/// No tables: the rows are dropped.
+impl Rows for () {
+    fn fill(&mut self, _: FillRow) -> Result<(), crate::BacktestError> {
+        Ok(())
+    }
+
+    fn intent(&mut self, _: IntentRow) -> Result<(), crate::BacktestError> {
+        Ok(())
+    }
+}
+
+/// An intent with no terminal report yet.
+struct InFlight {
+    /// Its row's number, counted from the run's first intent.
+    row: u64,
+    /// Whether a report came from past risk (the intent became an order).
+    reached_venue: bool,
+}
+
 /// Reads the records of a run as they come.
 pub struct Recorder {
     ledger: Ledger,
     counts: BTreeMap<Symbol, Counts>,
-    venue_orders: HashSet<IntentId>,
-    intent_rows: Vec<IntentRow>,
-    intent_index: HashMap<IntentId, usize>,
+    in_flight: HashMap<IntentId, InFlight>,
+    /// The intent rows not handed on yet, in creation order, each with whether it is final.
+    intent_rows: VecDeque<(IntentRow, bool)>,
+    /// The number of the first of `intent_rows`.
+    first_row: u64,
     fills: Vec<FillRow>,
+    markers: BTreeMap<Symbol, FillMarkers>,
     rows: u64,
     malformed: u64,
     quality: BTreeMap<&'static str, u64>,
@@ -126,10 +163,11 @@ impl Recorder {
         Self {
             ledger: Ledger::new(interval_ms),
             counts: BTreeMap::new(),
-            venue_orders: HashSet::new(),
-            intent_rows: Vec::new(),
-            intent_index: HashMap::new(),
+            in_flight: HashMap::new(),
+            intent_rows: VecDeque::new(),
+            first_row: 0,
             fills: Vec::new(),
+            markers: BTreeMap::new(),
             rows: 0,
             malformed: 0,
             quality: BTreeMap::new(),
@@ -180,15 +218,19 @@ impl Recorder {
         match &env.payload {
             IntentEvent::Intent(i) => {
                 self.counts.entry(i.symbol.clone()).or_default().intents += 1;
-                self.intent_index.insert(i.intent_id, self.intent_rows.len());
-                self.intent_rows.push(IntentRow {
+                let row = self.first_row + self.intent_rows.len() as u64;
+                self.in_flight.insert(i.intent_id, InFlight { row, reached_venue: false });
+                // No table has the signals: a row waiting for its write need not hold them.
+                let intent = OrderIntent { signals: Vec::new(), ..i.clone() };
+                let row = IntentRow {
                     ts_event: env.ts_event,
-                    intent: i.clone(),
+                    intent,
                     status: None,
                     reason: None,
                     filled: Decimal::ZERO,
                     avg_px: None,
-                });
+                };
+                self.intent_rows.push_back((row, false));
             }
             IntentEvent::Cancel(c) => self.counts.entry(c.symbol.clone()).or_default().cancels += 1,
             IntentEvent::Decided(_) => self.decision_marks += 1,
@@ -200,20 +242,53 @@ impl Recorder {
         let ExecEvent::Report(r) = &env.payload else { return };
         self.time(env.ts_event);
         let counts = self.counts.entry(r.symbol.clone()).or_default();
-        if r.venue != "risk" && self.venue_orders.insert(r.intent_id) {
-            counts.orders += 1;
-        }
         if let Some(reason) = r.reason {
             *counts.refusals.entry(reason.as_str()).or_default() += 1;
         }
-        if let Some(&i) = self.intent_index.get(&r.intent_id) {
-            let row = &mut self.intent_rows[i];
-            row.status = Some(r.status);
-            row.reason = r.reason.map(|r| r.as_str());
-            row.filled = r.cum_qty;
-            row.avg_px = r.avg_px;
+        // A report of an intent no longer in flight follows its terminal one (the engine hands
+        // an intent on before any of its reports): its order, if it became one, is counted, and
+        // its row is written. The simulated venue sends none; a repeated intent id would be
+        // refused by risk, which is no order either.
+        if let Some(flight) = self.in_flight.get_mut(&r.intent_id) {
+            if r.venue != "risk" && !flight.reached_venue {
+                flight.reached_venue = true;
+                counts.orders += 1;
+            }
+            let at = usize::try_from(flight.row - self.first_row).unwrap_or(usize::MAX);
+            if let Some((row, done)) = self.intent_rows.get_mut(at) {
+                row.status = Some(r.status);
+                row.reason = r.reason.map(|r| r.as_str());
+                row.filled = r.cum_qty;
+                row.avg_px = r.avg_px;
+                *done = r.status.is_terminal();
+            }
+            if r.status.is_terminal() {
+                self.in_flight.remove(&r.intent_id);
+            }
         }
         self.fill(env.ts_event, r);
+    }
+
+    /// Hands `rows` the fills made and the intent rows finished since the last call, in table
+    /// order.
+    pub fn drain(&mut self, rows: &mut dyn Rows) -> Result<(), crate::BacktestError> {
+        for fill in self.fills.drain(..) {
+            rows.fill(fill)?;
+        }
+        while self.intent_rows.front().is_some_and(|(_, done)| *done) {
+            if let Some((row, _)) = self.intent_rows.pop_front() {
+                self.first_row += 1;
+                rows.intent(row)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the rows: the intents still in flight are handed on as they stand.
+    fn drain_all(&mut self, rows: &mut dyn Rows) -> Result<(), crate::BacktestError> {
+        self.intent_rows.iter_mut().for_each(|(_, done)| *done = true);
+        self.in_flight.clear();
+        self.drain(rows)
     }
 
     fn fill(&mut self, ts: UnixNanos, r: &ExecReport) {
@@ -230,6 +305,7 @@ impl Recorder {
             return;
         }
         self.counts.entry(r.symbol.clone()).or_default().fills += 1;
+        self.markers.entry(r.symbol.clone()).or_default().push(ts, px, r.side == Side::Buy);
         self.fills.push(FillRow {
             ts_event: ts,
             intent_id: r.intent_id,
@@ -261,9 +337,15 @@ impl Recorder {
         self.exec_hash.update(&self.canonical);
     }
 
-    /// Ends the run: the report, the rows of the fills and intents tables, and what the page
-    /// plots.
-    pub fn finish(mut self, cfg: &AppConfig, counters: Counters) -> crate::Outcome {
+    /// Ends the run: hands `rows` the rows not handed on yet, and returns the report and what the
+    /// page plots.
+    pub fn finish(
+        mut self,
+        cfg: &AppConfig,
+        counters: Counters,
+        rows: &mut dyn Rows,
+    ) -> Result<crate::Outcome, crate::BacktestError> {
+        self.drain_all(rows)?;
         self.ledger.finish();
         let mut symbols = BTreeMap::new();
         let mut total = Counts::default();
@@ -342,7 +424,9 @@ impl Recorder {
             },
             run: None,
         };
-        crate::Outcome { report, fills: self.fills, intents: self.intent_rows, charts: self.ledger.take_charts() }
+        let mut charts = self.ledger.take_charts();
+        charts.fills = self.markers;
+        Ok(crate::Outcome { report, charts })
     }
 }
 
@@ -720,5 +804,135 @@ impl IntentRow {
             exact(self.filled),
             opt(self.avg_px),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use common::events::{RejectReason, SCHEMA_VERSION, Source};
+    use common::types::EventId;
+    use rust_decimal::dec;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Written {
+        fills: Vec<FillRow>,
+        intents: Vec<IntentRow>,
+    }
+
+    impl Rows for Written {
+        fn fill(&mut self, row: FillRow) -> Result<(), crate::BacktestError> {
+            self.fills.push(row);
+            Ok(())
+        }
+
+        fn intent(&mut self, row: IntentRow) -> Result<(), crate::BacktestError> {
+            self.intents.push(row);
+            Ok(())
+        }
+    }
+
+    fn envelope<T>(ts: u64, payload: T) -> Envelope<T> {
+        Envelope {
+            schema_version: SCHEMA_VERSION,
+            event_id: EventId(uuid::Uuid::from_u128(u128::from(ts))),
+            source: Arc::new(Source { plane: "test".into(), instance: "test".into() }),
+            ts_event: UnixNanos(ts),
+            ts_init: UnixNanos(0),
+            causation_id: None,
+            payload,
+        }
+    }
+
+    fn id(i: u128) -> IntentId {
+        IntentId(uuid::Uuid::from_u128(i))
+    }
+
+    fn intent(i: u128, ts: u64) -> Envelope<IntentEvent> {
+        envelope(
+            ts,
+            IntentEvent::Intent(OrderIntent {
+                intent_id: id(i),
+                symbol: Symbol::new("BTCUSDT").unwrap(),
+                side: Side::Buy,
+                quantity: dec!(1),
+                order_type: OrderType::Market,
+                limit_price: None,
+                time_in_force: TimeInForce::Ioc,
+                arrival_mid: dec!(100),
+                expected_cost_bps: dec!(10),
+                signals: Vec::new(),
+            }),
+        )
+    }
+
+    /// A report of intent `i`; with `fill`, one execution of its whole quantity at 100.
+    fn report(i: u128, ts: u64, venue: &str, status: ExecStatus, fill: bool) -> Envelope<ExecEvent> {
+        let filled = if fill { dec!(1) } else { dec!(0) };
+        envelope(
+            ts,
+            ExecEvent::Report(ExecReport {
+                intent_id: id(i),
+                order_id: format!("SIM-{i}"),
+                symbol: Symbol::new("BTCUSDT").unwrap(),
+                side: Side::Buy,
+                status,
+                reason: (status == ExecStatus::Rejected).then_some(RejectReason::PriceCollar),
+                detail: None,
+                venue: venue.into(),
+                order_qty: dec!(1),
+                exec_id: fill.then(|| format!("x-{i}")),
+                last_px: fill.then_some(dec!(100)),
+                last_qty: filled,
+                cum_qty: filled,
+                avg_px: fill.then_some(dec!(100)),
+                leaves_qty: dec!(1) - filled,
+                commission: dec!(0),
+                cum_commission: dec!(0),
+                arrival_mid: dec!(100),
+                slippage_bps: None,
+                venue_mid: None,
+            }),
+        )
+    }
+
+    /// Intent rows leave in creation order, each once it and every earlier one are final; a
+    /// fill leaves at once; a report after an intent's terminal one counts as it did when every
+    /// row was held (a refusal, no second order) and changes no row.
+    #[test]
+    fn intent_rows_leave_in_order_once_final_and_late_reports_count_as_before() {
+        let mut recorder = Recorder::new(1000);
+        let mut written = Written::default();
+        for (i, ts) in [(1, 10), (2, 11), (3, 12)] {
+            recorder.on(Published::Intent(&intent(i, ts)));
+        }
+        recorder.on(Published::Exec(&report(2, 20, "simulated", ExecStatus::Filled, true)));
+        recorder.drain(&mut written).unwrap();
+        assert_eq!((written.fills.len(), written.intents.len()), (1, 0), "intent 1 is still in flight");
+
+        recorder.on(Published::Exec(&report(1, 21, "simulated", ExecStatus::Accepted, false)));
+        recorder.drain(&mut written).unwrap();
+        assert!(written.intents.is_empty());
+        recorder.on(Published::Exec(&report(1, 22, "risk", ExecStatus::Rejected, false)));
+        recorder.drain(&mut written).unwrap();
+        let ids: Vec<IntentId> = written.intents.iter().map(|r| r.intent.intent_id).collect();
+        assert_eq!(ids, [id(1), id(2)]);
+        assert_eq!(written.intents[0].reason, Some("price_collar"));
+        assert_eq!(written.intents[1].status, Some(ExecStatus::Filled));
+
+        // A late refusal of a finished intent: counted as a refusal, not as an order.
+        recorder.on(Published::Exec(&report(2, 23, "risk", ExecStatus::Rejected, false)));
+        let outcome = recorder.finish(&AppConfig::default(), Counters::default(), &mut written).unwrap();
+        assert_eq!(written.intents[1].status, Some(ExecStatus::Filled), "a written row does not change");
+        assert_eq!(written.intents.len(), 3, "the intent still in flight is written at the end");
+        assert_eq!(written.intents[2].status, None);
+        let counts = &outcome.report.counts.totals;
+        assert_eq!((counts.intents, counts.orders, counts.fills), (3, 2, 1));
+        assert_eq!(counts.refusals.get("price_collar"), Some(&2));
     }
 }

@@ -117,10 +117,9 @@ struct Done {
 fn run_one(v: &Variant, out: &Path, options: Options, bars: &Bars) -> Result<Done, BacktestError> {
     let dir = out.join(&v.name);
     let bar = bars.bar(&v.name);
-    let outcome = crate::run_with(&v.cfg, &mut |p| bar.update(p));
+    let done = output::run_into(&v.cfg, &dir, options, &mut |p| bar.update(p));
     bar.finish();
-    let outcome = outcome?;
-    let report_path = output::write(&dir, &outcome, options)?;
+    let (outcome, report_path) = done?;
     let equity = outcome.charts.equity.points().into_iter().map(|(t, e)| (t as f64, e)).collect();
     let summary = summary(&outcome.report, &report_path);
     Ok(Done { name: v.name.clone(), sets: v.sets.clone(), report: outcome.report, equity, summary })

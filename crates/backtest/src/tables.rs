@@ -19,8 +19,10 @@ use rust_decimal::Decimal;
 
 use crate::report::{DECIMALS, FillRow, IntentRow, order_type, side, status, time_in_force};
 
-/// Rows per row group: bounds what a reader holds in memory per group.
-const GROUP_ROWS: usize = 65_536;
+/// Rows per row group, and so the most rows a table holds in memory before it writes them: a
+/// bound on the writer's memory, whatever the length of the run, and on what a reader holds per
+/// group.
+pub const GROUP_ROWS: usize = 8192;
 
 /// `fills.parquet`'s schema.
 pub const FILLS_SCHEMA: &str = "message fill {
@@ -94,18 +96,38 @@ fn levels<T>(values: &[Option<T>]) -> Vec<i16> {
     values.iter().map(|v| i16::from(v.is_some())).collect()
 }
 
-fn write<R>(path: &Path, schema: &str, rows: &[R], columns: impl Fn(&[R]) -> Vec<Column>) -> Result<(), TableError> {
-    let schema = Arc::new(parquet::schema::parser::parse_message_type(schema)?);
-    let props = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
-    let file = File::create(path)?;
-    let mut writer = SerializedFileWriter::new(file, schema, props)?;
-    // A required column takes no definition levels; an optional one takes one per row.
-    let optional: Vec<bool> = writer.schema_descr().columns().iter().map(|c| c.max_def_level() > 0).collect();
-    for chunk in rows.chunks(GROUP_ROWS) {
-        let mut group = writer.next_row_group()?;
-        for (column, &optional) in columns(chunk).into_iter().zip(&optional) {
+/// A table being written as its rows come: they are buffered up to [`GROUP_ROWS`], then written
+/// as one row group.
+pub struct Table<R> {
+    writer: SerializedFileWriter<File>,
+    /// Per column, whether it is optional: a required column takes no definition levels, an
+    /// optional one takes one per row.
+    optional: Vec<bool>,
+    /// Column `i` of the rows; made one at a time, so that one column's values are held at once.
+    column: fn(&[R], usize) -> Column,
+    rows: Vec<R>,
+}
+
+impl<R> Table<R> {
+    fn create(path: &Path, schema: &str, column: fn(&[R], usize) -> Column) -> Result<Self, TableError> {
+        let schema = Arc::new(parquet::schema::parser::parse_message_type(schema)?);
+        let props = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
+        let writer = SerializedFileWriter::new(File::create(path)?, schema, props)?;
+        let optional = writer.schema_descr().columns().iter().map(|c| c.max_def_level() > 0).collect();
+        Ok(Self { writer, optional, column, rows: Vec::with_capacity(GROUP_ROWS) })
+    }
+
+    /// Adds a row; writes a row group when [`GROUP_ROWS`] are waiting.
+    pub fn push(&mut self, row: R) -> Result<(), TableError> {
+        self.rows.push(row);
+        if self.rows.len() >= GROUP_ROWS { self.flush() } else { Ok(()) }
+    }
+
+    fn flush(&mut self) -> Result<(), TableError> {
+        let mut group = self.writer.next_row_group()?;
+        for (i, &optional) in self.optional.iter().enumerate() {
             let Some(mut col) = group.next_column()? else { break };
-            match column {
+            match (self.column)(&self.rows, i) {
                 Column::Int(v) => {
                     col.typed::<Int64Type>().write_batch(&v, None, None)?;
                 }
@@ -124,50 +146,78 @@ fn write<R>(path: &Path, schema: &str, rows: &[R], columns: impl Fn(&[R]) -> Vec
             col.close()?;
         }
         group.close()?;
+        self.rows.clear();
+        Ok(())
     }
-    writer.into_inner()?.sync_all()?;
-    Ok(())
+
+    /// Writes the rows still waiting and the footer, and syncs the file.
+    pub fn finish(mut self) -> Result<(), TableError> {
+        // An empty table has no row group, as a run that never filled has no fill.
+        if !self.rows.is_empty() {
+            self.flush()?;
+        }
+        self.writer.into_inner()?.sync_all()?;
+        Ok(())
+    }
 }
 
-/// Writes `fills.parquet`.
+fn fill_columns(rows: &[FillRow], i: usize) -> Column {
+    match i {
+        0 => Column::Int(rows.iter().map(|r| i64::try_from(r.ts_event.0).unwrap_or(i64::MAX)).collect()),
+        1 => Column::Text(rows.iter().map(|r| text(r.intent_id)).collect()),
+        2 => Column::Text(rows.iter().map(|r| text(&r.exec_id)).collect()),
+        3 => Column::Text(rows.iter().map(|r| text(&r.symbol)).collect()),
+        4 => Column::Text(rows.iter().map(|r| text(side(r.side))).collect()),
+        5 => Column::Dec(rows.iter().map(|r| Some(r.quantity)).collect()),
+        6 => Column::Dec(rows.iter().map(|r| Some(r.price)).collect()),
+        7 => Column::Dec(rows.iter().map(|r| Some(r.commission)).collect()),
+        8 => Column::Dec(rows.iter().map(|r| Some(r.arrival_mid)).collect()),
+        9 => Column::Dec(rows.iter().map(|r| r.venue_mid).collect()),
+        _ => Column::Dec(rows.iter().map(|r| r.slippage_bps).collect()),
+    }
+}
+
+fn intent_columns(rows: &[IntentRow], i: usize) -> Column {
+    match i {
+        0 => Column::Int(rows.iter().map(|r| i64::try_from(r.ts_event.0).unwrap_or(i64::MAX)).collect()),
+        1 => Column::Text(rows.iter().map(|r| text(r.intent.intent_id)).collect()),
+        2 => Column::Text(rows.iter().map(|r| text(&r.intent.symbol)).collect()),
+        3 => Column::Text(rows.iter().map(|r| text(side(r.intent.side))).collect()),
+        4 => Column::Dec(rows.iter().map(|r| Some(r.intent.quantity)).collect()),
+        5 => Column::Text(rows.iter().map(|r| text(order_type(r.intent.order_type))).collect()),
+        6 => Column::Dec(rows.iter().map(|r| r.intent.limit_price).collect()),
+        7 => Column::Text(rows.iter().map(|r| text(time_in_force(r.intent.time_in_force))).collect()),
+        8 => Column::Dec(rows.iter().map(|r| Some(r.intent.arrival_mid)).collect()),
+        9 => Column::Dec(rows.iter().map(|r| Some(r.intent.expected_cost_bps)).collect()),
+        10 => Column::Text(rows.iter().map(|r| r.status.map(status).map(str::to_owned)).collect()),
+        11 => Column::Text(rows.iter().map(|r| r.reason.map(str::to_owned)).collect()),
+        12 => Column::Dec(rows.iter().map(|r| Some(r.filled)).collect()),
+        _ => Column::Dec(rows.iter().map(|r| r.avg_px).collect()),
+    }
+}
+
+/// Starts `fills.parquet` at `path`.
+pub fn fills(path: &Path) -> Result<Table<FillRow>, TableError> {
+    Table::create(path, FILLS_SCHEMA, fill_columns)
+}
+
+/// Starts `intents.parquet` at `path`.
+pub fn intents(path: &Path) -> Result<Table<IntentRow>, TableError> {
+    Table::create(path, INTENTS_SCHEMA, intent_columns)
+}
+
+/// Writes `fills.parquet` from rows at hand.
 pub fn write_fills(path: &Path, rows: &[FillRow]) -> Result<(), TableError> {
-    write(path, FILLS_SCHEMA, rows, |rows| {
-        vec![
-            Column::Int(rows.iter().map(|r| i64::try_from(r.ts_event.0).unwrap_or(i64::MAX)).collect()),
-            Column::Text(rows.iter().map(|r| text(r.intent_id)).collect()),
-            Column::Text(rows.iter().map(|r| text(&r.exec_id)).collect()),
-            Column::Text(rows.iter().map(|r| text(&r.symbol)).collect()),
-            Column::Text(rows.iter().map(|r| text(side(r.side))).collect()),
-            Column::Dec(rows.iter().map(|r| Some(r.quantity)).collect()),
-            Column::Dec(rows.iter().map(|r| Some(r.price)).collect()),
-            Column::Dec(rows.iter().map(|r| Some(r.commission)).collect()),
-            Column::Dec(rows.iter().map(|r| Some(r.arrival_mid)).collect()),
-            Column::Dec(rows.iter().map(|r| r.venue_mid).collect()),
-            Column::Dec(rows.iter().map(|r| r.slippage_bps).collect()),
-        ]
-    })
+    let mut table = fills(path)?;
+    rows.iter().try_for_each(|r| table.push(r.clone()))?;
+    table.finish()
 }
 
-/// Writes `intents.parquet`.
+/// Writes `intents.parquet` from rows at hand.
 pub fn write_intents(path: &Path, rows: &[IntentRow]) -> Result<(), TableError> {
-    write(path, INTENTS_SCHEMA, rows, |rows| {
-        vec![
-            Column::Int(rows.iter().map(|r| i64::try_from(r.ts_event.0).unwrap_or(i64::MAX)).collect()),
-            Column::Text(rows.iter().map(|r| text(r.intent.intent_id)).collect()),
-            Column::Text(rows.iter().map(|r| text(&r.intent.symbol)).collect()),
-            Column::Text(rows.iter().map(|r| text(side(r.intent.side))).collect()),
-            Column::Dec(rows.iter().map(|r| Some(r.intent.quantity)).collect()),
-            Column::Text(rows.iter().map(|r| text(order_type(r.intent.order_type))).collect()),
-            Column::Dec(rows.iter().map(|r| r.intent.limit_price).collect()),
-            Column::Text(rows.iter().map(|r| text(time_in_force(r.intent.time_in_force))).collect()),
-            Column::Dec(rows.iter().map(|r| Some(r.intent.arrival_mid)).collect()),
-            Column::Dec(rows.iter().map(|r| Some(r.intent.expected_cost_bps)).collect()),
-            Column::Text(rows.iter().map(|r| r.status.map(status).map(str::to_owned)).collect()),
-            Column::Text(rows.iter().map(|r| r.reason.map(str::to_owned)).collect()),
-            Column::Dec(rows.iter().map(|r| Some(r.filled)).collect()),
-            Column::Dec(rows.iter().map(|r| r.avg_px).collect()),
-        ]
-    })
+    let mut table = intents(path)?;
+    rows.iter().try_for_each(|r| table.push(r.clone()))?;
+    table.finish()
 }
 
 #[cfg(test)]
@@ -318,6 +368,39 @@ mod tests {
             .collect();
         assert_eq!(read(&path), want);
         assert_eq!(want[1][10].as_deref(), Some("rejected"));
+    }
+
+    /// Rows beyond a row group are written as more groups, and read back whole and in order.
+    #[test]
+    fn a_long_table_is_written_group_by_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fills.parquet");
+        let mut table = fills(&path).unwrap();
+        let n = 2 * GROUP_ROWS + 5;
+        for i in 0..n {
+            table
+                .push(FillRow {
+                    ts_event: UnixNanos(i as u64),
+                    intent_id: IntentId(uuid::Uuid::from_u128(i as u128)),
+                    exec_id: format!("sim-{i}"),
+                    symbol: Symbol::new("BTCUSDT").unwrap(),
+                    side: Side::Buy,
+                    quantity: dec!(0.001),
+                    price: Decimal::from(i),
+                    commission: dec!(0.01),
+                    arrival_mid: dec!(1),
+                    venue_mid: (i % 2 == 0).then_some(dec!(2)),
+                    slippage_bps: None,
+                })
+                .unwrap();
+        }
+        table.finish().unwrap();
+        let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        assert_eq!(reader.metadata().num_row_groups(), 3);
+        let rows = read(&path);
+        assert_eq!(rows.len(), n);
+        assert!(rows.iter().enumerate().all(|(i, r)| r[0] == text(i) && r[6] == text(i)));
+        assert_eq!((rows[n - 1][9].clone(), rows[n - 2][9].clone()), (text(2), None));
     }
 
     #[test]

@@ -56,7 +56,11 @@ fn a_run_writes_the_report_the_tables_and_with_csv_the_csv_files_and_prints_one_
     assert_eq!(csv.lines().count() as u64, fills + 1, "a header and one line per fill");
     let intents = std::fs::read_to_string(dir.path().join("out/intents.csv")).unwrap();
     assert_eq!(intents.lines().count() as u64, report["counts"]["intents"].as_u64().unwrap() + 1);
-    assert!(!dir.path().join("out/report.json.partial").exists());
+    // The tables were written under .partial names as the run went, and renamed when whole.
+    for entry in std::fs::read_dir(dir.path().join("out")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(!name.ends_with(".partial"), "{name} left behind");
+    }
     for table in ["fills.parquet", "intents.parquet"] {
         assert!(std::fs::read(dir.path().join("out").join(table)).unwrap().starts_with(b"PAR1"), "{table}");
     }

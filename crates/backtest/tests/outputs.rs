@@ -41,11 +41,12 @@ fn cells(html: &str) -> Vec<(String, String)> {
 #[test]
 fn report_html_is_offline_has_one_svg_per_plot_and_the_reports_figures() {
     let dir = tempfile::tempdir().unwrap();
-    let outcome = backtest::run(&config(dir.path(), 20_000, &[])).unwrap();
-    assert!(outcome.report.counts.totals.fills > 0);
     let out = dir.path().join("out");
     backtest::output::prepare(&out).unwrap();
-    backtest::output::write(&out, &outcome, backtest::output::Options::default()).unwrap();
+    let cfg = config(dir.path(), 20_000, &[]);
+    let (outcome, _) =
+        backtest::output::run_into(&cfg, &out, backtest::output::Options::default(), &mut |_| {}).unwrap();
+    assert!(outcome.report.counts.totals.fills > 0);
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
 
