@@ -10,6 +10,7 @@
 //! - [`ids`]: deterministic, time-ordered event ids.
 //! - [`dedup`]: dropping re-delivered events by event id.
 //! - [`clock`]: the injected clock.
+//! - [`core`]: the one interface of the consuming planes' cores ([`core::Core`]).
 //! - [`config`]: layered, strict configuration (`config/*.toml`, `.env`, environment).
 //! - [`kafka`]: producer, consumer, topic creation and in-order delivery tracking.
 //! - [`http`]: `/metrics`, `/health/live`, `/health/ready`.
@@ -17,13 +18,14 @@
 //! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
 //! - [`service`]: a plane binary's start-up and exit codes.
 //!
-//! Pure modules (`types`, `events`, `codec`, `ids`, `dedup`, `clock`, `fees`) use no async runtime, so
-//! the planes' synchronous cores can depend on them freely.
+//! Pure modules (`types`, `events`, `codec`, `ids`, `dedup`, `clock`, `fees`, `core`) use no async
+//! runtime, so the planes' synchronous cores can depend on them freely.
 
 pub mod clock;
 pub mod codec;
 pub mod commission;
 pub mod config;
+pub mod core;
 pub mod dedup;
 pub mod events;
 pub mod fees;
