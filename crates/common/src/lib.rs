@@ -12,7 +12,8 @@
 //! - [`clock`]: the injected clock.
 //! - [`core`]: the one interface of the consuming planes' cores ([`core::Core`]).
 //! - [`config`]: layered, strict configuration (`config/*.toml`, `.env`, environment).
-//! - [`kafka`]: producer, consumer, topic creation and in-order delivery tracking.
+//! - [`kafka`]: producer, consumer, topic creation and in-order delivery tracking;
+//!   [`kafka::shell`]: the one consumer loop that drives a [`core::Core`].
 //! - [`http`]: `/metrics`, `/health/live`, `/health/ready`.
 //! - [`telemetry`]: tracing to stdout and to `logs/`.
 //! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
