@@ -89,8 +89,9 @@ Commands:
   test             Run every check and test (installs what it needs)
   deps             Install what native mode and the tests need, linters too (idempotent)
   backtest [args]  Build (release) and run the backtest: replay files through the planes' cores
-                   in one process, no broker; writes report.json, fills.csv and intents.csv to
-                   --out (default backtest-out/) and prints a one-line summary (backtest --help)
+                   in one process, no broker; writes report.json, report.html, fills.parquet and
+                   intents.parquet to --out (default backtest-out/) and prints a one-line summary;
+                   --sweep key=v1,v2 runs variants in parallel (backtest --help)
   bench [options]  Whole-pipeline benchmark on its own broker, planes and ports (bench --help);
                    writes benchmarks/latest.json
   chaos [--short]  Fault-injection suite on an isolated native stack; prints faults and invariants

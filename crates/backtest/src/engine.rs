@@ -4,9 +4,11 @@
 //! driven through [`Core`], the interface the services' consumer shell (`common::kafka::shell`)
 //! drives them through, each handed the records of the topics its plane reads.
 //!
-//! This is the same wiring as the cores-together tests (`strategy-plane/tests/determinism.rs`),
-//! whose records equal, `ts_init` aside, what the three services publish. Nothing here reads a
-//! clock or does IO: the same rows and configuration give the same records.
+//! Its records equal, `ts_init` aside, what the three services publish through Kafka for the
+//! same input and configuration: `tests/parity.rs` (both samples, all four topics) and
+//! `tests/determinism.rs` (any replay speed, partition count, an Order Plane crash) hold the
+//! services to this wiring. Nothing here reads a clock or does IO: the same rows and
+//! configuration give the same records.
 
 use std::sync::Arc;
 

@@ -4,16 +4,27 @@
 //! # Layout
 //! - [`engine`]: the loop, `DataCore` → `StrategyEngine` → `OrderEngine` with the simulated
 //!   venue, wired as the planes wire them through Kafka; pure, one callback per record.
-//! - [`ledger`]: positions, PnL, fees, turnover, drawdown and the Sharpe ratio, exact decimals.
+//! - [`ledger`]: positions, PnL, fees, turnover, the cost decomposition, round trips, drawdown
+//!   and the Sharpe and Sortino ratios, exact decimals; the series the page plots.
 //! - [`report`]: the records counted, hashed and booked; `report.json` and the CSV rows.
-//! - [`output`]: writes `report.json`, `fills.csv` and `intents.csv` to the output folder.
+//! - [`series`]: the plotted time series, downsampled to a bounded number of points.
+//! - [`tables`]: `fills.parquet` and `intents.parquet`.
+//! - [`html`]: `report.html`, the report's headline figures and plots on one offline page.
+//! - [`sweep`]: `--sweep`, variants run in parallel, `sweep.json` and `sweep.html`.
+//! - [`terminal`]: the progress bars, on a terminal only.
+//! - [`output`]: writes the report and the tables (and their CSV copies) to the output folder.
 //!
 //! `docs/backtest.md` documents the command and the report.
 
 pub mod engine;
+pub mod html;
 pub mod ledger;
 pub mod output;
 pub mod report;
+pub mod series;
+pub mod sweep;
+pub mod tables;
+pub mod terminal;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -32,6 +43,11 @@ pub enum BacktestError {
     /// A `--set` argument that is not `section.key=value`.
     #[error("--set {0:?}: expected section.key=value, e.g. strategy_plane.risk_aversion=1000")]
     SetSyntax(String),
+    /// A `--sweep` argument that is not `section.key=v1,v2,…`, or a key swept twice.
+    #[error(
+        "--sweep {0:?}: expected section.key=value,value,… with no empty value and each key swept once, e.g. strategy_plane.risk_aversion=1000,10000"
+    )]
+    SweepSyntax(String),
     /// `data_plane.replay.loop_count = 0` replays forever: a backtest needs an end.
     #[error("data_plane.replay.loop_count = 0 replays forever; a backtest needs a number of passes (1 or more)")]
     EndlessReplay,
@@ -53,7 +69,7 @@ impl BacktestError {
     /// The process exit code (sysexits.h, as the planes use them).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Config(_) | Self::SetSyntax(_) | Self::EndlessReplay => common::EXIT_CONFIG,
+            Self::Config(_) | Self::SetSyntax(_) | Self::SweepSyntax(_) | Self::EndlessReplay => common::EXIT_CONFIG,
             Self::Input(_) => 66,
             Self::Output { .. } => 73,
         }
@@ -75,31 +91,63 @@ pub fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>, BacktestErro
 pub struct Outcome {
     /// `report.json`.
     pub report: Report,
-    /// `fills.csv`'s rows.
+    /// The fills tables' rows.
     pub fills: Vec<FillRow>,
-    /// `intents.csv`'s rows.
+    /// The intents tables' rows.
     pub intents: Vec<IntentRow>,
+    /// What `report.html` plots.
+    pub charts: ledger::Charts,
 }
+
+/// How far a run has got, reported every [`PROGRESS_ROWS`] rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Replay rows read, good or bad.
+    pub rows: u64,
+    /// Share of the input read, 0 to 1: bytes of the files read over their sizes, over every
+    /// pass.
+    pub share: f64,
+}
+
+/// Rows between two [`Progress`] reports: often enough for a bar, rare enough to cost nothing.
+pub const PROGRESS_ROWS: u64 = 8192;
 
 /// Runs the replay `cfg.data_plane.replay` names through the cores, to the end of the input.
 pub fn run(cfg: &AppConfig) -> Result<Outcome, BacktestError> {
+    run_with(cfg, &mut |_| {})
+}
+
+/// [`run`], reporting its progress to `on_progress`.
+pub fn run_with(cfg: &AppConfig, on_progress: &mut dyn FnMut(Progress)) -> Result<Outcome, BacktestError> {
     let replay_cfg = &cfg.data_plane.replay;
     if replay_cfg.loop_count == 0 {
         return Err(BacktestError::EndlessReplay);
     }
     let started = Instant::now();
-    let replay = Replay::open(&replay_cfg.path, replay_cfg.loop_count)?;
+    let mut replay = Replay::open(&replay_cfg.path, replay_cfg.loop_count)?;
     let files: Vec<String> = replay.files().iter().map(|f| f.display().to_string()).collect();
     let stream = data_plane::run::stream_name(replay.files(), &cfg.data_plane);
     let mut recorder = Recorder::new(cfg.strategy_plane.decision_interval_ms);
     let mut on = |p: engine::Published<'_>| recorder.on(p);
     let mut rows = 0u64;
-    let counters = engine::run(cfg, &stream, replay.inspect(|_| rows += 1), &mut on);
+    let mut cores = engine::Cores::new(cfg, &stream);
+    let passes = f64::from(replay_cfg.loop_count);
+    let share = |replay: &Replay| ((f64::from(replay.pass()) + replay.share_read()) / passes).min(1.0);
+    while let Some(item) = replay.next() {
+        rows += 1;
+        cores.step(item, &mut on);
+        if rows.is_multiple_of(PROGRESS_ROWS) {
+            on_progress(Progress { rows, share: share(&replay) });
+        }
+    }
+    cores.end(&mut on);
+    on_progress(Progress { rows, share: 1.0 });
+    let counters = cores.strategy_counters();
     recorder.rows_read(rows);
-    let (mut report, fills, intents) = recorder.finish(cfg, counters);
+    let mut outcome = recorder.finish(cfg, counters);
     let wall_seconds = started.elapsed().as_secs_f64();
-    report.run = Some(RunInfo { files, wall_seconds, rows_per_second: rows as f64 / wall_seconds.max(1e-9) });
-    Ok(Outcome { report, fills, intents })
+    outcome.report.run = Some(RunInfo { files, wall_seconds, rows_per_second: rows as f64 / wall_seconds.max(1e-9) });
+    Ok(outcome)
 }
 
 /// The one line printed at the end of a run.

@@ -17,10 +17,10 @@ use strategy_plane::engine::Counters;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::engine::Published;
-use crate::ledger::{Ledger, YEAR_SECONDS};
+use crate::ledger::{Curve, Fill, Ledger, SymbolBook, YEAR_SECONDS};
 
 /// The `schema` of `report.json`; its number moves when a field changes meaning or goes.
-pub const SCHEMA: &str = "algotrader.backtest.report/1";
+pub const SCHEMA: &str = "algotrader.backtest.report/2";
 
 /// Decimal places the report keeps. Average-cost accounting divides, so a position's average
 /// price, and the PnL taken from it, carry 28 digits of which the last few are rounding of the
@@ -33,7 +33,8 @@ fn exact(d: Decimal) -> String {
     d.round_dp(DECIMALS).normalize().to_string()
 }
 
-fn side(s: Side) -> &'static str {
+/// A side as the outputs write it.
+pub fn side(s: Side) -> &'static str {
     match s {
         Side::Buy => "buy",
         Side::Sell => "sell",
@@ -217,7 +218,15 @@ impl Recorder {
 
     fn fill(&mut self, ts: UnixNanos, r: &ExecReport) {
         let (Some(exec_id), Some(px)) = (&r.exec_id, r.last_px) else { return };
-        if r.last_qty <= Decimal::ZERO || !self.ledger.fill(&r.symbol, r.side, r.last_qty, px, r.commission) {
+        let booked = Fill {
+            side: r.side,
+            qty: r.last_qty,
+            px,
+            fee: r.commission,
+            decision_mid: r.arrival_mid,
+            venue_mid: r.venue_mid,
+        };
+        if r.last_qty <= Decimal::ZERO || !self.ledger.fill(&r.symbol, &booked) {
             return;
         }
         self.counts.entry(r.symbol.clone()).or_default().fills += 1;
@@ -252,8 +261,9 @@ impl Recorder {
         self.exec_hash.update(&self.canonical);
     }
 
-    /// Ends the run: the report, and the rows of `fills.csv` and `intents.csv`.
-    pub fn finish(mut self, cfg: &AppConfig, counters: Counters) -> (Report, Vec<FillRow>, Vec<IntentRow>) {
+    /// Ends the run: the report, the rows of the fills and intents tables, and what the page
+    /// plots.
+    pub fn finish(mut self, cfg: &AppConfig, counters: Counters) -> crate::Outcome {
         self.ledger.finish();
         let mut symbols = BTreeMap::new();
         let mut total = Counts::default();
@@ -275,11 +285,17 @@ impl Recorder {
                 avg_px: exact(book.position.avg_px),
                 last_mid: book.mark.map(exact),
             };
-            symbols.insert(symbol.to_string(), SymbolReport { pnl, position, counts });
+            let risk = SymbolRisk::of(&self.ledger, &book.curve);
+            let costs = CostReport::of([&book]);
+            let round_trips = RoundTripReport::of([&book]);
+            symbols.insert(symbol.to_string(), SymbolReport { pnl, position, counts, risk, costs, round_trips });
         }
         let books: Vec<_> = self.ledger.symbols().values().collect();
-        let mut pnl = Pnl::of(books);
+        let mut pnl = Pnl::of(books.iter().copied());
         pnl.net = exact(self.ledger.net());
+        let costs = CostReport::of(books.iter().copied());
+        let round_trips = RoundTripReport::of(books.iter().copied());
+        let curve = self.ledger.total();
         let interval_ms = cfg.strategy_plane.decision_interval_ms;
         let notes = notes(cfg, &counters, &total);
         let report = Report {
@@ -296,7 +312,12 @@ impl Recorder {
                 annualisation: format!(
                     "mean / sample standard deviation of the net PnL change per {interval_ms} ms interval of event time, × √periods_per_year ({YEAR_SECONDS} s a year: 365 days of 24 h); null with fewer than 2 intervals or none varying"
                 ),
+                max_drawdown_duration_ms: duration_ms(curve.max_drawdown_duration_ns(self.ledger.now())),
+                sortino: self.ledger.sortino(),
+                sortino_definition: "mean / downside deviation of the same interval net PnL changes, × √periods_per_year; downside deviation = √(Σ min(change, 0)² / n), target 0, n = every interval; null with fewer than 2 intervals or none losing".to_owned(),
             },
+            costs,
+            round_trips,
             counts: RunCounts {
                 decisions: counters.decisions,
                 halted_decisions: counters.halted_decisions,
@@ -321,7 +342,7 @@ impl Recorder {
             },
             run: None,
         };
-        (report, self.fills, self.intent_rows)
+        crate::Outcome { report, fills: self.fills, intents: self.intent_rows, charts: self.ledger.take_charts() }
     }
 }
 
@@ -398,6 +419,102 @@ pub struct Risk {
     pub periods_per_year: f64,
     /// How the ratio is computed, in words.
     pub annualisation: String,
+    /// Longest event time the net equity spent below its running peak, ms.
+    pub max_drawdown_duration_ms: u64,
+    /// Annualised Sortino ratio of the interval PnL (target 0); `null` when undefined.
+    pub sortino: Option<f64>,
+    /// How the Sortino ratio is computed, in words.
+    pub sortino_definition: String,
+}
+
+fn duration_ms(ns: u64) -> u64 {
+    ns / 1_000_000
+}
+
+/// One symbol's drawdown and ratios, on its own net equity, with the run's intervals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SymbolRisk {
+    /// Largest fall of the symbol's net equity from its running peak.
+    pub max_drawdown: String,
+    /// Longest event time below that peak, ms.
+    pub max_drawdown_duration_ms: u64,
+    /// Annualised Sharpe ratio; `null` when undefined.
+    pub sharpe: Option<f64>,
+    /// Annualised Sortino ratio; `null` when undefined.
+    pub sortino: Option<f64>,
+}
+
+impl SymbolRisk {
+    fn of(ledger: &Ledger, curve: &Curve) -> Self {
+        Self {
+            max_drawdown: exact(curve.max_drawdown()),
+            max_drawdown_duration_ms: duration_ms(curve.max_drawdown_duration_ns(ledger.now())),
+            sharpe: ledger.sharpe_of(curve),
+            sortino: ledger.sortino_of(curve),
+        }
+    }
+}
+
+/// What the fills cost against their decision mids, account currency; positive = paid.
+/// `pnl.net = at_decision_mid − total`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CostReport {
+    /// The gross PnL the same fills would have made at their decision mids.
+    pub at_decision_mid: String,
+    /// The mid moving from the decision to the order's arrival at the venue.
+    pub delay: String,
+    /// The fill price against the mid at arrival: half-spread, depth walked, impact.
+    pub spread_impact: String,
+    /// Commissions (`pnl.fees`).
+    pub fees: String,
+    /// `delay + spread_impact + fees`.
+    pub total: String,
+}
+
+impl CostReport {
+    fn of<'a>(books: impl IntoIterator<Item = &'a SymbolBook>) -> Self {
+        let z = Decimal::ZERO;
+        let (mut paper, mut delay, mut spread, mut fees) = (z, z, z, z);
+        for b in books {
+            paper = paper.saturating_add(b.at_decision_mid());
+            delay = delay.saturating_add(b.costs.delay);
+            spread = spread.saturating_add(b.costs.spread_impact);
+            fees = fees.saturating_add(b.position.fees);
+        }
+        Self {
+            at_decision_mid: exact(paper),
+            delay: exact(delay),
+            spread_impact: exact(spread),
+            fees: exact(fees),
+            total: exact(delay.saturating_add(spread).saturating_add(fees)),
+        }
+    }
+}
+
+/// Round trips to flat: how often they win, and how long they are held.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoundTripReport {
+    /// Round trips closed (flat → position → flat; a fill through zero closes one, opens one).
+    pub closed: u64,
+    /// Of those, the ones whose realized PnL net of their fees was > 0.
+    pub winning: u64,
+    /// `winning / closed`; `null` with none closed.
+    pub hit_rate: Option<f64>,
+    /// Mean event time from opening to flat of the closed ones, each counted once, ms.
+    pub mean_holding_ms: Option<f64>,
+}
+
+impl RoundTripReport {
+    fn of<'a>(books: impl IntoIterator<Item = &'a SymbolBook>) -> Self {
+        let (mut closed, mut winning, mut held_ns) = (0u64, 0u64, 0u128);
+        for b in books {
+            closed += b.trips.closed;
+            winning += b.trips.winning;
+            held_ns += b.trips.held_ns;
+        }
+        let per_trip = |x: f64| (closed > 0).then(|| x / closed as f64);
+        Self { closed, winning, hit_rate: per_trip(winning as f64), mean_holding_ms: per_trip(held_ns as f64 / 1e6) }
+    }
 }
 
 /// The run's counts.
@@ -449,7 +566,7 @@ pub struct SymbolPosition {
 }
 
 /// One symbol's part of the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SymbolReport {
     /// Its PnL.
     pub pnl: Pnl,
@@ -457,6 +574,12 @@ pub struct SymbolReport {
     pub position: SymbolPosition,
     /// Its counts.
     pub counts: Counts,
+    /// Its drawdown and ratios.
+    pub risk: SymbolRisk,
+    /// Its cost decomposition.
+    pub costs: CostReport,
+    /// Its round trips.
+    pub round_trips: RoundTripReport,
 }
 
 /// The `exec_reports` stream, summed up.
@@ -492,6 +615,10 @@ pub struct Report {
     pub pnl: Pnl,
     /// Drawdown and Sharpe ratio.
     pub risk: Risk,
+    /// The fills' costs against their decision mids.
+    pub costs: CostReport,
+    /// Round trips: hit rate and holding time.
+    pub round_trips: RoundTripReport,
     /// Decisions, intents, orders, fills, refusals.
     pub counts: RunCounts,
     /// What was read.
@@ -522,6 +649,34 @@ fn field(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")).into() } else { s.into() }
 }
 
+/// An order type as the outputs write it.
+pub fn order_type(t: OrderType) -> &'static str {
+    match t {
+        OrderType::Market => "market",
+        OrderType::Limit => "limit",
+    }
+}
+
+/// A time in force as the outputs write it.
+pub fn time_in_force(t: TimeInForce) -> &'static str {
+    match t {
+        TimeInForce::Day => "day",
+        TimeInForce::Ioc => "ioc",
+        TimeInForce::Gtc => "gtc",
+    }
+}
+
+/// An order status as the outputs write it.
+pub fn status(s: ExecStatus) -> &'static str {
+    match s {
+        ExecStatus::Accepted => "accepted",
+        ExecStatus::Rejected => "rejected",
+        ExecStatus::PartiallyFilled => "partially_filled",
+        ExecStatus::Filled => "filled",
+        ExecStatus::Cancelled => "cancelled",
+    }
+}
+
 impl FillRow {
     /// The CSV line, without its line break.
     pub fn csv(&self) -> String {
@@ -546,22 +701,8 @@ impl IntentRow {
     /// The CSV line, without its line break.
     pub fn csv(&self) -> String {
         let i = &self.intent;
-        let order_type = match i.order_type {
-            OrderType::Market => "market",
-            OrderType::Limit => "limit",
-        };
-        let tif = match i.time_in_force {
-            TimeInForce::Day => "day",
-            TimeInForce::Ioc => "ioc",
-            TimeInForce::Gtc => "gtc",
-        };
-        let status = self.status.map(|s| match s {
-            ExecStatus::Accepted => "accepted",
-            ExecStatus::Rejected => "rejected",
-            ExecStatus::PartiallyFilled => "partially_filled",
-            ExecStatus::Filled => "filled",
-            ExecStatus::Cancelled => "cancelled",
-        });
+        let (order_type, tif, status) =
+            (order_type(i.order_type), time_in_force(i.time_in_force), self.status.map(status));
         format!(
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             self.ts_event.0,

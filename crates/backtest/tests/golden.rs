@@ -97,6 +97,30 @@ fn with_the_costs_weighed_the_samples_do_not_trade_and_the_report_says_why() {
     }
 }
 
+/// The cost decomposition adds up to the net PnL, for the run and each symbol: `pnl.net =
+/// costs.at_decision_mid − costs.total`, and `total = delay + spread_impact + fees`. The two
+/// sides are booked apart (cash at decision mids against average-cost PnL), so this checks both;
+/// each figure is rounded to 10 places, hence the tolerance of a few units in the last.
+#[test]
+fn the_cost_decomposition_adds_up_to_the_net_pnl() {
+    use rust_decimal::Decimal;
+    let d = |s: &str| s.parse::<Decimal>().unwrap();
+    for sample in SAMPLES {
+        let (report, _) = report_json(&config(sample, &[("strategy_plane.cost_aversion", "0")]));
+        let mut parts: Vec<(String, &backtest::report::Pnl, &backtest::report::CostReport)> =
+            vec![("run".into(), &report.pnl, &report.costs)];
+        parts.extend(report.symbols.iter().map(|(s, r)| (s.clone(), &r.pnl, &r.costs)));
+        for (name, pnl, c) in parts {
+            assert_eq!(d(&c.fees), d(&pnl.fees), "{sample} {name}");
+            let sum = d(&c.delay) + d(&c.spread_impact) + d(&c.fees);
+            assert!((sum - d(&c.total)).abs() <= Decimal::new(3, 10), "{sample} {name}: {c:?}");
+            let gap = d(&c.at_decision_mid) - d(&c.total) - d(&pnl.net);
+            assert!(gap.abs() <= Decimal::new(5, 10), "{sample} {name}: {c:?} vs net {}", pnl.net);
+            assert!(d(&c.spread_impact) > Decimal::ZERO, "{sample} {name}: crossing the spread costs");
+        }
+    }
+}
+
 /// docs/backtest.md quotes the golden figures; a golden update that leaves them stale fails here.
 #[test]
 fn the_docs_quote_the_golden_figures() {

@@ -17,6 +17,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 
+use serde::{Deserialize, Serialize};
+
 use crate::types::{EventId, Symbol, UnixNanos};
 
 /// Per-symbol first-seen filter for streams in event-time order.
@@ -60,11 +62,38 @@ impl Dedup {
 /// The `capacity` most recently inserted values, as a set: memory stays bounded however long the
 /// stream. A value evicted by `capacity` newer ones reads as unseen again, so the capacity must
 /// cover the distance, in inserted values, at which a copy can still arrive.
-#[derive(Debug)]
-pub struct Recent<T> {
+///
+/// Serialized as `{"capacity":…,"values":[oldest … newest]}`, which reads back to the same set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "RecentRecord<T>", from = "RecentRecord<T>")]
+#[serde(bound(serialize = "T: Serialize + Clone", deserialize = "T: Deserialize<'de> + Hash + Eq + Clone"))]
+pub struct Recent<T: Hash + Eq> {
     members: HashSet<T>,
     order: VecDeque<T>,
     capacity: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecentRecord<T> {
+    capacity: usize,
+    values: Vec<T>,
+}
+
+impl<T: Hash + Eq + Clone> From<Recent<T>> for RecentRecord<T> {
+    fn from(r: Recent<T>) -> Self {
+        Self { capacity: r.capacity, values: r.order.into() }
+    }
+}
+
+impl<T: Hash + Eq + Clone> From<RecentRecord<T>> for Recent<T> {
+    fn from(r: RecentRecord<T>) -> Self {
+        let mut recent = Self::new(r.capacity);
+        for v in r.values {
+            recent.insert(v);
+        }
+        recent
+    }
 }
 
 impl<T: Hash + Eq + Clone> Recent<T> {
@@ -102,6 +131,11 @@ impl<T: Hash + Eq + Clone> Recent<T> {
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
+    }
+
+    /// The remembered values, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.order.iter()
     }
 }
 
@@ -144,5 +178,8 @@ mod tests {
         }
         assert!(r.contains(&9_999) && r.contains(&9_997) && !r.contains(&9_996));
         assert!(r.insert(1), "evicted long ago, so new again");
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(json, r#"{"capacity":3,"values":[9998,9999,1]}"#);
+        assert_eq!(serde_json::from_str::<Recent<i32>>(&json).unwrap(), r);
     }
 }

@@ -9,6 +9,7 @@
 //! - [`fees`]: each instrument's fee schedule; [`commission`]: IBKR's tiered US-stock schedule.
 //! - [`ids`]: deterministic, time-ordered event ids.
 //! - [`dedup`]: dropping re-delivered events by event id.
+//! - [`snapshot`]: start-up snapshots of the `exec_reports` ledger, one per partition.
 //! - [`clock`]: the injected clock.
 //! - [`core`]: the one interface of the consuming planes' cores ([`core::Core`]).
 //! - [`config`]: layered, strict configuration (`config/*.toml`, `.env`, environment).
@@ -19,8 +20,8 @@
 //! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
 //! - [`service`]: a plane binary's start-up and exit codes.
 //!
-//! Pure modules (`types`, `events`, `codec`, `ids`, `dedup`, `clock`, `fees`, `core`) use no async
-//! runtime, so the planes' synchronous cores can depend on them freely.
+//! Pure modules (`types`, `events`, `codec`, `ids`, `dedup`, `snapshot`, `clock`, `fees`, `core`) use
+//! no async runtime, so the planes' synchronous cores can depend on them freely.
 
 pub mod clock;
 pub mod codec;
@@ -35,6 +36,7 @@ pub mod ids;
 pub mod kafka;
 pub mod service;
 pub mod shutdown;
+pub mod snapshot;
 pub mod telemetry;
 pub mod topics;
 pub mod types;

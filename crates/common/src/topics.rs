@@ -14,6 +14,16 @@ pub const EXEC_REPORTS: &str = "exec_reports";
 /// Data Plane resumes instead of starting over. Internal to the Data Plane.
 pub const REPLAY_CHECKPOINTS: &str = "replay_checkpoints";
 
+/// The Strategy Plane's start-up snapshots of `exec_reports`, one per ledger partition (compacted:
+/// only the latest of each is kept). Internal to the Strategy Plane.
+pub const STRATEGY_SNAPSHOTS: &str = "strategy_snapshots";
+/// The Order Plane's start-up snapshots of `exec_reports` (compacted). Internal to the Order Plane.
+pub const ORDER_SNAPSHOTS: &str = "order_snapshots";
+
+/// Topics whose records are state rather than events: compacted, so the broker keeps the latest
+/// record of each key.
+pub const COMPACTED: [&str; 2] = [STRATEGY_SNAPSHOTS, ORDER_SNAPSHOTS];
+
 /// Every topic of the event pipeline, in pipeline order.
 pub const ALL: [&str; 4] = [MARKET_EVENTS, OFI_EVENTS, ORDER_INTENTS, EXEC_REPORTS];
 

@@ -105,12 +105,9 @@ impl CostModel {
         }
     }
 
-    /// Continues from a published snapshot after a restart: exactly, from its `state`; from a
-    /// record without one, the coefficients, their variances (`P_ii = stderr² / residual
-    /// variance`) and the residual scale, so the first fills after a restart move the model no
-    /// more than they would have before it. A record from before the intercept (a 2 × 2 state)
-    /// keeps its two coefficients and starts the intercept at 0 with the prior's uncertainty.
-    pub fn restore(&mut self, s: &CostModelUpdate) {
+    /// Whether [`restore`](Self::restore) takes `s` (finite values, no negative coefficient or
+    /// error); one it does not take leaves the model as it was.
+    pub fn restorable(s: &CostModelUpdate) -> bool {
         let values = [
             s.half_spread_coef,
             s.impact_coef,
@@ -120,7 +117,16 @@ impl CostModel {
             s.residual_scale_bps,
             s.residual_std_bps,
         ];
-        if !(values.iter().all(|v| v.is_finite() && *v >= 0.0) && s.intercept_bps.is_finite()) {
+        values.iter().all(|v| v.is_finite() && *v >= 0.0) && s.intercept_bps.is_finite()
+    }
+
+    /// Continues from a published snapshot after a restart: exactly, from its `state`; from a
+    /// record without one, the coefficients, their variances (`P_ii = stderr² / residual
+    /// variance`) and the residual scale, so the first fills after a restart move the model no
+    /// more than they would have before it. A record from before the intercept (a 2 × 2 state)
+    /// keeps its two coefficients and starts the intercept at 0 with the prior's uncertainty.
+    pub fn restore(&mut self, s: &CostModelUpdate) {
+        if !Self::restorable(s) {
             return;
         }
         self.theta = [s.intercept_bps, s.half_spread_coef, s.impact_coef];

@@ -45,6 +45,7 @@ use crate::market::{MarketState, impact_feature};
 use crate::order::OrderState;
 use crate::remembered::RememberedIntents;
 use crate::risk::{Mark, RiskEngine};
+use crate::snapshot::OrderLedger;
 use crate::venue::{MarkAt, Venue, VenueEvent};
 use common::fees::{self, Filled};
 
@@ -511,6 +512,55 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
             }
             self.apply(events, Some(id), out);
         }
+    }
+
+    /// Rebuilds what one `exec_reports` partition holds from its fold ([`OrderLedger`]): the same
+    /// state as [`restore`](Self::restore) of each of its records. Call it for every partition,
+    /// then [`finish_restore`](Self::finish_restore).
+    pub fn restore_snapshot(&mut self, ledger: &OrderLedger) {
+        for id in ledger.seen() {
+            self.restored.insert(*id);
+        }
+        for (symbol, (px, ts)) in ledger.marks() {
+            if self.risk.mark(symbol).is_none_or(|m| m.ts <= *ts) {
+                self.risk.set_mark(symbol, Mark { mid: *px, ts: *ts });
+            }
+        }
+        for (symbol, qty) in ledger.positions() {
+            let side = if qty.is_sign_negative() { common::types::Side::Sell } else { common::types::Side::Buy };
+            self.risk.on_fill(symbol, side, qty.abs());
+        }
+        // Months only move forward; a partition's tally of a month already over is not this one's.
+        let (year, month, qty) = ledger.monthly();
+        if (year, month) > (self.monthly.0, self.monthly.1) {
+            self.monthly = (year, month, qty);
+        } else if (year, month) == (self.monthly.0, self.monthly.1) {
+            self.monthly.2 += qty;
+        }
+        for (symbol, ts, id) in ledger.remembered() {
+            self.remember(symbol, id, ts);
+        }
+        for (id, order) in ledger.orders() {
+            self.orders.insert(*id, order.clone());
+        }
+        for (symbol, c) in ledger.costs() {
+            let (lambda, k) = self.cost_params;
+            self.cost.entry(symbol.clone()).or_insert_with(|| CostModel::new(lambda, k)).restore(c);
+        }
+        if let Some((halted, reason)) = ledger.halt() {
+            self.risk.set_halt(halted.then(|| reason.clone()));
+        }
+    }
+
+    /// Whether a repeat of intent `id` would be recognised as one (its order tracked, or its id
+    /// remembered).
+    pub fn remembers(&self, id: &IntentId) -> bool {
+        self.known(id)
+    }
+
+    /// The cost model learned for `symbol`, as published.
+    pub fn cost_model(&self, symbol: &Symbol) -> Option<common::events::CostModelUpdate> {
+        self.cost.get(symbol).map(|m| m.snapshot(symbol))
     }
 
     /// Rebuilds state from one past `exec_reports` record (start-up).
@@ -1013,7 +1063,7 @@ fn venue_event_intent(event: &VenueEvent) -> IntentId {
 }
 
 /// Calendar year and month (UTC) of `ts`.
-fn year_month(ts: UnixNanos) -> (i32, u8) {
+pub(crate) fn year_month(ts: UnixNanos) -> (i32, u8) {
     let seconds = i64::try_from(ts.0 / 1_000_000_000).unwrap_or(i64::MAX);
     match time::OffsetDateTime::from_unix_timestamp(seconds) {
         Ok(t) => (t.year(), u8::from(t.month())),

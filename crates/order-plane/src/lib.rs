@@ -10,6 +10,7 @@
 //! - [`market`]: latest quote, volatility and volume per symbol.
 //! - [`order`]: orders and their state.
 //! - [`engine`]: the synchronous core tying them together, with rebuild from `exec_reports`.
+//! - [`snapshot`]: one `exec_reports` partition folded into what a rebuild needs of it.
 //! - [`metrics`], [`run`], [`admin`]: the async shell, its metrics and the kill-switch endpoint.
 
 pub mod admin;
@@ -23,4 +24,5 @@ mod remembered;
 pub mod risk;
 pub mod run;
 pub mod simulated;
+pub mod snapshot;
 pub mod venue;

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub remembered_intents: IntGauge,
     /// Intents waiting for their symbol's market data to reach their decision time.
     pub held_intents: IntGauge,
+    /// Start-up snapshots of `exec_reports`: rejected, written, and the ledger records read.
+    pub snapshots: common::kafka::SnapshotMetrics,
     /// What the fills cost so far, quote currency, by symbol and component (`delay`,
     /// `spread_impact`, `fees`); signed, so a gauge.
     pub execution_cost: GaugeVec,
@@ -74,9 +76,11 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = common::http::registry()?;
+        let snapshots = common::kafka::SnapshotMetrics::register(&registry, "order_plane")?;
         let m = Self {
             consumer: ConsumerMetrics::new("order_plane", &registry, true)?,
             registry,
+            snapshots,
             orders_placed: IntCounter::new("order_plane_orders_placed_total", "Orders sent to a venue.")?,
             rejections: IntCounterVec::new(
                 Opts::new("order_plane_rejections_total", "Orders refused by risk or the venue."),

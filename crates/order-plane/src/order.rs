@@ -28,7 +28,8 @@ pub struct Order {
 }
 
 /// The Order Plane's view of one order, updated by every exec report.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OrderState {
     /// Instrument.
     pub symbol: Symbol,

@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use common::events::IntentId;
 use common::types::{Symbol, UnixNanos};
+use serde::{Deserialize, Serialize};
 
 /// Ids of the intents taken, each kept until a repeat of its intent could no longer pass risk.
 ///
@@ -13,7 +14,10 @@ use common::types::{Symbol, UnixNanos};
 /// decision can go once `ts + max_lag_ns < mark`. Each symbol's ids are ordered by that time and
 /// the oldest go while they have passed: an id with an odd time (far in the future, or a wall
 /// clock among replayed exchange times) stays on its own, without holding back the others.
-#[derive(Debug)]
+///
+/// Serialized (in a snapshot) as the lag and every id with its symbol and time, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "RememberedRecord", from = "RememberedRecord")]
 pub(crate) struct RememberedIntents {
     ids: HashSet<IntentId>,
     by_symbol: HashMap<Symbol, BTreeSet<(UnixNanos, IntentId)>>,
@@ -73,6 +77,41 @@ impl RememberedIntents {
     /// How many ids are remembered.
     pub(crate) fn len(&self) -> usize {
         self.ids.len()
+    }
+
+    /// The lag the ids are kept for, in nanoseconds.
+    pub(crate) fn max_lag_ns(&self) -> u64 {
+        self.max_lag_ns
+    }
+
+    /// Every remembered id with its symbol and time, each symbol's in time order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&Symbol, UnixNanos, IntentId)> {
+        self.by_symbol.iter().flat_map(|(s, times)| times.iter().map(move |(ts, id)| (s, *ts, *id)))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RememberedRecord {
+    max_lag_ns: u64,
+    ids: Vec<(Symbol, UnixNanos, IntentId)>,
+}
+
+impl From<RememberedIntents> for RememberedRecord {
+    fn from(r: RememberedIntents) -> Self {
+        let mut ids: Vec<(Symbol, UnixNanos, IntentId)> = r.entries().map(|(s, ts, id)| (s.clone(), ts, id)).collect();
+        ids.sort();
+        Self { max_lag_ns: r.max_lag_ns, ids }
+    }
+}
+
+impl From<RememberedRecord> for RememberedIntents {
+    fn from(r: RememberedRecord) -> Self {
+        let mut remembered = Self::new(r.max_lag_ns);
+        for (symbol, ts, id) in r.ids {
+            remembered.insert(&symbol, id, ts, None);
+        }
+        remembered
     }
 }
 

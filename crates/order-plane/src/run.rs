@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::clock::{Clock, SystemClock};
-use common::codec;
 use common::config::AppConfig;
 use common::core::{Event, Topic};
 use common::events::{Envelope, ExecEvent, ExecStatus, IntentEvent, IntentId, Source};
 use common::http::{self, Health};
 use common::kafka::shell::{Flow, Io, Plane, Shell};
-use common::kafka::{self, BrokerError, Consumed, GroupConsumer, Publisher};
-use common::topics::{EXEC_REPORTS, MARKET_EVENTS, ORDER_INTENTS, ORDER_PLANE_GROUP};
+use common::kafka::{self, BrokerError, Consumed, GroupConsumer, Loaded, Publisher};
+use common::topics::{EXEC_REPORTS, MARKET_EVENTS, ORDER_INTENTS, ORDER_PLANE_GROUP, ORDER_SNAPSHOTS};
 use common::types::{Symbol, UnixNanos};
 use prometheus::IntCounter;
 use rdkafka::consumer::Consumer;
@@ -30,6 +29,7 @@ use crate::engine::{Handled, IntentOutcome, OrderEngine, VenueApplied};
 use crate::ibkr_venue::{IbkrVenue, Translated, translate};
 use crate::metrics::Metrics;
 use crate::simulated::{SimulatedConfig, SimulatedVenue};
+use crate::snapshot::OrderLedger;
 use crate::venue::Venue;
 
 /// Why the plane stopped with an error.
@@ -200,21 +200,25 @@ fn on_venue_event(
     }
 }
 
-/// Replays `exec_reports` into the engine; returns how many records were restored.
-async fn rebuild(cfg: &AppConfig, engine: &mut Engine, metrics: &Metrics) -> Result<usize, RunError> {
-    let kafka_cfg = cfg.kafka.clone();
-    let topic = cfg.kafka.topic(EXEC_REPORTS);
-    let t = topic.clone();
-    let records = tokio::task::spawn_blocking(move || kafka::read_to_end(&kafka_cfg, &t, Duration::from_secs(60)))
-        .await
-        .map_err(|_| BrokerError::TaskLost)??;
-    for record in &records {
-        match codec::decode::<ExecEvent>(&record.payload) {
-            Ok(env) => engine.restore(&env),
-            Err(e) => metrics.consumer.decode_error(&topic, record.partition, record.offset, &e),
-        }
+/// Rebuilds the engine from `exec_reports`: each partition's latest snapshot and the records
+/// after it ([`OrderEngine::restore_snapshot`]). Returns the partitions' folds, to go on from.
+async fn rebuild(cfg: &AppConfig, engine: &mut Engine, metrics: &Metrics) -> Result<Loaded<OrderLedger>, RunError> {
+    let (kafka_cfg, snapshots, ledger) =
+        (cfg.kafka.clone(), cfg.kafka.topic(ORDER_SNAPSHOTS), cfg.kafka.topic(EXEC_REPORTS));
+    let max_lag_ns = cfg.order_plane.max_intent_lag_ms.saturating_mul(1_000_000);
+    let m = metrics.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let fresh = || OrderLedger::new(max_lag_ns);
+        kafka::load_folds(&kafka_cfg, &snapshots, &ledger, None, fresh, &m.snapshots, |r, e| {
+            m.consumer.decode_error(&ledger, r.partition, r.offset, e);
+        })
+    })
+    .await
+    .map_err(|_| BrokerError::TaskLost)??;
+    for fold in &loaded.folds {
+        engine.restore_snapshot(&fold.state);
     }
-    Ok(records.len())
+    Ok(loaded)
 }
 
 async fn serve(
@@ -225,15 +229,15 @@ async fn serve(
     shutdown: &CancellationToken,
 ) -> Result<(), RunError> {
     let client_id = format!("order-plane-{}", cfg.instance_id());
-    let topics = [ORDER_INTENTS, MARKET_EVENTS, EXEC_REPORTS];
+    let topics = [ORDER_INTENTS, MARKET_EVENTS, EXEC_REPORTS, ORDER_SNAPSHOTS];
     let Some(mut publisher) = kafka::connect(&cfg.kafka, &client_id, &topics, shutdown).await? else {
         return Ok(());
     };
     health.set_broker_reachable(true);
     let (mut engine, commands) = engine(cfg);
-    let restored = tokio::select! {
+    let loaded = tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
-        restored = rebuild(cfg, &mut engine, metrics) => restored?,
+        loaded = rebuild(cfg, &mut engine, metrics) => loaded?,
     };
     let now = SystemClock.now();
     let mut out = Vec::new();
@@ -246,7 +250,22 @@ async fn serve(
     publisher.delivered().await?;
     out.clear();
     update_gauges(metrics, &engine);
-    tracing::info!(restored, halted = engine.halted(), "State rebuilt from exec_reports.");
+    tracing::info!(
+        restored = loaded.records,
+        from_snapshots = loaded.from_snapshots,
+        partitions = loaded.folds.len(),
+        halted = engine.halted(),
+        "State rebuilt from exec_reports."
+    );
+    // Reads back what this plane publishes: a snapshot then covers only reports on the broker.
+    let snapshots = kafka::SnapshotWriter::spawn(
+        &cfg.kafka,
+        cfg.kafka.topic(ORDER_SNAPSHOTS),
+        cfg.kafka.topic(EXEC_REPORTS),
+        loaded.folds,
+        cfg.order_plane.snapshot_every,
+        &metrics.snapshots,
+    )?;
 
     // A broker venue is reconciled before any intent is read: what it executed while this
     // plane was away is reported first, and an intent it already holds is never sent again.
@@ -304,6 +323,10 @@ async fn serve(
     shell.run(&mut plane, &mut publisher, shutdown).await?;
     let OrderShell { mut engine, mut intents, session, failed, .. } = plane;
     stop_session(session, &mut engine, metrics, &mut publisher, &mut intents).await?;
+    // Last: every report is flushed by now, so the final snapshots cover them all.
+    if let Some(s) = snapshots {
+        s.stop().await;
+    }
     tracing::info!("Order Plane stopped; offsets committed.");
     failed.map_or(Ok(()), Err)
 }

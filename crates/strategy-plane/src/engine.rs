@@ -30,6 +30,7 @@ use crate::covariance::EwmaCovariance;
 use crate::optimizer::{Asset, Problem, Trading, optimize};
 use crate::positions::Book;
 use crate::signals::{Forecast, SIGNALS, SymbolSignals};
+use crate::snapshot::StrategyLedger;
 
 /// What the core has counted (the shell mirrors these into metrics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -404,6 +405,16 @@ impl<C: Clock> StrategyEngine<C> {
     /// Handles one `exec_reports` record (live, or replayed at start-up with `live = false`); a
     /// final report may let the decisions waiting for it run, appending intents to `out`.
     pub fn on_exec(&mut self, env: &Envelope<ExecEvent>, live: bool, out: &mut Vec<Envelope<IntentEvent>>) {
+        self.exec(env, live, true, out);
+    }
+
+    /// Handles a live `exec_reports` record that the book already holds (read at start-up or at a
+    /// take-over, delivered again by the group): everything but its fill.
+    pub fn on_exec_booked(&mut self, env: &Envelope<ExecEvent>, out: &mut Vec<Envelope<IntentEvent>>) {
+        self.exec(env, true, false, out);
+    }
+
+    fn exec(&mut self, env: &Envelope<ExecEvent>, live: bool, book: bool, out: &mut Vec<Envelope<IntentEvent>>) {
         match &env.payload {
             ExecEvent::Report(r) => {
                 if live && !self.issued.contains(&r.intent_id) {
@@ -412,7 +423,9 @@ impl<C: Clock> StrategyEngine<C> {
                 if !live {
                     self.issued.insert(r.intent_id);
                 }
-                self.book.on_report(r);
+                if book {
+                    self.book.on_report(r);
+                }
                 if r.status.is_terminal() {
                     self.finished.insert(r.intent_id);
                     if let Some((symbol, open, _)) = self.inflight.remove(&r.intent_id) {
@@ -449,6 +462,33 @@ impl<C: Clock> StrategyEngine<C> {
             }
         }
         self.book.replace(&reports);
+    }
+
+    /// Restores what one `exec_reports` partition holds, from its fold ([`StrategyLedger`]): its
+    /// symbols' positions become the fold's, its cost models the latest, its intents and fills
+    /// known. With `halts` (at start-up) the partition's latest halt state is taken too; a
+    /// take-over leaves halts alone (they are read live, whichever partition holds them).
+    pub fn restore_partition(&mut self, ledger: &StrategyLedger, halts: bool) {
+        for (symbol, position) in &ledger.positions {
+            self.book.restore(symbol, *position, ledger.fills.iter());
+        }
+        for c in ledger.costs.values() {
+            self.learn_cost(c);
+        }
+        for id in ledger.issued.iter() {
+            self.issued.insert(*id);
+        }
+        for id in ledger.finished.iter() {
+            self.finished.insert(*id);
+        }
+        if halts && let Some(halted) = ledger.halted {
+            self.halted = halted;
+        }
+    }
+
+    /// The latest cost model learned for `symbol`.
+    pub fn cost_model(&self, symbol: &Symbol) -> Option<&CostModelUpdate> {
+        self.cost.get(symbol)
     }
 
     /// Keeps a configured symbol's latest cost model (only those: anyone can write a name).

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`signals`]: contemporaneous and predictive OFI fits, the combined RLS forecast.
 //! - [`positions`]: positions and PnL from fills, exact decimals.
+//! - [`snapshot`]: one `exec_reports` partition folded into what a restart needs of it.
 //! - [`optimizer`]: the constrained mean-variance problem with trading costs, solved by Clarabel.
 //! - [`covariance`]: EWMA covariance of window returns.
 //! - [`engine`]: the synchronous core: decisions and order intents.
@@ -18,3 +19,4 @@ pub mod ownership;
 pub mod positions;
 pub mod run;
 pub mod signals;
+pub mod snapshot;

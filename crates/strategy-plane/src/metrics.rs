@@ -41,6 +41,8 @@ pub struct Metrics {
     pub signal_coefficient: GaugeVec,
     /// 1 while trading is halted.
     pub halted: IntGauge,
+    /// Start-up snapshots of `exec_reports`: rejected, written, and the ledger records read.
+    pub snapshots: common::kafka::SnapshotMetrics,
 }
 
 impl Metrics {
@@ -48,9 +50,11 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let vec = |name: &str, help: &str, labels: &[&str]| GaugeVec::new(Opts::new(name, help), labels);
         let registry = common::http::registry()?;
+        let snapshots = common::kafka::SnapshotMetrics::register(&registry, "strategy_plane")?;
         let m = Self {
             consumer: ConsumerMetrics::new("strategy_plane", &registry, false)?,
             registry,
+            snapshots,
             signals_generated: IntCounter::new("strategy_plane_signals_generated_total", "Forecasts produced.")?,
             decisions: IntCounter::new("strategy_plane_decisions_total", "Portfolio decisions.")?,
             intents_published: IntCounter::new("strategy_plane_intents_published_total", "Order intents published.")?,

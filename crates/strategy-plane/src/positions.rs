@@ -13,7 +13,8 @@ use common::types::{Side, Symbol};
 use rust_decimal::Decimal;
 
 /// One symbol's position.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Position {
     /// Signed quantity.
     pub qty: Decimal,
@@ -112,6 +113,15 @@ impl Book {
         }
         for r in reports {
             self.positions.insert(r.symbol.clone(), fresh.position(&r.symbol));
+        }
+    }
+
+    /// Sets the position of `symbol` as a snapshot of its partition holds it, and counts the
+    /// snapshot's newest `fills` (execution ids) as seen, so a copy read after it counts once.
+    pub fn restore<'a>(&mut self, symbol: &Symbol, position: Position, fills: impl Iterator<Item = &'a String>) {
+        self.positions.insert(symbol.clone(), position);
+        for exec_id in fills {
+            self.counted.insert(exec_id.clone());
         }
     }
 

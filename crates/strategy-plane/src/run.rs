@@ -10,12 +10,15 @@ use std::time::Duration;
 use common::clock::SystemClock;
 use common::codec;
 use common::config::AppConfig;
-use common::core::{Event, Topic};
+use common::core::{Core, Event, Topic};
 use common::events::{Envelope, ExecEvent, IntentEvent, OfiEvent, Source};
 use common::http::{self, Health};
 use common::kafka::shell::{Flow, Io, Plane, Shell};
 use common::kafka::{self, BrokerError, Consumed, GroupConsumer};
-use common::topics::{EXEC_REPORTS, MARKET_EVENTS, OFI_EVENTS, ORDER_INTENTS, STRATEGY_PLANE_GROUP};
+use common::snapshot::PartitionFold;
+use common::topics::{
+    EXEC_REPORTS, MARKET_EVENTS, OFI_EVENTS, ORDER_INTENTS, STRATEGY_PLANE_GROUP, STRATEGY_SNAPSHOTS,
+};
 use common::types::Symbol;
 use prometheus::IntCounter;
 use rdkafka::consumer::Consumer;
@@ -27,6 +30,7 @@ use crate::engine::{Counters, StrategyEngine};
 use crate::metrics::Metrics;
 use crate::ownership::Ownership;
 use crate::signals::SIGNALS;
+use crate::snapshot::StrategyLedger;
 
 /// Why the plane stopped with an error.
 pub type RunError = common::service::ServiceError;
@@ -66,7 +70,7 @@ async fn serve(
 ) -> Result<(), RunError> {
     let instance = cfg.instance_id();
     let client_id = format!("strategy-plane-{instance}");
-    let topics = [OFI_EVENTS, MARKET_EVENTS, EXEC_REPORTS, ORDER_INTENTS];
+    let topics = [OFI_EVENTS, MARKET_EVENTS, EXEC_REPORTS, ORDER_INTENTS, STRATEGY_SNAPSHOTS];
     let Some(mut publisher) = kafka::connect(&cfg.kafka, &client_id, &topics, shutdown).await? else {
         return Ok(());
     };
@@ -76,28 +80,43 @@ async fn serve(
     let mut owned = Ownership::default();
     let mut exported = BTreeSet::new();
 
-    // Positions first: no decision before every past fill is known.
-    let (kafka_cfg, ledger) = (cfg.kafka.clone(), cfg.kafka.topic(EXEC_REPORTS));
-    let read = tokio::task::spawn_blocking(move || kafka::read_to_end(&kafka_cfg, &ledger, Duration::from_secs(60)));
-    let records = tokio::select! {
-        () = shutdown.cancelled() => return Ok(()),
-        records = read => records.map_err(|_| BrokerError::TaskLost)??,
+    // Positions first: no decision before every past fill is known. Each partition's latest
+    // snapshot, then only the records after it.
+    let loaded = {
+        let (kafka_cfg, snapshots, ledger) =
+            (cfg.kafka.clone(), cfg.kafka.topic(STRATEGY_SNAPSHOTS), cfg.kafka.topic(EXEC_REPORTS));
+        let m = metrics.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            kafka::load_folds(&kafka_cfg, &snapshots, &ledger, None, StrategyLedger::default, &m.snapshots, |r, e| {
+                m.consumer.decode_error(&ledger, r.partition, r.offset, e);
+            })
+        });
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            loaded = read => loaded.map_err(|_| BrokerError::TaskLost)??,
+        }
     };
     // Per partition, the offset up to which the book holds every fill.
     let mut complete: HashMap<i32, i64> = HashMap::new();
-    for r in &records {
-        complete.insert(r.partition, r.offset + 1);
-        match codec::decode::<ExecEvent>(&r.payload) {
-            Ok(env) => {
-                if let ExecEvent::Report(report) = &env.payload {
-                    owned.saw_exec(&report.symbol, r.partition);
-                }
-                engine.on_exec(&env, false, &mut Vec::new());
-            }
-            Err(e) => metrics.consumer.decode_error(&cfg.kafka.topic(EXEC_REPORTS), r.partition, r.offset, &e),
-        }
+    for fold in &loaded.folds {
+        restore(&mut engine, &mut owned, fold, true);
+        complete.insert(fold.partition, fold.next_offset);
     }
-    tracing::info!(restored = records.len(), halted = engine.halted(), "Positions rebuilt from exec_reports.");
+    tracing::info!(
+        restored = loaded.records,
+        from_snapshots = loaded.from_snapshots,
+        partitions = loaded.folds.len(),
+        halted = engine.halted(),
+        "Positions rebuilt from exec_reports."
+    );
+    let snapshots = kafka::SnapshotWriter::spawn(
+        &cfg.kafka,
+        cfg.kafka.topic(STRATEGY_SNAPSHOTS),
+        cfg.kafka.topic(EXEC_REPORTS),
+        loaded.folds,
+        cfg.strategy_plane.snapshot_every,
+        &metrics.snapshots,
+    )?;
 
     // Then what the signals and the covariance had learned: the windows just before where the
     // group resumes.
@@ -152,11 +171,15 @@ async fn serve(
         checked: HashSet::new(),
         exported,
         complete,
+        booked: false,
         ofi,
         ledger,
         partition_counts,
     };
     shell.run(&mut plane, &mut publisher, shutdown).await?;
+    if let Some(s) = snapshots {
+        s.stop().await;
+    }
     tracing::info!("Strategy Plane stopped; offsets committed.");
     Ok(())
 }
@@ -176,6 +199,9 @@ struct StrategyShell<'a> {
     exported: BTreeSet<Symbol>,
     /// Per partition of `exec_reports`, the offset up to which the book holds every fill.
     complete: HashMap<i32, i64>,
+    /// Whether the `exec_reports` record being read is one the book holds already (read at
+    /// start-up or at a take-over, delivered again by the group).
+    booked: bool,
     /// The full names of `ofi_events` and `exec_reports`.
     ofi: Arc<str>,
     ledger: Arc<str>,
@@ -197,23 +223,27 @@ impl Plane for StrategyShell<'_> {
         }
         // A partition this instance reads from further on than its book holds: another instance
         // handled the fills in between (a rebalance), so its history is read.
-        if at.offset > self.complete.get(&at.partition).copied().unwrap_or(0)
-            && take_over(
-                self.cfg,
-                &self.ledger,
-                at.partition,
-                at.offset,
-                &mut self.engine,
-                &mut self.owned,
-                io.shutdown,
-            )
-            .await?
-            .is_none()
-        {
-            return Ok(Flow::Stop);
+        let p = at.partition;
+        if at.offset > self.complete.get(&p).copied().unwrap_or(0) {
+            let (engine, owned) = (&mut self.engine, &mut self.owned);
+            let Some(upto) = take_over(self.cfg, self.metrics, p, engine, owned, io.shutdown).await? else {
+                return Ok(Flow::Stop);
+            };
+            self.complete.insert(p, upto);
         }
-        self.complete.insert(at.partition, at.offset + 1);
+        // Read at start-up or at a take-over already: its fill is in the book.
+        self.booked = at.offset < self.complete.get(&p).copied().unwrap_or(0);
+        if !self.booked {
+            self.complete.insert(p, at.offset + 1);
+        }
         Ok(Flow::Continue)
+    }
+
+    fn handle(&mut self, input: &Event, position: u64, out: &mut Vec<Envelope<IntentEvent>>) {
+        match input {
+            Event::Exec(env) if self.booked => self.engine.on_exec_booked(env, out),
+            _ => self.engine.handle(input, position, out),
+        }
     }
 
     fn handled(&mut self, input: &Event, (): (), at: &Consumed, _: &GroupConsumer) {
@@ -272,10 +302,11 @@ impl Plane for StrategyShell<'_> {
                             && end > self.complete.get(&p).copied().unwrap_or(0)
                         {
                             let (engine, owned) = (&mut self.engine, &mut self.owned);
-                            if take_over(self.cfg, &self.ledger, p, end, engine, owned, io.shutdown).await?.is_none() {
+                            let Some(upto) = take_over(self.cfg, self.metrics, p, engine, owned, io.shutdown).await?
+                            else {
                                 break;
-                            }
-                            self.complete.insert(p, end);
+                            };
+                            self.complete.insert(p, upto.max(end));
                         }
                         self.checked.insert(p);
                     }
@@ -302,39 +333,54 @@ impl Plane for StrategyShell<'_> {
     }
 }
 
-/// Takes over partition `partition` of `exec_reports` (full name `topic`), which another
-/// instance handled: its history up to `end` is read and its symbols' positions rebuilt from it
-/// ([`StrategyEngine::take_over`]). `None` when told to stop meanwhile.
+/// Restores partition `fold.partition` of `exec_reports` into the engine from its fold (`halts`:
+/// at start-up), and notes which symbols it holds.
+fn restore(engine: &mut Engine, owned: &mut Ownership, fold: &PartitionFold<StrategyLedger>, halts: bool) {
+    for symbol in fold.state.symbols() {
+        owned.saw_exec(symbol, fold.partition);
+    }
+    engine.restore_partition(&fold.state, halts);
+}
+
+/// Takes over partition `partition` of `exec_reports`, which another instance handled: its
+/// latest snapshot and the records after it, up to the partition's end now, give its symbols'
+/// positions ([`StrategyEngine::restore_partition`]). Returns the offset up to which the book now
+/// holds the partition; `None` when told to stop meanwhile.
 async fn take_over(
     cfg: &AppConfig,
-    topic: &str,
+    metrics: &Metrics,
     partition: i32,
-    end: i64,
     engine: &mut Engine,
     owned: &mut Ownership,
     shutdown: &CancellationToken,
-) -> Result<Option<()>, RunError> {
-    let (kafka_cfg, topic) = (cfg.kafka.clone(), topic.to_owned());
+) -> Result<Option<i64>, RunError> {
+    let (kafka_cfg, snapshots, ledger) =
+        (cfg.kafka.clone(), cfg.kafka.topic(STRATEGY_SNAPSHOTS), cfg.kafka.topic(EXEC_REPORTS));
+    let m = metrics.clone();
     let read = tokio::task::spawn_blocking(move || {
-        kafka::read_partition(&kafka_cfg, &topic, partition, end, Duration::from_secs(60))
+        kafka::load_folds(
+            &kafka_cfg,
+            &snapshots,
+            &ledger,
+            Some(partition),
+            StrategyLedger::default,
+            &m.snapshots,
+            |_, _| {},
+        )
     });
-    let history = tokio::select! {
+    let loaded = tokio::select! {
         () = shutdown.cancelled() => return Ok(None),
-        records = read => records.map_err(|_| BrokerError::TaskLost)??,
+        loaded = read => loaded.map_err(|_| BrokerError::TaskLost)??,
     };
-    let envs: Vec<_> = history.iter().filter_map(|r| codec::decode::<ExecEvent>(&r.payload).ok()).collect();
-    for env in &envs {
-        if let ExecEvent::Report(report) = &env.payload {
-            owned.saw_exec(&report.symbol, partition);
-        }
-    }
-    engine.take_over(&envs);
+    let Some(fold) = loaded.folds.first() else { return Ok(Some(0)) };
+    restore(engine, owned, fold, false);
     tracing::info!(
         partition,
-        records = history.len(),
-        "Took over an exec_reports partition; its positions rebuilt from its history."
+        records = loaded.records,
+        from_snapshot = loaded.from_snapshots > 0,
+        "Took over an exec_reports partition; its positions rebuilt from its snapshot and history."
     );
-    Ok(Some(()))
+    Ok(Some(fold.next_offset))
 }
 
 /// The labelled counters [`HotCounters::mirror`] moves, resolved once.

@@ -78,7 +78,7 @@ fn run_changed(
     }
     data.end(&mut outputs);
     cores.feed(&mut outputs);
-    let Cores { last_event, intents, reports, strategy, order } = cores;
+    let Cores { last_event, intents, reports, strategy, order, .. } = cores;
     Run { last_event, intents, reports, strategy, order }
 }
 

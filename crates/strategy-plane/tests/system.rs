@@ -220,6 +220,9 @@ async fn a_restarted_strategy_plane_rebuilds_the_ledger_positions_and_its_signal
     let mut cfg = config(broker, &fixture, "rst_", "restart-test");
     cfg.data_plane.replay.speed = "20x".into();
     cfg.data_plane.replay.exit_when_done = true;
+    // Snapshots every few records: a restart reads each partition's latest and its tail only.
+    cfg.strategy_plane.snapshot_every = 10;
+    cfg.order_plane.snapshot_every = 10;
     let symbols: Vec<String> = cfg.instruments.iter().map(|i| i.symbol.clone()).collect();
 
     let (addr, stop, strategy) = start_strategy(&cfg).await;
@@ -277,8 +280,122 @@ async fn a_restarted_strategy_plane_rebuilds_the_ledger_positions_and_its_signal
     let after = positions(addr, &symbols).await;
     assert_eq!(after, before, "positions after the restart");
     assert_eq!(learned(addr, &symbols).await, fits, "signals after the restart");
+    // Positions came from the snapshots (the last ones written as the planes stopped), and only
+    // the ledger records after them were read.
+    let size = ledger_size(&cfg).await;
+    assert!(size > 10 * cfg.strategy_plane.snapshot_every, "a ledger worth snapshots: {size}");
+    let read = scalar(addr, "strategy_plane_rebuild_records_total").await;
+    assert!(read < size as f64, "read {read} of the {size} ledger records");
+    assert_eq!(scalar(addr, "strategy_plane_snapshots_rejected_total").await, 0.0);
     stop.cancel();
     strategy.await.unwrap().unwrap();
+
+    // The Order Plane starts from its snapshots too, and halts: one record more on each partition.
+    let mut halting = cfg.clone();
+    halting.order_plane.kill_switch = true;
+    let (from_snapshots, read) = order_plane_state(&halting).await;
+    assert!(read < size as f64, "the Order Plane read {read} of the {size} ledger records");
+    assert_eq!(from_snapshots["order_plane_kill_switch"], 1.0);
+    let partitions = cfg.kafka.partitions;
+    // A halt on each partition, and a cancel for an order left working at the first stop, if any.
+    let added = ledger_size(&cfg).await - size;
+    assert!(added >= partitions as u64, "{added}");
+
+    // The Strategy Plane reads those halts after its snapshots, and nothing before them.
+    let (addr, stop, strategy) = start_strategy(&cfg).await;
+    wait_assigned(addr, 3 * partitions).await;
+    assert_eq!(positions(addr, &symbols).await, before, "positions after the halt");
+    assert_eq!(scalar(addr, "strategy_plane_rebuild_records_total").await, added as f64);
+    assert_eq!(scalar(addr, "strategy_plane_halted").await, 1.0);
+    stop.cancel();
+    strategy.await.unwrap().unwrap();
+
+    // A snapshot that does not decode is counted and left out: its partition is read from its
+    // start, and the positions are the same.
+    corrupt(&cfg, common::topics::STRATEGY_SNAPSHOTS, &[common::snapshot::key(0)]).await;
+    let (addr, stop, strategy) = start_strategy(&cfg).await;
+    wait_assigned(addr, 3 * partitions).await;
+    assert_eq!(positions(addr, &symbols).await, before, "positions after a corrupt snapshot");
+    let rejected = samples(addr, "strategy_plane_snapshots_rejected_total").await;
+    assert_eq!(rejected, BTreeMap::from([("reason=\"undecodable\"".to_owned(), 1.0)]));
+    let partition_0 = ledger_sizes(&cfg).await[&0];
+    assert_eq!(scalar(addr, "strategy_plane_rebuild_records_total").await, partition_0 as f64);
+    stop.cancel();
+    strategy.await.unwrap().unwrap();
+
+    // The Order Plane rebuilds the same state from the whole ledger as from its snapshots.
+    let keys: Vec<String> = (0..partitions).map(common::snapshot::key).collect();
+    corrupt(&cfg, common::topics::ORDER_SNAPSHOTS, &keys).await;
+    let (from_ledger, read) = order_plane_state(&halting).await;
+    assert_eq!(read, ledger_size(&cfg).await as f64, "corrupt snapshots: the whole ledger read");
+    assert_eq!(from_snapshots, from_ledger);
+    assert!(from_ledger["order_plane_gross_exposure"] > 0.0, "{from_ledger:?}");
+    assert!(from_ledger["order_plane_remembered_intents"] > 0.0, "{from_ledger:?}");
+}
+
+/// Total records on `exec_reports`.
+async fn ledger_size(cfg: &AppConfig) -> u64 {
+    ledger_sizes(cfg).await.values().sum()
+}
+
+/// Records on each partition of `exec_reports`.
+async fn ledger_sizes(cfg: &AppConfig) -> BTreeMap<i32, u64> {
+    let (kafka, topic) = (cfg.kafka.clone(), cfg.kafka.topic(common::topics::EXEC_REPORTS));
+    let records =
+        tokio::task::spawn_blocking(move || common::kafka::read_to_end(&kafka, &topic, Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .unwrap();
+    let mut sizes = BTreeMap::new();
+    for r in records {
+        *sizes.entry(r.partition).or_default() += 1;
+    }
+    sizes
+}
+
+/// An unlabelled metric of the plane at `addr`, or the sum of its labelled samples.
+async fn scalar(addr: SocketAddr, name: &'static str) -> f64 {
+    let body = http_get_async(addr).await;
+    metric(&body, name).unwrap_or_else(|| labelled(&body, name).values().sum())
+}
+
+/// Writes a record that is not a snapshot under each of `keys` on snapshot topic `base`.
+async fn corrupt(cfg: &AppConfig, base: &str, keys: &[String]) {
+    use rdkafka::producer::FutureRecord;
+    let producer = common::kafka::producer(&cfg.kafka, "corrupt").unwrap();
+    let topic = cfg.kafka.topic(base);
+    for key in keys {
+        let record = FutureRecord::to(&topic).key(key).payload("{\"version\":1,\"kind\":");
+        producer.send(record, Duration::from_secs(10)).await.unwrap();
+    }
+}
+
+/// Starts an Order Plane, waits until it takes intents, and stops it: what it rebuilt (its
+/// exposure and remembered intents, as exported) and the ledger records it read.
+async fn order_plane_state(cfg: &AppConfig) -> (BTreeMap<&'static str, f64>, f64) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let order = tokio::spawn(order_plane::run::run(cfg.clone(), listener, stop.clone()));
+    tokio::task::spawn_blocking(move || {
+        wait_for(Duration::from_secs(60), "order plane ready", || {
+            (http_get(addr, "/health/ready").ok()?.0 == 200).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    let body = http_get_async(addr).await;
+    let names = [
+        "order_plane_gross_exposure",
+        "order_plane_net_exposure",
+        "order_plane_remembered_intents",
+        "order_plane_kill_switch",
+    ];
+    let state = names.into_iter().map(|n| (n, metric(&body, n).unwrap())).collect();
+    let read = metric(&body, "order_plane_rebuild_records_total").unwrap();
+    stop.cancel();
+    order.await.unwrap().unwrap();
+    (state, read)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

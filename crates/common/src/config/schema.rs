@@ -516,6 +516,9 @@ pub struct StrategyPlaneConfig {
     /// group resumes, to rebuild the signals and the covariance (0: none; the plane then warms up
     /// for `warmup_windows` again).
     pub rebuild_windows: u64,
+    /// Write the start-up snapshot of an `exec_reports` partition every this many of its records
+    /// (0: none written; existing ones are still read).
+    pub snapshot_every: u64,
 }
 
 impl Default for StrategyPlaneConfig {
@@ -531,6 +534,7 @@ impl Default for StrategyPlaneConfig {
             stale_after_ms: 5_000,
             covariance_alpha: 0.05,
             rebuild_windows: 2_000,
+            snapshot_every: 1_000,
         }
     }
 }
@@ -585,6 +589,9 @@ pub struct OrderPlaneConfig {
     pub cost_forgetting: f64,
     /// Cost model: residuals beyond this many robust standard deviations are down-weighted.
     pub cost_huber_k: f64,
+    /// Write the start-up snapshot of an `exec_reports` partition every this many of its records
+    /// (0: none written; existing ones are still read).
+    pub snapshot_every: u64,
 }
 
 impl Default for OrderPlaneConfig {
@@ -611,6 +618,7 @@ impl Default for OrderPlaneConfig {
             impact_volume_window_s: 60,
             cost_forgetting: 0.995,
             cost_huber_k: 3.0,
+            snapshot_every: 1_000,
         }
     }
 }

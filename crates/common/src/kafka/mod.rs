@@ -27,10 +27,12 @@ use crate::config::KafkaConfig;
 
 mod publish;
 pub mod shell;
+mod snapshots;
 
 pub use publish::{
     AckQueue, Deliveries, OnAck, Publisher, Sent, TrackedProducer, Tracking, send_untracked, tracked_producer,
 };
+pub use snapshots::{Loaded, SnapshotMetrics, SnapshotWriter, load_folds};
 
 /// What went wrong talking to Kafka.
 #[derive(Debug, thiserror::Error)]
@@ -209,13 +211,23 @@ pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[String]) -> Result<HashM
     let admin: AdminClient<DefaultClientContext> =
         base(cfg, "algotrader-admin").create().map_err(BrokerError::Client)?;
     let ledger = cfg.topic(crate::topics::EXEC_REPORTS);
+    let compacted: Vec<String> = crate::topics::COMPACTED.iter().map(|t| cfg.topic(t)).collect();
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
             let topic = NewTopic::new(t, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor));
             // exec_reports is the ledger planes rebuild from: deleting old reports would forget
             // fills and executed intents, so it is kept forever.
-            if *t == ledger { topic.set("retention.ms", "-1") } else { topic }
+            if *t == ledger {
+                topic.set("retention.ms", "-1")
+            } else if compacted.contains(t) {
+                // Only the latest snapshot of each partition matters. Segments roll hourly so
+                // the cleaner can drop superseded ones (it never touches the active segment),
+                // and a start-up reads about an hour of snapshots at most.
+                topic.set("cleanup.policy", "compact").set("segment.ms", "3600000")
+            } else {
+                topic
+            }
         })
         .collect();
     let min_isr = cfg.min_insync_replicas.to_string();
@@ -374,6 +386,8 @@ pub struct Record {
     pub partition: i32,
     /// Offset.
     pub offset: i64,
+    /// Key (empty when it has none).
+    pub key: Vec<u8>,
     /// Value (empty for a tombstone).
     pub payload: Vec<u8>,
 }
@@ -485,6 +499,20 @@ fn read_ranges(
     ranges: HashMap<i32, (i64, i64)>,
     timeout: Duration,
 ) -> Result<Vec<Record>, BrokerError> {
+    let mut records = Vec::new();
+    each_in_ranges(cfg, consumer, topic, ranges, timeout, |r| records.push(r))?;
+    Ok(records)
+}
+
+/// [`read_ranges`] handing each record to `f` as it comes instead of collecting them.
+fn each_in_ranges(
+    cfg: &KafkaConfig,
+    consumer: &BaseConsumer,
+    topic: &str,
+    ranges: HashMap<i32, (i64, i64)>,
+    timeout: Duration,
+    mut f: impl FnMut(Record),
+) -> Result<(), BrokerError> {
     let unreachable = |source| BrokerError::Unreachable { servers: cfg.bootstrap_servers.clone(), source };
     let mut ends: HashMap<i32, i64> = HashMap::new();
     let mut tpl = TopicPartitionList::new();
@@ -492,9 +520,8 @@ fn read_ranges(
         ends.insert(p, end);
         tpl.add_partition_offset(topic, p, Offset::Offset(start)).map_err(BrokerError::Client)?;
     }
-    let mut records = Vec::new();
     if tpl.count() == 0 {
-        return Ok(records);
+        return Ok(());
     }
     consumer.assign(&tpl).map_err(BrokerError::Client)?;
     let mut deadline = std::time::Instant::now() + timeout;
@@ -508,7 +535,12 @@ fn read_ranges(
                 let (p, offset) = (msg.partition(), msg.offset());
                 let Some(end) = ends.get(&p).copied() else { continue };
                 if offset < end {
-                    records.push(Record { partition: p, offset, payload: msg.payload().unwrap_or_default().to_vec() });
+                    f(Record {
+                        partition: p,
+                        offset,
+                        key: msg.key().unwrap_or_default().to_vec(),
+                        payload: msg.payload().unwrap_or_default().to_vec(),
+                    });
                 }
                 if offset + 1 >= end {
                     ends.remove(&p);
@@ -518,7 +550,7 @@ fn read_ranges(
             None => {}
         }
     }
-    Ok(records)
+    Ok(())
 }
 
 /// One assigned partition's offsets, as [`partition_offsets`] measured them.

@@ -158,6 +158,18 @@ pub trait Plane: Send {
         async { Ok(Flow::Continue) }
     }
 
+    /// Hands `input`, read at `position`, to the core. Overridden only where the plane's shell
+    /// knows something about a record that the core must be told with it (the Strategy Plane: a
+    /// report its book already holds, read at start-up or at a take-over).
+    fn handle(
+        &mut self,
+        input: &Event,
+        position: u64,
+        out: &mut Vec<Envelope<<Self::Core as Core>::Output>>,
+    ) -> <Self::Core as Core>::Outcome {
+        self.core().handle(input, position, out)
+    }
+
     /// Takes the core's `outcome` for `input`, read at `at`, before its outputs are published.
     fn handled(
         &mut self,
@@ -350,7 +362,7 @@ impl<C: Core> Shell<C> {
                     match topic.decode(payload) {
                         Ok(event) => {
                             let position = u64::try_from(at.offset).unwrap_or_default();
-                            let outcome = plane.core().handle(&event, position, &mut out);
+                            let outcome = plane.handle(&event, position, &mut out);
                             plane.handled(&event, outcome, &at, &consumer);
                         }
                         Err(e) => {

@@ -37,6 +37,8 @@ pub struct Cores {
     pub last_event: UnixNanos,
     pub intents: Vec<Envelope<IntentEvent>>,
     pub reports: Vec<ExecReport>,
+    /// Every `exec_reports` record, in the order the Order core made them.
+    pub exec: Vec<Envelope<ExecEvent>>,
     pub strategy: StrategyEngine<ManualClock>,
     pub order: OrderEngine<SimulatedVenue, ManualClock>,
 }
@@ -54,7 +56,7 @@ impl Cores {
             source("order-plane"),
             ManualClock::new(UnixNanos(3)),
         );
-        Self { last_event: UnixNanos(0), intents: Vec::new(), reports: Vec::new(), strategy, order }
+        Self { last_event: UnixNanos(0), intents: Vec::new(), reports: Vec::new(), exec: Vec::new(), strategy, order }
     }
 
     pub fn feed(&mut self, outputs: &mut Vec<Output>) {
@@ -91,6 +93,7 @@ impl Cores {
                 if let ExecEvent::Report(r) = &e.payload {
                     self.reports.push(r.clone());
                 }
+                self.exec.push(e);
             }
         }
     }
