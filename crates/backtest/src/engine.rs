@@ -1,6 +1,8 @@
 //! The backtest's loop: replay rows through `DataCore` → `StrategyEngine` → `OrderEngine` with
 //! the simulated venue, wired as the planes wire them through Kafka, and every record they would
-//! publish handed to a callback in the order they produce it.
+//! publish handed to a callback in the order they produce it. The Strategy and Order cores are
+//! driven through [`Core`], the interface the services' consumer shell (`common::kafka::shell`)
+//! drives them through, each handed the records of the topics its plane reads.
 //!
 //! Its records equal, `ts_init` aside, what the three services publish through Kafka for the
 //! same input and configuration: `tests/parity.rs` (both samples, all four topics) and
@@ -12,6 +14,7 @@ use std::sync::Arc;
 
 use common::clock::ManualClock;
 use common::config::AppConfig;
+use common::core::{Core, Event};
 use common::events::{Envelope, ExecEvent, IntentEvent, MarketEvent, OfiEvent, Source};
 use common::types::{Symbol, UnixNanos};
 use data_plane::core::{DataCore, Output};
@@ -48,11 +51,14 @@ pub enum Published<'a> {
 /// the machine it ran on.
 pub const INSTANCE: &str = "backtest";
 
+/// The Order core with the simulated venue.
+type OrderCore = OrderEngine<SimulatedVenue, ManualClock>;
+
 /// The three cores and their scratch buffers.
 pub struct Cores {
     data: DataCore<ManualClock>,
     strategy: StrategyEngine<ManualClock>,
-    order: OrderEngine<SimulatedVenue, ManualClock>,
+    order: OrderCore,
     outputs: Vec<Output>,
     intents: Vec<Envelope<IntentEvent>>,
     exec: Vec<Envelope<ExecEvent>>,
@@ -102,23 +108,25 @@ impl Cores {
 
     fn feed(&mut self, on: &mut impl FnMut(Published<'_>)) {
         let mut outputs = std::mem::take(&mut self.outputs);
-        // Read in place: moving each envelope out cost more than the Strategy core's quote.
-        for output in &outputs {
-            match output {
-                Output::Market(env) => {
-                    on(Published::Market(env));
-                    self.strategy.on_market(env);
-                    self.order.on_market(env, &mut self.exec);
+        for output in outputs.drain(..) {
+            let event = match output {
+                Output::Market(env) => Event::Market(env),
+                Output::Ofi(env) => Event::Ofi(env),
+                Output::Rejected { reason, symbol, .. } => {
+                    on(Published::Refused { reason, symbol: &symbol });
+                    continue;
                 }
-                Output::Ofi(env) => {
-                    on(Published::Ofi(env));
-                    self.strategy.on_ofi(env, &mut self.intents);
-                }
-                Output::Rejected { reason, symbol, .. } => on(Published::Refused { reason: *reason, symbol }),
+            };
+            on(published(&event));
+            // Each core takes what its plane subscribes to, as the consumer shell hands it.
+            if StrategyEngine::<ManualClock>::INPUTS.contains(&event.topic()) {
+                self.strategy.handle(&event, 0, &mut self.intents);
+            }
+            if OrderCore::INPUTS.contains(&event.topic()) {
+                self.order.handle(&event, 0, &mut self.exec);
             }
             self.settle(on);
         }
-        outputs.clear();
         self.outputs = outputs;
     }
 
@@ -127,17 +135,29 @@ impl Cores {
     fn settle(&mut self, on: &mut impl FnMut(Published<'_>)) {
         loop {
             for intent in std::mem::take(&mut self.intents) {
-                self.order.on_intent(&intent, &mut self.exec);
-                on(Published::Intent(&intent));
+                let event = Event::Intent(intent);
+                self.order.handle(&event, 0, &mut self.exec);
+                on(published(&event));
             }
             if self.exec.is_empty() {
                 break;
             }
             for report in std::mem::take(&mut self.exec) {
-                self.strategy.on_exec(&report, true, &mut self.intents);
-                on(Published::Exec(&report));
+                let event = Event::Exec(report);
+                self.strategy.handle(&event, 0, &mut self.intents);
+                on(published(&event));
             }
         }
+    }
+}
+
+/// `event` as the callback sees it.
+fn published(event: &Event) -> Published<'_> {
+    match event {
+        Event::Market(env) => Published::Market(env),
+        Event::Ofi(env) => Published::Ofi(env),
+        Event::Intent(env) => Published::Intent(env),
+        Event::Exec(env) => Published::Exec(env),
     }
 }
 

@@ -11,20 +11,23 @@
 //! - [`dedup`]: dropping re-delivered events by event id.
 //! - [`snapshot`]: start-up snapshots of the `exec_reports` ledger, one per partition.
 //! - [`clock`]: the injected clock.
+//! - [`core`]: the one interface of the consuming planes' cores ([`core::Core`]).
 //! - [`config`]: layered, strict configuration (`config/*.toml`, `.env`, environment).
-//! - [`kafka`]: producer, consumer, topic creation and in-order delivery tracking.
+//! - [`kafka`]: producer, consumer, topic creation and in-order delivery tracking;
+//!   [`kafka::shell`]: the one consumer loop that drives a [`core::Core`].
 //! - [`http`]: `/metrics`, `/health/live`, `/health/ready`.
 //! - [`telemetry`]: tracing to stdout and to `logs/`.
 //! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
 //! - [`service`]: a plane binary's start-up and exit codes.
 //!
-//! Pure modules (`types`, `events`, `codec`, `ids`, `dedup`, `snapshot`, `clock`, `fees`) use no async runtime, so
-//! the planes' synchronous cores can depend on them freely.
+//! Pure modules (`types`, `events`, `codec`, `ids`, `dedup`, `snapshot`, `clock`, `fees`, `core`) use
+//! no async runtime, so the planes' synchronous cores can depend on them freely.
 
 pub mod clock;
 pub mod codec;
 pub mod commission;
 pub mod config;
+pub mod core;
 pub mod dedup;
 pub mod events;
 pub mod fees;

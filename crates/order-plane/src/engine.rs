@@ -27,7 +27,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use common::clock::Clock;
+use common::codec::DecodeError;
 use common::config::{FeeSchedule, InstrumentConfig, OrderPlaneConfig, RiskConfig};
+use common::core::{Core, Event, Topic};
 use common::dedup::Dedup;
 use common::events::{
     CancelIntent, Envelope, ExecEvent, ExecReport, ExecStatus, IntentEvent, IntentId, MarketEvent, OrderIntent, Quote,
@@ -999,6 +1001,44 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
     /// Intent ids remembered now to refuse a repeat (those risk would still pass).
     pub fn remembered_intents(&self) -> usize {
         self.remembered.len()
+    }
+}
+
+/// What became of one input of the Order core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// An `order_intents` record.
+    Intent(IntentOutcome),
+    /// A `market_events` record; `fresh` is false for a re-delivery, which was dropped.
+    Market {
+        /// Whether it was new.
+        fresh: bool,
+    },
+    /// A record of a topic the core does not read.
+    NotRead,
+}
+
+impl<V: Venue, C: Clock> Core for OrderEngine<V, C> {
+    const INPUTS: &'static [Topic] = &[Topic::Intent, Topic::Market];
+    type Output = ExecEvent;
+    type Outcome = Handled;
+
+    fn handle(&mut self, input: &Event, position: u64, out: &mut Vec<Envelope<ExecEvent>>) -> Handled {
+        match input {
+            Event::Intent(env) => Handled::Intent(self.on_intent(env, out)),
+            Event::Market(env) => Handled::Market { fresh: self.on_market_at(env, position, out) },
+            Event::Ofi(_) | Event::Exec(_) => Handled::NotRead,
+        }
+    }
+
+    fn refused(
+        &mut self,
+        topic: Topic,
+        payload: &[u8],
+        error: &DecodeError,
+        out: &mut Vec<Envelope<ExecEvent>>,
+    ) -> bool {
+        topic == Topic::Intent && self.reject_undecodable(payload, &error.to_string(), self.clock.now(), out)
     }
 }
 

@@ -1,9 +1,9 @@
 //! The Order Plane's Prometheus metrics, in a registry of their own.
 
 use common::events::RejectReason;
+use common::kafka::shell::ConsumerMetrics;
 use prometheus::{
-    Counter, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Counter, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 /// Every metric the Order Plane exports.
@@ -11,12 +11,10 @@ use prometheus::{
 pub struct Metrics {
     /// The registry `/metrics` serves.
     pub registry: Registry,
-    /// Records consumed, by topic.
-    pub messages_processed: IntCounterVec,
-    /// Records that could not be decoded, by topic and reason.
-    pub decode_errors: IntCounterVec,
-    /// Re-delivered records dropped, by topic.
-    pub duplicates: IntCounterVec,
+    /// What every consuming plane exports: records consumed, decode errors, duplicates, the
+    /// assignment, lag and backlog. The group's committed market offsets stay behind the backlog
+    /// on purpose: see docs/architecture.md.
+    pub consumer: ConsumerMetrics,
     /// Orders sent to a venue.
     pub orders_placed: IntCounter,
     /// Orders refused, by reason.
@@ -49,8 +47,6 @@ pub struct Metrics {
     pub cost_stderr: GaugeVec,
     /// 1 while trading is halted.
     pub kill_switch: IntGauge,
-    /// Input partitions assigned by the consumer group.
-    pub assigned_partitions: IntGauge,
     /// 1 while a broker venue (IBKR) is connected and reconciled; always 1 for the simulated one.
     pub venue_connected: IntGauge,
     /// Venue events dropped, by why (`unknown_order`, `repeated_execution`).
@@ -61,11 +57,6 @@ pub struct Metrics {
     pub remembered_intents: IntGauge,
     /// Intents waiting for their symbol's market data to reach their decision time.
     pub held_intents: IntGauge,
-    /// Records on the broker not read yet (end offset less position), by input topic. The
-    /// group's committed market offsets stay behind this on purpose: see docs/architecture.md.
-    pub input_backlog: IntGaugeVec,
-    /// The group's consumer lag (end offset less committed offset), by input topic and partition.
-    pub consumer_lag: IntGaugeVec,
     /// Start-up snapshots of `exec_reports`: rejected, written, and the ledger records read.
     pub snapshots: common::kafka::SnapshotMetrics,
     /// What the fills cost so far, quote currency, by symbol and component (`delay`,
@@ -87,20 +78,9 @@ impl Metrics {
         let registry = common::http::registry()?;
         let snapshots = common::kafka::SnapshotMetrics::register(&registry, "order_plane")?;
         let m = Self {
+            consumer: ConsumerMetrics::new("order_plane", &registry, true)?,
             registry,
             snapshots,
-            messages_processed: IntCounterVec::new(
-                Opts::new("order_plane_messages_processed_total", "Records consumed."),
-                &["topic"],
-            )?,
-            duplicates: IntCounterVec::new(
-                Opts::new("order_plane_duplicates_total", "Re-delivered records dropped by event id."),
-                &["topic"],
-            )?,
-            decode_errors: IntCounterVec::new(
-                Opts::new("order_plane_decode_errors_total", "Records skipped because they could not be decoded."),
-                &["topic", "reason"],
-            )?,
             orders_placed: IntCounter::new("order_plane_orders_placed_total", "Orders sent to a venue.")?,
             rejections: IntCounterVec::new(
                 Opts::new("order_plane_rejections_total", "Orders refused by risk or the venue."),
@@ -141,10 +121,6 @@ impl Metrics {
                 &["symbol", "term"],
             )?,
             kill_switch: IntGauge::new("order_plane_kill_switch", "1 while trading is halted.")?,
-            assigned_partitions: IntGauge::new(
-                "order_plane_assigned_partitions",
-                "Input partitions assigned to this instance by the consumer group.",
-            )?,
             venue_connected: IntGauge::new(
                 "order_plane_venue_connected",
                 "1 while the venue is connected and reconciled (always 1 for the simulated venue).",
@@ -164,20 +140,6 @@ impl Metrics {
                 "order_plane_held_intents",
                 "Intents waiting for their symbol's market data to reach their decision time",
             )?,
-            input_backlog: IntGaugeVec::new(
-                Opts::new(
-                    "order_plane_input_backlog_records",
-                    "Records on the broker this plane has not read yet (end offset less position), by input topic.",
-                ),
-                &["topic"],
-            )?,
-            consumer_lag: IntGaugeVec::new(
-                Opts::new(
-                    "order_plane_consumer_lag_records",
-                    "The consumer group's lag: end offset less committed offset, by input topic and assigned partition.",
-                ),
-                &["topic", "partition"],
-            )?,
             remembered_intents: IntGauge::new(
                 "order_plane_remembered_intents",
                 "Intent ids held in memory to refuse a repeat, until risk would refuse one anyway.",
@@ -191,9 +153,6 @@ impl Metrics {
             )?,
         };
         let r = &m.registry;
-        r.register(Box::new(m.messages_processed.clone()))?;
-        r.register(Box::new(m.decode_errors.clone()))?;
-        r.register(Box::new(m.duplicates.clone()))?;
         r.register(Box::new(m.orders_placed.clone()))?;
         r.register(Box::new(m.rejections.clone()))?;
         r.register(Box::new(m.fills.clone()))?;
@@ -210,17 +169,14 @@ impl Metrics {
         r.register(Box::new(m.cost_coefficient.clone()))?;
         r.register(Box::new(m.cost_stderr.clone()))?;
         r.register(Box::new(m.kill_switch.clone()))?;
-        r.register(Box::new(m.assigned_partitions.clone()))?;
         r.register(Box::new(m.venue_connected.clone()))?;
         r.register(Box::new(m.venue_events_dropped.clone()))?;
         r.register(Box::new(m.tracked_orders.clone()))?;
         r.register(Box::new(m.remembered_intents.clone()))?;
         r.register(Box::new(m.held_intents.clone()))?;
-        r.register(Box::new(m.input_backlog.clone()))?;
-        r.register(Box::new(m.consumer_lag.clone()))?;
         r.register(Box::new(m.execution_cost.clone()))?;
         // Series exist from the start, so dashboards show 0 rather than "no data".
-        m.duplicates.with_label_values(&[common::topics::MARKET_EVENTS]);
+        m.consumer.duplicates.with_label_values(&[common::topics::MARKET_EVENTS]);
         for why in ["unknown_order", "repeated_execution"] {
             m.venue_events_dropped.with_label_values(&[why]);
         }

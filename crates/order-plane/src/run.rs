@@ -3,18 +3,20 @@
 //! broker. Also metrics, health, the admin kill switch and graceful shutdown.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::clock::{Clock, SystemClock};
-use common::codec::{self, DecodeError};
 use common::config::AppConfig;
-use common::events::{Envelope, ExecEvent, ExecStatus, IntentEvent, IntentId, MarketEvent, Source};
+use common::core::{Event, Topic};
+use common::events::{Envelope, ExecEvent, ExecStatus, IntentEvent, IntentId, Source};
 use common::http::{self, Health};
-use common::kafka::{self, AckQueue, BrokerError, Consumed, Loaded, Publisher};
+use common::kafka::shell::{Flow, Io, Plane, Shell};
+use common::kafka::{self, BrokerError, Consumed, GroupConsumer, Loaded, Publisher};
 use common::topics::{EXEC_REPORTS, MARKET_EVENTS, ORDER_INTENTS, ORDER_PLANE_GROUP, ORDER_SNAPSHOTS};
 use common::types::{Symbol, UnixNanos};
-use rdkafka::Message;
+use prometheus::IntCounter;
 use rdkafka::consumer::Consumer;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
@@ -23,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, HaltCommand};
-use crate::engine::{IntentOutcome, OrderEngine, VenueApplied};
+use crate::engine::{Handled, IntentOutcome, OrderEngine, VenueApplied};
 use crate::ibkr_venue::{IbkrVenue, Translated, translate};
 use crate::metrics::Metrics;
 use crate::simulated::{SimulatedConfig, SimulatedVenue};
@@ -208,7 +210,7 @@ async fn rebuild(cfg: &AppConfig, engine: &mut Engine, metrics: &Metrics) -> Res
     let loaded = tokio::task::spawn_blocking(move || {
         let fresh = || OrderLedger::new(max_lag_ns);
         kafka::load_folds(&kafka_cfg, &snapshots, &ledger, None, fresh, &m.snapshots, |r, e| {
-            decode_error(&m, &ledger, r.partition, r.offset, e);
+            m.consumer.decode_error(&ledger, r.partition, r.offset, e);
         })
     })
     .await
@@ -219,16 +221,11 @@ async fn rebuild(cfg: &AppConfig, engine: &mut Engine, metrics: &Metrics) -> Res
     Ok(loaded)
 }
 
-fn decode_error(metrics: &Metrics, topic: &str, partition: i32, offset: i64, e: &DecodeError) {
-    metrics.decode_errors.with_label_values(&[topic, e.reason()]).inc();
-    tracing::warn!(topic, partition, offset, reason = e.reason(), error = %e, "Undecodable record skipped.");
-}
-
 async fn serve(
     cfg: &AppConfig,
     metrics: &Metrics,
     health: &Arc<Health>,
-    mut admin_rx: mpsc::Receiver<HaltCommand>,
+    admin_rx: mpsc::Receiver<HaltCommand>,
     shutdown: &CancellationToken,
 ) -> Result<(), RunError> {
     let client_id = format!("order-plane-{}", cfg.instance_id());
@@ -311,190 +308,171 @@ async fn serve(
     }
 
     let group = cfg.kafka.group(ORDER_PLANE_GROUP);
-    let consumer =
-        Arc::new(kafka::GroupConsumer::new(&cfg.kafka, &group, &format!("order-plane-{}", cfg.instance_id()))?);
-    let intent_topic: Arc<str> = Arc::from(cfg.kafka.topic(ORDER_INTENTS));
-    let market_topic: Arc<str> = Arc::from(cfg.kafka.topic(MARKET_EVENTS));
-    consumer.subscribe(&[&*intent_topic, &*market_topic]).map_err(BrokerError::Client)?;
-    // Resolved once: looking a label up costs a hash and a lock, per message.
-    let intents_processed = metrics.messages_processed.with_label_values(&[ORDER_INTENTS]);
-    let market_processed = metrics.messages_processed.with_label_values(&[MARKET_EVENTS]);
-    let market_duplicates = metrics.duplicates.with_label_values(&[MARKET_EVENTS]);
-    let (acks, ack_task) =
-        AckQueue::spawn(4096, publisher.deliveries().clone(), kafka::store_offsets(Arc::clone(&consumer)));
-    health.set_working(true);
-    let checker = http::spawn_broker_check(Arc::clone(publisher.producer()), Arc::clone(health));
-    let offsets = kafka::spawn_offset_gauges(
-        Arc::clone(&consumer),
-        kafka::OffsetGauges { lag: metrics.consumer_lag.clone(), backlog: Some(metrics.input_backlog.clone()) },
-        vec![(intent_topic.to_string(), ORDER_INTENTS), (market_topic.to_string(), MARKET_EVENTS)],
-        Duration::from_secs(2),
-    );
-    let mut assignment_check = tokio::time::interval(Duration::from_secs(1));
-    let mut result = Ok(());
-    // A held intent's record stays unacknowledged, and its partition paused, until the intent is
-    // judged: a restart reads it again instead of losing it.
-    let mut held = HeldRecords::default();
-
-    loop {
-        // Asked here, and polled in the selects only after the work they wait for: polling a
-        // cancellation future registers a waiter under a lock, which per message is a cost.
-        if shutdown.is_cancelled() {
-            break;
-        }
-        tokio::select! {
-            biased;
-            _ = assignment_check.tick() => {
-                let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-                metrics.assigned_partitions.set(i64::try_from(assigned).unwrap_or(i64::MAX));
-            }
-            event = next_venue_event(&mut session) => {
-                let Some(event) = event else {
-                    tracing::error!("The IBKR order session ended; stopping.");
-                    result = Err(RunError::Venue { venue: "ibkr", message: "the order session ended".into() });
-                    break;
-                };
-                on_venue_event(&mut engine, event, metrics, &mut out);
-                tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => break,
-                    published = deliver(&mut publisher, &out, metrics, &mut intents, &mut outbox) => published?,
-                }
-                out.clear();
-                update_gauges(metrics, &engine);
-            }
-            Some(cmd) = admin_rx.recv() => {
-                // The caller was already told "not applied"; applying it now would contradict that.
-                if cmd.applied.is_closed() {
-                    tracing::warn!(halted = cmd.halted, "Kill switch command dropped: its caller stopped waiting.");
-                    continue;
-                }
-                let now = SystemClock.now();
-                tracing::warn!(halted = cmd.halted, reason = %cmd.reason, "Kill switch changed.");
-                engine.set_halt(cmd.halted, &cmd.reason, cmd.cancel_open, now, &mut out);
-                update_gauges(metrics, &engine);
-                let _ = cmd.applied.send(());
-                tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => break,
-                    published = deliver(&mut publisher, &out, metrics, &mut intents, &mut outbox) => published?,
-                }
-                out.clear();
-                let _ = cmd.published.send(());
-            }
-            msg = consumer.recv() => {
-                let msg = match msg {
-                    Ok(msg) => msg,
-                    Err(e) => {
-                        kafka::consumer_error(&consumer, &e)?;
-                        continue;
-                    }
-                };
-                let is_intent = msg.topic() == &*intent_topic;
-                let at = Consumed::on(if is_intent { &intent_topic } else { &market_topic }, &msg);
-                let topic = &*at.topic;
-                let payload = msg.payload().unwrap_or_default();
-                if is_intent {
-                    intents_processed.inc();
-                    match codec::decode::<IntentEvent>(payload) {
-                        Ok(env) => {
-                            let outcome = engine.on_intent(&env, &mut out);
-                            // Latency is measured from the intent's creation; a repeat recognised as
-                            // one is not timed. A repeat of an intent past the risk horizon (its id
-                            // forgotten) is refused as stale and timed from its first creation.
-                            if let IntentEvent::Intent(i) = &env.payload
-                                && outcome != IntentOutcome::Duplicate
-                            {
-                                intents.insert(i.intent_id, env.ts_init);
-                            }
-                            if outcome == IntentOutcome::Held
-                                    && let IntentEvent::Intent(i) = &env.payload
-                                {
-                                    held.hold(&consumer, i.intent_id, at.clone());
-                                }
-                            match outcome {
-                                IntentOutcome::Duplicate => {
-                                    metrics.duplicate_intents.inc();
-                                    tracing::info!(event_id = %env.event_id, "Repeated intent ignored: it was executed before.");
-                                }
-                                IntentOutcome::CancelIgnored => metrics.cancels_ignored.inc(),
-                                _ => {}
-                            }
-                        }
-                        Err(e) => {
-                            decode_error(metrics, topic, at.partition, at.offset, &e);
-                            if engine.reject_undecodable(payload, &e.to_string(), SystemClock.now(), &mut out) {
-                                tracing::info!(offset = at.offset, "Malformed intent answered with a rejection.");
-                            }
-                        }
-                    }
-                } else {
-                    market_processed.inc();
-                    match codec::decode::<MarketEvent>(payload) {
-                        Ok(env) => {
-                            let position = u64::try_from(at.offset).unwrap_or_default();
-                            if !engine.on_market_at(&env, position, &mut out) {
-                                market_duplicates.inc();
-                            }
-                            if engine.risk().tradable(env.payload.symbol()) {
-                                held.market_symbol(at.partition, env.payload.symbol());
-                            }
-                        }
-                        Err(e) => decode_error(metrics, topic, at.partition, at.offset, &e),
-                    }
-                }
-                let had_outputs = !out.is_empty() || is_intent;
-                if had_outputs || outbox.is_some() {
-                    let published = async {
-                        publish(&mut publisher, &out, metrics, &mut intents).await?;
-                        release(&mut outbox, &publisher).await
-                    };
-                    tokio::select! {
-                        biased;
-                        () = shutdown.cancelled() => break,
-                        published = published => published?,
-                    }
-                }
-                out.clear();
-                if had_outputs {
-                    update_gauges(metrics, &engine);
-                }
-                let sent = publisher.sent();
-                let mut done: Vec<Consumed> = held.release(&consumer, engine.take_released());
-                let token = if is_intent { Some(at) } else { held.restartable(&engine, at) };
-                if let Some(token) = token.filter(|t| !held.holds(t)) {
-                    done.insert(0, token);
-                }
-                let mut stopped = false;
-                for token in done {
-                    let pushed = tokio::select! {
-                        biased;
-                        pushed = acks.push(token, sent) => pushed,
-                        () = shutdown.cancelled() => false,
-                    };
-                    if !pushed {
-                        stopped = true;
-                        break;
-                    }
-                }
-                if stopped {
-                    break;
-                }
-            }
-            () = shutdown.cancelled() => break,
-        }
-    }
-    health.set_working(false);
-    offsets.abort();
-    kafka::drain(acks, ack_task, &consumer, &publisher).await?;
-    checker.abort();
+    let shell = Shell::<Engine>::start(&cfg.kafka, &group, &client_id, &publisher, &metrics.consumer, health)?;
+    let mut plane = OrderShell {
+        metrics,
+        market_duplicates: metrics.consumer.duplicates.with_label_values(&[MARKET_EVENTS]),
+        engine,
+        intents,
+        held: HeldRecords::default(),
+        session,
+        outbox,
+        admin_rx,
+        failed: None,
+    };
+    shell.run(&mut plane, &mut publisher, shutdown).await?;
+    let OrderShell { mut engine, mut intents, session, failed, .. } = plane;
     stop_session(session, &mut engine, metrics, &mut publisher, &mut intents).await?;
     // Last: every report is flushed by now, so the final snapshots cover them all.
     if let Some(s) = snapshots {
         s.stop().await;
     }
     tracing::info!("Order Plane stopped; offsets committed.");
-    result
+    failed.map_or(Ok(()), Err)
+}
+
+/// What the Order Plane adds to the shared consumer loop ([`Plane`]).
+struct OrderShell<'a> {
+    metrics: &'a Metrics,
+    /// `order_plane_duplicates_total{topic="market_events"}`, resolved once.
+    market_duplicates: IntCounter,
+    engine: Engine,
+    /// When each intent not finished yet was created, for the latency histograms.
+    intents: HashMap<IntentId, UnixNanos>,
+    /// A held intent's record stays unacknowledged, and its partition paused, until the intent
+    /// is judged: a restart reads it again instead of losing it.
+    held: HeldRecords,
+    session: Option<VenueSession>,
+    outbox: Option<Outbox>,
+    admin_rx: mpsc::Receiver<HaltCommand>,
+    /// Why the plane stopped, when it could not go on (the IBKR session ended).
+    failed: Option<RunError>,
+}
+
+/// What the Order Plane waits for besides its records.
+enum Outside {
+    /// An IBKR session event; `None` when the session ended.
+    Venue(Option<::ibkr::orders::OrderEvent>),
+    /// A kill-switch command from the admin endpoint.
+    Admin(HaltCommand),
+}
+
+impl Plane for OrderShell<'_> {
+    type Core = Engine;
+    type Outside = Outside;
+
+    fn core(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    fn handled(&mut self, input: &Event, outcome: Handled, at: &Consumed, consumer: &GroupConsumer) {
+        match (input, outcome) {
+            (Event::Intent(env), Handled::Intent(outcome)) => {
+                // Latency is measured from the intent's creation; a repeat recognised as one is
+                // not timed. A repeat of an intent past the risk horizon (its id forgotten) is
+                // refused as stale and timed from its first creation.
+                if let IntentEvent::Intent(i) = &env.payload
+                    && outcome != IntentOutcome::Duplicate
+                {
+                    self.intents.insert(i.intent_id, env.ts_init);
+                    if outcome == IntentOutcome::Held {
+                        self.held.hold(consumer, i.intent_id, at.clone());
+                    }
+                }
+                match outcome {
+                    IntentOutcome::Duplicate => {
+                        self.metrics.duplicate_intents.inc();
+                        tracing::info!(event_id = %env.event_id, "Repeated intent ignored: it was executed before.");
+                    }
+                    IntentOutcome::CancelIgnored => self.metrics.cancels_ignored.inc(),
+                    _ => {}
+                }
+            }
+            (Event::Market(env), Handled::Market { fresh }) => {
+                if !fresh {
+                    self.market_duplicates.inc();
+                }
+                if self.engine.risk().tradable(env.payload.symbol()) {
+                    self.held.market_symbol(at.partition, env.payload.symbol());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn published(&mut self, record: &Envelope<ExecEvent>) {
+        observe(self.metrics, record, &mut self.intents);
+    }
+
+    fn releases(&self) -> bool {
+        self.outbox.is_some()
+    }
+
+    fn release(&mut self, publisher: &Publisher) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        release(&mut self.outbox, publisher)
+    }
+
+    fn done(&mut self, topic: Topic, at: Consumed, produced: bool, consumer: &GroupConsumer, done: &mut Vec<Consumed>) {
+        let is_intent = topic == Topic::Intent;
+        if produced || is_intent {
+            update_gauges(self.metrics, &self.engine);
+        }
+        let released = self.held.release(consumer, self.engine.take_released());
+        // The input's own position first, then those of the held intents it released.
+        let token = if is_intent { Some(at) } else { self.held.restartable(&self.engine, at) };
+        if let Some(token) = token.filter(|t| !self.held.holds(t)) {
+            done.push(token);
+        }
+        done.extend(released);
+    }
+
+    async fn next_outside(&mut self) -> Outside {
+        tokio::select! {
+            biased;
+            event = next_venue_event(&mut self.session) => Outside::Venue(event),
+            Some(cmd) = self.admin_rx.recv() => Outside::Admin(cmd),
+            else => std::future::pending().await,
+        }
+    }
+
+    async fn outside(&mut self, event: Outside, io: &mut Io<'_>) -> Result<Flow, RunError> {
+        let mut out = Vec::new();
+        let applied = match event {
+            Outside::Venue(None) => {
+                tracing::error!("The IBKR order session ended; stopping.");
+                self.failed = Some(RunError::Venue { venue: "ibkr", message: "the order session ended".into() });
+                return Ok(Flow::Stop);
+            }
+            Outside::Venue(Some(event)) => {
+                on_venue_event(&mut self.engine, event, self.metrics, &mut out);
+                None
+            }
+            Outside::Admin(cmd) => {
+                // The caller was already told "not applied"; applying it now would contradict that.
+                if cmd.applied.is_closed() {
+                    tracing::warn!(halted = cmd.halted, "Kill switch command dropped: its caller stopped waiting.");
+                    return Ok(Flow::Continue);
+                }
+                tracing::warn!(halted = cmd.halted, reason = %cmd.reason, "Kill switch changed.");
+                self.engine.set_halt(cmd.halted, &cmd.reason, cmd.cancel_open, SystemClock.now(), &mut out);
+                update_gauges(self.metrics, &self.engine);
+                let _ = cmd.applied.send(());
+                Some(cmd.published)
+            }
+        };
+        tokio::select! {
+            biased;
+            () = io.shutdown.cancelled() => return Ok(Flow::Stop),
+            published = deliver(io.publisher, &out, self.metrics, &mut self.intents, &mut self.outbox) => published?,
+        }
+        match applied {
+            Some(published) => {
+                let _ = published.send(());
+            }
+            None => update_gauges(self.metrics, &self.engine),
+        }
+        Ok(Flow::Continue)
+    }
 }
 
 /// The records the plane cannot let go of yet: those of intents held for market data (their

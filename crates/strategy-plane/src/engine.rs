@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use common::clock::Clock;
 use common::config::{AppConfig, FeeSchedule, InstrumentConfig, RiskConfig, StrategyPlaneConfig};
+use common::core::{Core, Event, Topic};
 use common::dedup::{Dedup, Recent};
 use common::events::{
     CostModelUpdate, DecisionMark, Envelope, ExecEvent, IntentEvent, IntentId, MarketEvent, OfiEvent, OrderIntent,
@@ -765,6 +766,21 @@ impl<C: Clock> StrategyEngine<C> {
             linear: if linear.is_finite() { linear.max(0.0) } else { 0.0 },
             impact_coef,
             notional_volume: volume * to_f64(l.mid),
+        }
+    }
+}
+
+impl<C: Clock> Core for StrategyEngine<C> {
+    const INPUTS: &'static [Topic] = &[Topic::Ofi, Topic::Market, Topic::Exec];
+    type Output = IntentEvent;
+    type Outcome = ();
+
+    fn handle(&mut self, input: &Event, _position: u64, out: &mut Vec<Envelope<IntentEvent>>) {
+        match input {
+            Event::Ofi(env) => self.on_ofi(env, out),
+            Event::Market(env) => self.on_market(env),
+            Event::Exec(env) => self.on_exec(env, true, out),
+            Event::Intent(_) => {}
         }
     }
 }

@@ -2,19 +2,17 @@
 //! bounded by the configured instruments, and exported only for the symbols this instance owns
 //! ([`crate::ownership`]): summed over the instances, each symbol counts once.
 
-use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use common::kafka::shell::ConsumerMetrics;
+use prometheus::{Gauge, GaugeVec, IntCounter, IntGauge, Opts, Registry};
 
 /// Every metric the Strategy Plane exports.
 #[derive(Clone)]
 pub struct Metrics {
     /// The registry `/metrics` serves.
     pub registry: Registry,
-    /// Records consumed, by topic.
-    pub messages_processed: IntCounterVec,
-    /// Records skipped because they could not be decoded, by topic and reason.
-    pub decode_errors: IntCounterVec,
-    /// Re-delivered records dropped, by topic.
-    pub duplicates: IntCounterVec,
+    /// What every consuming plane exports: records consumed, decode errors, duplicates, the
+    /// assignment and the lag.
+    pub consumer: ConsumerMetrics,
     /// Forecasts produced.
     pub signals_generated: IntCounter,
     /// Portfolio decisions.
@@ -43,10 +41,6 @@ pub struct Metrics {
     pub signal_coefficient: GaugeVec,
     /// 1 while trading is halted.
     pub halted: IntGauge,
-    /// Partitions this instance is assigned (across its input topics).
-    pub assigned_partitions: IntGauge,
-    /// The group's consumer lag (end offset less committed offset), by input topic and partition.
-    pub consumer_lag: IntGaugeVec,
     /// Start-up snapshots of `exec_reports`: rejected, written, and the ledger records read.
     pub snapshots: common::kafka::SnapshotMetrics,
 }
@@ -58,20 +52,9 @@ impl Metrics {
         let registry = common::http::registry()?;
         let snapshots = common::kafka::SnapshotMetrics::register(&registry, "strategy_plane")?;
         let m = Self {
+            consumer: ConsumerMetrics::new("strategy_plane", &registry, false)?,
             registry,
             snapshots,
-            messages_processed: IntCounterVec::new(
-                Opts::new("strategy_plane_messages_processed_total", "Records consumed."),
-                &["topic"],
-            )?,
-            duplicates: IntCounterVec::new(
-                Opts::new("strategy_plane_duplicates_total", "Re-delivered records dropped by event id."),
-                &["topic"],
-            )?,
-            decode_errors: IntCounterVec::new(
-                Opts::new("strategy_plane_decode_errors_total", "Records skipped because they could not be decoded."),
-                &["topic", "reason"],
-            )?,
             signals_generated: IntCounter::new("strategy_plane_signals_generated_total", "Forecasts produced.")?,
             decisions: IntCounter::new("strategy_plane_decisions_total", "Portfolio decisions.")?,
             intents_published: IntCounter::new("strategy_plane_intents_published_total", "Order intents published.")?,
@@ -110,22 +93,8 @@ impl Metrics {
                 &["symbol", "signal"],
             )?,
             halted: IntGauge::new("strategy_plane_halted", "1 while trading is halted.")?,
-            assigned_partitions: IntGauge::new(
-                "strategy_plane_assigned_partitions",
-                "Input partitions assigned to this instance by the consumer group.",
-            )?,
-            consumer_lag: IntGaugeVec::new(
-                Opts::new(
-                    "strategy_plane_consumer_lag_records",
-                    "The consumer group's lag: end offset less committed offset, by input topic and assigned partition.",
-                ),
-                &["topic", "partition"],
-            )?,
         };
         let r = &m.registry;
-        r.register(Box::new(m.messages_processed.clone()))?;
-        r.register(Box::new(m.decode_errors.clone()))?;
-        r.register(Box::new(m.duplicates.clone()))?;
         r.register(Box::new(m.signals_generated.clone()))?;
         r.register(Box::new(m.decisions.clone()))?;
         r.register(Box::new(m.intents_published.clone()))?;
@@ -140,8 +109,6 @@ impl Metrics {
         r.register(Box::new(m.r2_predictive.clone()))?;
         r.register(Box::new(m.signal_coefficient.clone()))?;
         r.register(Box::new(m.halted.clone()))?;
-        r.register(Box::new(m.assigned_partitions.clone()))?;
-        r.register(Box::new(m.consumer_lag.clone()))?;
         Ok(m)
     }
 }

@@ -8,18 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::clock::SystemClock;
-use common::codec::{self, DecodeError};
+use common::codec;
 use common::config::AppConfig;
-use common::events::{ExecEvent, IntentEvent, MarketEvent, OfiEvent, Source};
+use common::core::{Core, Event, Topic};
+use common::events::{Envelope, ExecEvent, IntentEvent, OfiEvent, Source};
 use common::http::{self, Health};
-use common::kafka::{self, AckQueue, BrokerError, Consumed};
+use common::kafka::shell::{Flow, Io, Plane, Shell};
+use common::kafka::{self, BrokerError, Consumed, GroupConsumer};
 use common::snapshot::PartitionFold;
 use common::topics::{
     EXEC_REPORTS, MARKET_EVENTS, OFI_EVENTS, ORDER_INTENTS, STRATEGY_PLANE_GROUP, STRATEGY_SNAPSHOTS,
 };
 use common::types::Symbol;
 use prometheus::IntCounter;
-use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 use rust_decimal::prelude::ToPrimitive;
 use tokio::net::TcpListener;
@@ -61,11 +62,6 @@ pub async fn run(cfg: AppConfig, listener: TcpListener, shutdown: CancellationTo
     result
 }
 
-fn decode_error(metrics: &Metrics, topic: &str, at: &Consumed, e: &DecodeError) {
-    metrics.decode_errors.with_label_values(&[topic, e.reason()]).inc();
-    tracing::warn!(topic, partition = at.partition, offset = at.offset, reason = e.reason(), error = %e, "Undecodable record skipped.");
-}
-
 async fn serve(
     cfg: &AppConfig,
     metrics: &Metrics,
@@ -82,8 +78,6 @@ async fn serve(
     let source = Arc::new(Source { plane: "strategy-plane".into(), instance: instance.into() });
     let mut engine = StrategyEngine::new(cfg, source, SystemClock);
     let mut owned = Ownership::default();
-    // The exec_reports partitions assigned whose committed offset has been compared with the book.
-    let mut checked: HashSet<i32> = HashSet::new();
     let mut exported = BTreeSet::new();
 
     // Positions first: no decision before every past fill is known. Each partition's latest
@@ -94,12 +88,7 @@ async fn serve(
         let m = metrics.clone();
         let read = tokio::task::spawn_blocking(move || {
             kafka::load_folds(&kafka_cfg, &snapshots, &ledger, None, StrategyLedger::default, &m.snapshots, |r, e| {
-                decode_error(
-                    &m,
-                    EXEC_REPORTS,
-                    &Consumed { topic: Arc::from(ledger.as_str()), partition: r.partition, offset: r.offset },
-                    e,
-                );
+                m.consumer.decode_error(&ledger, r.partition, r.offset, e);
             })
         });
         tokio::select! {
@@ -148,43 +137,19 @@ async fn serve(
                 owned.saw_ofi(&w.symbol, r.partition);
                 engine.warm(&env);
             }
-            Err(e) => {
-                let at = Consumed {
-                    topic: Arc::from(cfg.kafka.topic(OFI_EVENTS)),
-                    partition: r.partition,
-                    offset: r.offset,
-                };
-                decode_error(metrics, OFI_EVENTS, &at, &e);
-            }
+            Err(e) => metrics.consumer.decode_error(&cfg.kafka.topic(OFI_EVENTS), r.partition, r.offset, &e),
         }
     }
-    let mut seen = engine.counters();
     update_gauges(metrics, cfg, &engine, &owned, &mut exported);
     tracing::info!(windows = windows.len(), "Signals and covariance rebuilt from ofi_events.");
 
-    let consumer = Arc::new(kafka::GroupConsumer::new(&cfg.kafka, &group, &client_id)?);
-    let inputs = [OFI_EVENTS, MARKET_EVENTS, EXEC_REPORTS];
-    let names: [Arc<str>; 3] = inputs.map(|t| Arc::from(cfg.kafka.topic(t)));
-    consumer.subscribe(&names.iter().map(AsRef::as_ref).collect::<Vec<_>>()).map_err(BrokerError::Client)?;
-    // Resolved once: looking a label up costs a hash and a lock, per message.
-    let processed = inputs.map(|t| metrics.messages_processed.with_label_values(&[t]));
-    let hot = HotCounters::new(metrics);
-    let (acks, ack_task) =
-        AckQueue::spawn(4096, publisher.deliveries().clone(), kafka::store_offsets(Arc::clone(&consumer)));
-    health.set_working(true);
-    let checker = http::spawn_broker_check(Arc::clone(publisher.producer()), Arc::clone(health));
-    let lag = kafka::spawn_offset_gauges(
-        Arc::clone(&consumer),
-        kafka::OffsetGauges { lag: metrics.consumer_lag.clone(), backlog: None },
-        names.iter().zip(inputs).map(|(name, base)| (name.to_string(), base)).collect(),
-        Duration::from_secs(2),
-    );
-    let mut out = Vec::new();
-    let mut assignment_check = tokio::time::interval(Duration::from_secs(1));
+    let shell = Shell::<Engine>::start(&cfg.kafka, &group, &client_id, &publisher, &metrics.consumer, health)?;
     // An instance that owns every partition waits for every configured instrument before each
     // decision, and exports every one; instances that share them wait for the symbols they see.
+    let (ofi, ledger) =
+        (Arc::<str>::from(cfg.kafka.topic(OFI_EVENTS)), Arc::<str>::from(cfg.kafka.topic(EXEC_REPORTS)));
     let partition_counts = {
-        let (c, ofi, exec) = (Arc::clone(&consumer), Arc::clone(&names[0]), Arc::clone(&names[2]));
+        let (c, ofi, exec) = (Arc::clone(shell.consumer()), Arc::clone(&ofi), Arc::clone(&ledger));
         tokio::task::spawn_blocking(move || {
             let count = |topic: &str| {
                 let metadata = c.fetch_metadata(Some(topic), Duration::from_secs(10)).ok()?;
@@ -196,166 +161,176 @@ async fn serve(
         .ok()
         .flatten()
     };
-
-    loop {
-        // Asked here, and polled in the selects only after the work they wait for: polling a
-        // cancellation future registers a waiter under a lock, which per message is a cost.
-        if shutdown.is_cancelled() {
-            break;
-        }
-        let msg = tokio::select! {
-            biased;
-            _ = assignment_check.tick() => {
-                // Which symbols this instance trades follows from its partitions; show it.
-                let assignment = consumer.assignment().ok();
-                let assigned = assignment.as_ref().map_or(0, |a| a.count());
-                let partitions = |topic: &str| -> Vec<i32> {
-                    assignment.as_ref().map(|a| a.elements_for_topic(topic).iter().map(|e| e.partition()).collect())
-                        .unwrap_or_default()
-                };
-                let (ofi, exec) = (partitions(&names[0]), partitions(&names[2]));
-                // A partition just assigned whose group has committed further on than this book
-                // holds: rebuilt now, not at its next record, which may be long in coming (its
-                // symbol quiet, or the other instance gone after its last fill).
-                checked.retain(|p| exec.contains(p));
-                let fresh: Vec<i32> = exec.iter().copied().filter(|p| !checked.contains(p)).collect();
-                if !fresh.is_empty() {
-                    let c = Arc::clone(&consumer);
-                    let asked = tokio::task::spawn_blocking(move || c.committed(Duration::from_secs(5))).await;
-                    match asked {
-                        Ok(Ok(committed)) => {
-                            for p in fresh {
-                                let at = committed.find_partition(&names[2], p).map(|e| e.offset());
-                                if let Some(rdkafka::Offset::Offset(end)) = at
-                                    && end > complete.get(&p).copied().unwrap_or(0)
-                                {
-                                    let Some(upto) = take_over(cfg, metrics, p, &mut engine, &mut owned, shutdown).await? else {
-                                        break;
-                                    };
-                                    complete.insert(p, upto.max(end));
-                                }
-                                checked.insert(p);
-                            }
-                        }
-                        // Asked again at the next tick.
-                        Ok(Err(e)) => tracing::debug!(error = %e, "Committed offsets not read this time."),
-                        Err(_) => return Err(BrokerError::TaskLost.into()),
-                    }
-                }
-                let all = partition_counts.is_some_and(|(o, e)| ofi.len() >= o && exec.len() >= e);
-                // Nothing is read without an assignment: keep the last answer until there is one.
-                if let (Some((total, _)), Some(a)) = (partition_counts, &assignment)
-                    && a.count() > 0
-                {
-                    engine.expect_all(ofi.len() >= total);
-                }
-                // Exported, unlike the above, as assigned now: while a rebalance hands partitions
-                // over, no instance owns them, rather than two.
-                owned.assign(ofi, exec, all);
-                update_gauges(metrics, cfg, &engine, &owned, &mut exported);
-                // Last: once it shows the partitions, the positions they bring are exported too
-                // (reading the committed offsets above waits).
-                metrics.assigned_partitions.set(i64::try_from(assigned).unwrap_or(i64::MAX));
-                continue;
-            }
-            msg = consumer.recv() => msg,
-            () = shutdown.cancelled() => break,
-        };
-        let msg = match msg {
-            Ok(msg) => msg,
-            Err(e) => {
-                kafka::consumer_error(&consumer, &e)?;
-                continue;
-            }
-        };
-        let input = names.iter().position(|n| **n == *msg.topic()).unwrap_or(2);
-        let (base, at) = (inputs[input], Consumed::on(&names[input], &msg));
-        let payload = msg.payload().unwrap_or_default();
-        processed[input].inc();
-        match base {
-            OFI_EVENTS => match codec::decode::<OfiEvent>(payload) {
-                Ok(env) => {
-                    let OfiEvent::Window(w) = &env.payload;
-                    owned.saw_ofi(&w.symbol, msg.partition());
-                    engine.on_ofi(&env, &mut out);
-                }
-                Err(e) => decode_error(metrics, base, &at, &e),
-            },
-            MARKET_EVENTS => match codec::decode::<MarketEvent>(payload) {
-                Ok(env) => engine.on_market(&env),
-                Err(e) => decode_error(metrics, base, &at, &e),
-            },
-            _ => {
-                // A partition this instance reads from further on than its book holds: another
-                // instance handled the fills in between (a rebalance), so its history is read.
-                let p = msg.partition();
-                if msg.offset() > complete.get(&p).copied().unwrap_or(0) {
-                    let Some(upto) = take_over(cfg, metrics, p, &mut engine, &mut owned, shutdown).await? else {
-                        break;
-                    };
-                    complete.insert(p, upto);
-                }
-                // Read at start-up or at a take-over already: its fill is in the book.
-                let booked = msg.offset() < complete.get(&p).copied().unwrap_or(0);
-                if !booked {
-                    complete.insert(p, msg.offset() + 1);
-                }
-                match codec::decode::<ExecEvent>(payload) {
-                    Ok(env) => {
-                        if let ExecEvent::Report(report) = &env.payload {
-                            owned.saw_exec(&report.symbol, p);
-                        }
-                        if booked {
-                            engine.on_exec_booked(&env, &mut out);
-                        } else {
-                            engine.on_exec(&env, true, &mut out);
-                        }
-                    }
-                    Err(e) => decode_error(metrics, base, &at, &e),
-                }
-            }
-        }
-        if !out.is_empty() {
-            let published = async {
-                for intent in &out {
-                    publisher.publish(intent).await?;
-                    if let IntentEvent::Intent(i) = &intent.payload {
-                        tracing::info!(event_id = %intent.event_id, intent_id = %i.intent_id, "Order intent published.");
-                    }
-                }
-                Ok::<_, BrokerError>(())
-            };
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                published = published => published?,
-            }
-            let intents = out.iter().filter(|e| matches!(e.payload, IntentEvent::Intent(_))).count();
-            metrics.intents_published.inc_by(intents as u64);
-            out.clear();
-        }
-        seen = hot.mirror(metrics, seen, engine.counters());
-        if base != MARKET_EVENTS {
-            update_gauges(metrics, cfg, &engine, &owned, &mut exported);
-        }
-        let pushed = tokio::select! {
-            biased;
-            pushed = acks.push(at, publisher.sent()) => pushed,
-            () = shutdown.cancelled() => break,
-        };
-        if !pushed {
-            break;
-        }
-    }
-    health.set_working(false);
-    lag.abort();
-    kafka::drain(acks, ack_task, &consumer, &publisher).await?;
-    checker.abort();
+    let mut plane = StrategyShell {
+        cfg,
+        metrics,
+        hot: HotCounters::new(metrics),
+        seen: engine.counters(),
+        engine,
+        owned,
+        checked: HashSet::new(),
+        exported,
+        complete,
+        booked: false,
+        ofi,
+        ledger,
+        partition_counts,
+    };
+    shell.run(&mut plane, &mut publisher, shutdown).await?;
     if let Some(s) = snapshots {
         s.stop().await;
     }
     tracing::info!("Strategy Plane stopped; offsets committed.");
     Ok(())
+}
+
+/// What the Strategy Plane adds to the shared consumer loop ([`Plane`]).
+struct StrategyShell<'a> {
+    cfg: &'a AppConfig,
+    metrics: &'a Metrics,
+    hot: HotCounters,
+    /// The core's counters as last mirrored to the metrics.
+    seen: Counters,
+    engine: Engine,
+    owned: Ownership,
+    /// The exec_reports partitions assigned whose committed offset has been compared with the
+    /// book.
+    checked: HashSet<i32>,
+    exported: BTreeSet<Symbol>,
+    /// Per partition of `exec_reports`, the offset up to which the book holds every fill.
+    complete: HashMap<i32, i64>,
+    /// Whether the `exec_reports` record being read is one the book holds already (read at
+    /// start-up or at a take-over, delivered again by the group).
+    booked: bool,
+    /// The full names of `ofi_events` and `exec_reports`.
+    ofi: Arc<str>,
+    ledger: Arc<str>,
+    /// The partitions of `ofi_events` and `exec_reports`, when the broker said.
+    partition_counts: Option<(usize, usize)>,
+}
+
+impl Plane for StrategyShell<'_> {
+    type Core = Engine;
+    type Outside = std::convert::Infallible;
+
+    fn core(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    async fn before(&mut self, topic: Topic, at: &Consumed, io: &Io<'_>) -> Result<Flow, RunError> {
+        if topic != Topic::Exec {
+            return Ok(Flow::Continue);
+        }
+        // A partition this instance reads from further on than its book holds: another instance
+        // handled the fills in between (a rebalance), so its history is read.
+        let p = at.partition;
+        if at.offset > self.complete.get(&p).copied().unwrap_or(0) {
+            let (engine, owned) = (&mut self.engine, &mut self.owned);
+            let Some(upto) = take_over(self.cfg, self.metrics, p, engine, owned, io.shutdown).await? else {
+                return Ok(Flow::Stop);
+            };
+            self.complete.insert(p, upto);
+        }
+        // Read at start-up or at a take-over already: its fill is in the book.
+        self.booked = at.offset < self.complete.get(&p).copied().unwrap_or(0);
+        if !self.booked {
+            self.complete.insert(p, at.offset + 1);
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn handle(&mut self, input: &Event, position: u64, out: &mut Vec<Envelope<IntentEvent>>) {
+        match input {
+            Event::Exec(env) if self.booked => self.engine.on_exec_booked(env, out),
+            _ => self.engine.handle(input, position, out),
+        }
+    }
+
+    fn handled(&mut self, input: &Event, (): (), at: &Consumed, _: &GroupConsumer) {
+        match input {
+            Event::Ofi(env) => {
+                let OfiEvent::Window(w) = &env.payload;
+                self.owned.saw_ofi(&w.symbol, at.partition);
+            }
+            Event::Exec(env) => {
+                if let ExecEvent::Report(report) = &env.payload {
+                    self.owned.saw_exec(&report.symbol, at.partition);
+                }
+            }
+            Event::Market(_) | Event::Intent(_) => {}
+        }
+    }
+
+    fn published(&mut self, intent: &Envelope<IntentEvent>) {
+        if let IntentEvent::Intent(i) = &intent.payload {
+            self.metrics.intents_published.inc();
+            tracing::info!(event_id = %intent.event_id, intent_id = %i.intent_id, "Order intent published.");
+        }
+    }
+
+    fn done(&mut self, topic: Topic, at: Consumed, _: bool, _: &GroupConsumer, done: &mut Vec<Consumed>) {
+        self.seen = self.hot.mirror(self.metrics, self.seen, self.engine.counters());
+        if topic != Topic::Market {
+            update_gauges(self.metrics, self.cfg, &self.engine, &self.owned, &mut self.exported);
+        }
+        done.push(at);
+    }
+
+    async fn tick(&mut self, io: &Io<'_>) -> Result<Flow, RunError> {
+        // Which symbols this instance trades follows from its partitions; show it.
+        let assignment = io.consumer.assignment().ok();
+        let partitions = |topic: &str| -> Vec<i32> {
+            assignment
+                .as_ref()
+                .map(|a| a.elements_for_topic(topic).iter().map(|e| e.partition()).collect())
+                .unwrap_or_default()
+        };
+        let (ofi, exec) = (partitions(&self.ofi), partitions(&self.ledger));
+        // A partition just assigned whose group has committed further on than this book holds:
+        // rebuilt now, not at its next record, which may be long in coming (its symbol quiet, or
+        // the other instance gone after its last fill).
+        self.checked.retain(|p| exec.contains(p));
+        let fresh: Vec<i32> = exec.iter().copied().filter(|p| !self.checked.contains(p)).collect();
+        if !fresh.is_empty() {
+            let c = Arc::clone(io.consumer);
+            let asked = tokio::task::spawn_blocking(move || c.committed(Duration::from_secs(5))).await;
+            match asked {
+                Ok(Ok(committed)) => {
+                    for p in fresh {
+                        let at = committed.find_partition(&self.ledger, p).map(|e| e.offset());
+                        if let Some(rdkafka::Offset::Offset(end)) = at
+                            && end > self.complete.get(&p).copied().unwrap_or(0)
+                        {
+                            let (engine, owned) = (&mut self.engine, &mut self.owned);
+                            let Some(upto) = take_over(self.cfg, self.metrics, p, engine, owned, io.shutdown).await?
+                            else {
+                                break;
+                            };
+                            self.complete.insert(p, upto.max(end));
+                        }
+                        self.checked.insert(p);
+                    }
+                }
+                // Asked again at the next tick.
+                Ok(Err(e)) => tracing::debug!(error = %e, "Committed offsets not read this time."),
+                Err(_) => return Err(BrokerError::TaskLost.into()),
+            }
+        }
+        let all = self.partition_counts.is_some_and(|(o, e)| ofi.len() >= o && exec.len() >= e);
+        // Nothing is read without an assignment: keep the last answer until there is one.
+        if let (Some((total, _)), Some(a)) = (self.partition_counts, &assignment)
+            && a.count() > 0
+        {
+            self.engine.expect_all(ofi.len() >= total);
+        }
+        // Exported, unlike the above, as assigned now: while a rebalance hands partitions over,
+        // no instance owns them, rather than two.
+        self.owned.assign(ofi, exec, all);
+        update_gauges(self.metrics, self.cfg, &self.engine, &self.owned, &mut self.exported);
+        // The shell sets the assigned-partitions gauge after this: once it shows the partitions,
+        // the positions they bring are exported too (reading the committed offsets above waits).
+        Ok(Flow::Continue)
+    }
 }
 
 /// Restores partition `fold.partition` of `exec_reports` into the engine from its fold (`halts`:
@@ -417,8 +392,8 @@ struct HotCounters {
 impl HotCounters {
     fn new(metrics: &Metrics) -> Self {
         Self {
-            duplicate_ofi: metrics.duplicates.with_label_values(&[OFI_EVENTS]),
-            duplicate_market: metrics.duplicates.with_label_values(&[MARKET_EVENTS]),
+            duplicate_ofi: metrics.consumer.duplicates.with_label_values(&[OFI_EVENTS]),
+            duplicate_market: metrics.consumer.duplicates.with_label_values(&[MARKET_EVENTS]),
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`ensure_topics`]: creates missing topics at start-up.
 //! - [`Publisher`]: encodes envelopes, keys them by symbol, and broadcasts unkeyed ones to every
 //!   partition; [`Deliveries`] says what of it the broker has acknowledged.
+//! - [`shell`]: the consumer loop the Strategy and Order Planes share.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use tokio::task::JoinHandle;
 use crate::config::KafkaConfig;
 
 mod publish;
+pub mod shell;
 mod snapshots;
 
 pub use publish::{

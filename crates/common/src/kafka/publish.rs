@@ -377,6 +377,12 @@ impl<T: Send + 'static> AckQueue<T> {
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
+
+    /// Resolves once the awaiting task has stopped (a delivery failed): a consumer waiting for
+    /// its next input learns of it without one.
+    pub async fn stopped(&self) {
+        self.tx.closed().await;
+    }
 }
 
 #[cfg(test)]
@@ -427,6 +433,7 @@ mod tests {
         let stopped = tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
         assert!(matches!(stopped, Err(BrokerError::Delivery(_))));
         assert_eq!(*acked.lock().unwrap(), [10, 11], "nothing at or after the failure is acknowledged");
+        tokio::time::timeout(Duration::from_secs(5), acks.stopped()).await.unwrap();
         assert!(!acks.push(14, Sent(4)).await, "the queue has stopped");
     }
 }
