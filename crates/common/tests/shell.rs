@@ -183,12 +183,13 @@ async fn send(cfg: &KafkaConfig, payload: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_record_is_counted_skipped_and_never_read_again() {
-    let (cfg, mut publisher) = setup(&[cancel(0), b"not json".to_vec(), cancel(2)]).await;
+    // The undecodable record last: no later offset stored would cover it.
+    let (cfg, mut publisher) = setup(&[cancel(0), cancel(1), b"not json".to_vec()]).await;
     let (input, output) = (cfg.topic(ORDER_INTENTS), cfg.topic(EXEC_REPORTS));
     let group = unique("group_");
 
     let (plane, metrics) = consume_until(&cfg, &group, &mut publisher, Bare::default(), 3).await;
-    let intents = [EventId(uuid::Uuid::from_u64_pair(1, 0)), EventId(uuid::Uuid::from_u64_pair(1, 2))];
+    let intents = [EventId(uuid::Uuid::from_u64_pair(1, 0)), EventId(uuid::Uuid::from_u64_pair(1, 1))];
     assert_eq!(plane.0.handled, intents, "the two intents reached the core, in order");
     assert_eq!(metrics.messages_processed.with_label_values(&[ORDER_INTENTS]).get(), 3);
     assert_eq!(metrics.decode_errors.with_label_values(&[&input, "invalid_json"]).get(), 1);
@@ -204,7 +205,7 @@ async fn an_undecodable_record_is_counted_skipped_and_never_read_again() {
             other => panic!("not an output of Echo: {other:?}"),
         })
         .collect();
-    let want = [intents[0].to_string(), "refused: invalid_json".to_owned(), intents[1].to_string()];
+    let want = [intents[0].to_string(), intents[1].to_string(), "refused: invalid_json".to_owned()];
     assert_eq!(reasons, want, "every input's outputs, the refused record's answer among them, in input order");
 
     // Restarted, the consumer takes only what came since: nothing before offset 3 again.
@@ -225,8 +226,8 @@ async fn no_offset_is_stored_from_an_input_whose_output_was_not_delivered() {
     let metrics = ConsumerMetrics::new("test", &prometheus::Registry::new(), false).unwrap();
     let shell = Shell::<Echo>::start(&cfg, &group, "shell-test", &publisher, &metrics, &Health::new()).unwrap();
     let mut plane = Bare(Echo { refused_at: Some(2), ..Echo::default() });
-    // The failed delivery ends the loop; the stop after a minute only keeps a regression from
-    // hanging the test (the loop then ends without an error, and the test fails).
+    // The failed delivery ends the loop by itself; the stop after a minute only keeps a
+    // regression from hanging the test (which then fails: the loop had to be told to stop).
     let shutdown = CancellationToken::new();
     let bound = tokio::spawn({
         let shutdown = shutdown.clone();
@@ -237,6 +238,7 @@ async fn no_offset_is_stored_from_an_input_whose_output_was_not_delivered() {
     });
     let ended = shell.run(&mut plane, &mut publisher, &shutdown).await;
     bound.abort();
+    assert!(!shutdown.is_cancelled(), "the loop waited for an input after the failed delivery");
     assert!(matches!(ended, Err(ServiceError::Broker(BrokerError::Delivery(_)))), "{ended:?}");
     let at = committed(&cfg, &group, &cfg.topic(ORDER_INTENTS)).await;
     assert!(at.is_none_or(|offset| offset <= 2), "committed {at:?}: input 2 must be read again");
