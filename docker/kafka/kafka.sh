@@ -96,11 +96,20 @@ install() {
 }
 
 # What `StorageTool random-uuid` prints (a UUID, base64url), without starting a JVM for it;
-# written whole or not at all, so a failure never leaves an empty id behind.
+# written whole or not at all, so a failure never leaves an empty id behind. Like Kafka's own
+# Uuid.randomUuid, never one that starts with '-': the storage tool would read it as an option
+# ("argument --cluster-id/-t: expected one argument"), one broker start in 64. An id left by a
+# start that failed so is replaced (a log dir is only formatted with an id that worked).
 cluster_id() {
     local file="$1"
-    [ -s "$file" ] && return 0
-    python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' >"$file.tmp" ||
+    if [ -s "$file" ] && [ "$(head -c 1 "$file")" != "-" ]; then return 0; fi
+    python3 -c '
+import base64, uuid
+while True:
+    id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not id.startswith("-"):
+        print(id)
+        break' >"$file.tmp" ||
         die "cannot make a cluster id (python3 is needed)"
     mv "$file.tmp" "$file"
 }
