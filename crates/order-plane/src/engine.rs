@@ -611,8 +611,10 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 state.fills += u32::from(r.last_qty > Decimal::ZERO);
             }
             // A model from when one served every symbol is not restored: each symbol learns anew.
+            // Nor is one of a symbol risk does not trade: it would never be used, and the ledger
+            // can hold any name.
             ExecEvent::CostModel(c) => {
-                if let Some(symbol) = &c.symbol {
+                if let Some(symbol) = c.symbol.as_ref().filter(|s| self.risk.tradable(s)) {
                     let (lambda, k) = self.cost_params;
                     self.cost.entry(symbol.clone()).or_insert_with(|| CostModel::new(lambda, k)).restore(c);
                 }

@@ -846,13 +846,30 @@ fn an_intent_of_an_unconfigured_symbol_is_refused_at_once_never_held_even_after_
     assert_eq!((r.len(), r[0].intent_id, r[0].status), (1, unknown.intent_id, ExecStatus::Rejected));
 }
 
-/// Anyone who can write to `market_events` or `order_intents` chooses the names in it. A core
-/// that kept a market, a book, a dedup entry or a remembered id for each would grow with every
-/// name written, and a symbol nobody trades needs none of them.
+/// Anyone who can write to a topic chooses the names in it. A core that kept a market, a book, a
+/// dedup entry, a cost model or a remembered id for each would grow with every name written, and
+/// a symbol nobody trades needs none of them.
 #[test]
 fn names_no_instrument_has_leave_no_per_symbol_state_behind() {
     let mut e = engine();
     let mut out = Vec::new();
+    for n in 0..5_000u64 {
+        let model = CostModelUpdate {
+            intercept_bps: 0.0,
+            half_spread_coef: 1.0,
+            impact_coef: 0.0,
+            intercept_stderr: 0.0,
+            half_spread_stderr: 0.0,
+            impact_stderr: 0.0,
+            residual_scale_bps: 0.0,
+            residual_std_bps: 0.0,
+            n_fills: 1,
+            symbol: Some(sym(&format!("NOPE{n}"))),
+            state: None,
+        };
+        e.restore(&envelope(n + 1, ExecEvent::CostModel(model)));
+    }
+    e.finish_restore(UnixNanos(SEC / 2), &mut out);
     let mut refused = 0;
     for n in 0..5_000u64 {
         let s = format!("NOPE{n}");
