@@ -95,7 +95,8 @@ Commands:
   bench [options]  Whole-pipeline benchmark on its own broker, planes and ports (bench --help);
                    writes benchmarks/latest.json
   chaos [--short]  Fault-injection suite on an isolated native stack; prints faults and invariants
-  fuzz [secs]      Run the cargo-fuzz targets (decoder, replay CSV) for secs each (default 60)
+  fuzz [secs]      Run the cargo-fuzz targets (decoder, engines, replay CSV and Parquet) for secs
+                   each (default 60)
   help             This text
 
 Environment: ALGOTRADER_MODE=docker|native forces a mode. Native mode only: BROKER_PORT (9092),

@@ -86,6 +86,24 @@ pub struct VenueApplied {
     pub repeated: u64,
 }
 
+/// How many symbols each of the core's per-symbol structures holds (see
+/// [`OrderEngine::symbols_held`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SymbolsHeld {
+    /// Markets: latest quote, volatility, traded volume.
+    pub market: usize,
+    /// Newest market event times, by which re-deliveries are dropped.
+    pub market_seen: usize,
+    /// Risk's marks and exposures.
+    pub risk: usize,
+    /// Remembered intent ids.
+    pub remembered: usize,
+    /// Intents held for market data.
+    pub held: usize,
+    /// Learned cost models.
+    pub cost: usize,
+}
+
 /// The core.
 pub struct OrderEngine<V, C> {
     venue: V,
@@ -181,6 +199,24 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
     /// Whether trading is halted.
     pub fn halted(&self) -> bool {
         self.risk.halted()
+    }
+
+    /// The venue (for its own figures).
+    pub fn venue(&self) -> &V {
+        &self.venue
+    }
+
+    /// How many symbols the core keeps state for, structure by structure: a name on a topic that
+    /// no instrument has must not add one, or anyone who can write a record grows its memory.
+    pub fn symbols_held(&self) -> SymbolsHeld {
+        SymbolsHeld {
+            market: self.market.symbols(),
+            market_seen: self.market_seen.symbols(),
+            risk: self.risk.symbols(),
+            remembered: self.remembered.symbols(),
+            held: self.held.len(),
+            cost: self.cost.len(),
+        }
     }
 
     /// Whether an intent id was taken before: its order is tracked, or its id remembered. A
@@ -627,8 +663,10 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                 state.fills += u32::from(r.last_qty > Decimal::ZERO);
             }
             // A model from when one served every symbol is not restored: each symbol learns anew.
+            // Nor is one of a symbol risk does not trade: it would never be used, and the ledger
+            // can hold any name.
             ExecEvent::CostModel(c) => {
-                if let Some(symbol) = &c.symbol {
+                if let Some(symbol) = c.symbol.as_ref().filter(|s| self.risk.tradable(s)) {
                     let (lambda, k) = self.cost_params;
                     self.cost.entry(symbol.clone()).or_insert_with(|| CostModel::new(lambda, k)).restore(c);
                 }

@@ -57,6 +57,11 @@ impl MarketState {
         Self { window_ns: volume_window_s.saturating_mul(SECOND), symbols: SymbolMap::default() }
     }
 
+    /// How many symbols it keeps a market for.
+    pub fn symbols(&self) -> usize {
+        self.symbols.len()
+    }
+
     /// The market of `symbol`.
     pub fn get(&self, symbol: &Symbol) -> Option<&SymbolMarket> {
         self.symbols.get(symbol)

@@ -74,6 +74,11 @@ impl RememberedIntents {
         self.ids.shrink_to_fit();
     }
 
+    /// How many symbols it keeps ids for.
+    pub(crate) fn symbols(&self) -> usize {
+        self.by_symbol.len()
+    }
+
     /// How many ids are remembered.
     pub(crate) fn len(&self) -> usize {
         self.ids.len()

@@ -143,6 +143,11 @@ impl RiskEngine {
         self.halt.is_some()
     }
 
+    /// How many symbols it keeps a mark or an exposure for.
+    pub fn symbols(&self) -> usize {
+        self.marks.len() + self.exposure.keys().filter(|s| !self.marks.contains_key(*s)).count()
+    }
+
     /// The symbol's exposure.
     pub fn exposure(&self, symbol: &Symbol) -> Exposure {
         self.exposure.get(symbol).copied().unwrap_or_default()

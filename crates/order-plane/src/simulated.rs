@@ -316,6 +316,11 @@ impl SimulatedVenue {
         Self::new(cfg)
     }
 
+    /// How many symbols it keeps a book for.
+    pub fn symbols(&self) -> usize {
+        self.books.len()
+    }
+
     /// Snapshots held for `symbol` now.
     pub fn history_len(&self, symbol: &Symbol) -> usize {
         self.books.get(symbol).map_or(0, |b| b.history.len())

@@ -10,7 +10,7 @@ use common::clock::ManualClock;
 use common::config::{FeeSchedule, InstrumentConfig, OrderPlaneConfig, RiskConfig};
 use common::events::*;
 use common::types::{EventId, Price, Quantity, Side, Symbol, UnixNanos};
-use order_plane::engine::{IntentOutcome, OrderEngine};
+use order_plane::engine::{IntentOutcome, OrderEngine, SymbolsHeld};
 use order_plane::simulated::{SimulatedConfig, SimulatedVenue};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -844,6 +844,49 @@ fn an_intent_of_an_unconfigured_symbol_is_refused_at_once_never_held_even_after_
     assert_eq!((e.held_intents(), e.restart_position(&sym("NOPE"))), (0, None), "the venue keeps nothing of it");
     let r = reports(&out);
     assert_eq!((r.len(), r[0].intent_id, r[0].status), (1, unknown.intent_id, ExecStatus::Rejected));
+}
+
+/// Anyone who can write to a topic chooses the names in it. A core that kept a market, a book, a
+/// dedup entry, a cost model or a remembered id for each would grow with every name written, and
+/// a symbol nobody trades needs none of them.
+#[test]
+fn names_no_instrument_has_leave_no_per_symbol_state_behind() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    for n in 0..5_000u64 {
+        let model = CostModelUpdate {
+            intercept_bps: 0.0,
+            half_spread_coef: 1.0,
+            impact_coef: 0.0,
+            intercept_stderr: 0.0,
+            half_spread_stderr: 0.0,
+            impact_stderr: 0.0,
+            residual_scale_bps: 0.0,
+            residual_std_bps: 0.0,
+            n_fills: 1,
+            symbol: Some(sym(&format!("NOPE{n}"))),
+            state: None,
+        };
+        e.restore(&envelope(n + 1, ExecEvent::CostModel(model)));
+    }
+    e.finish_restore(UnixNanos(SEC / 2), &mut out);
+    let mut refused = 0;
+    for n in 0..5_000u64 {
+        let s = format!("NOPE{n}");
+        let ts = (n + 1) * SEC;
+        out.extend(quote(&mut e, ts, &s, dec!(99.99), dec!(100.01), dec!(1000)));
+        out.extend(trade(&mut e, ts + 1, &s, dec!(100), dec!(1), Side::Buy));
+        pass(&mut e, ts + 2, &sym(&s), &mut out);
+        let mark = envelope(ts + 3, IntentEvent::Decided(DecisionMark { symbol: sym(&s) }));
+        assert_eq!(e.on_intent(&mark, &mut out), IntentOutcome::Marked);
+        let unknown = intent(&s, Side::Buy, dec!(0.1), None, TimeInForce::Ioc);
+        let outcome = e.on_intent(&envelope(ts + 3, IntentEvent::Intent(unknown)), &mut out);
+        refused += usize::from(outcome == rejected(RejectReason::UnknownSymbol));
+    }
+    assert_eq!((refused, reports(&out).len()), (5_000, 5_000), "each intent refused once, nothing else reported");
+    assert_eq!(e.symbols_held(), SymbolsHeld::default());
+    assert_eq!((e.venue().symbols(), e.venue().history_len(&sym("NOPE0"))), (0, 0), "the venue keeps no book");
+    assert_eq!((e.tracked_orders(), e.remembered_intents(), e.held_intents()), (0, 0, 0));
 }
 
 /// An order's first report is made at its arrival, milliseconds after its decision. A copy of the
