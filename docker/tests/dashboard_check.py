@@ -43,6 +43,23 @@ def provisioned_uid(path):
     return uids[0]
 
 
+# The consumer metrics both consuming planes share are defined once, in common's consumer shell,
+# as `name("<what>")` under the prefix a plane's metrics.rs passes to `ConsumerMetrics::new`.
+SHELL = "crates/common/src/kafka/shell.rs"
+
+
+def shared_consumer_metrics(sources):
+    """The names `ConsumerMetrics::new("<plane>", ...)` in `sources` define, quoted as a
+    metrics.rs would quote them."""
+    planes = re.findall(r'ConsumerMetrics::new\(\s*"([a-z_]+)"', sources)
+    if not planes:
+        return ""
+    root = __file__.rsplit("/docker/tests/", 1)[0] if "/docker/tests/" in __file__ else "."
+    shell = open(f"{root}/{SHELL}", encoding="utf-8").read().split("#[cfg(test)]")[0]
+    whats = re.findall(r'\bname\("([a-z0-9_]+)"\)', shell)
+    return "".join(f'"{plane}_{what}"' for plane in planes for what in whats)
+
+
 def static_checks(dashboard, uid, sources):
     errors = []
     ids = [p.get("id") for p in dashboard["panels"]]
@@ -146,6 +163,7 @@ def main():
     dashboard = json.load(open(args.dashboard, encoding="utf-8"))
     # A name in a file's tests (one asserting that an old name is gone, say) defines nothing.
     sources = "".join(open(p, encoding="utf-8").read().split("#[cfg(test)]")[0] for p in args.sources)
+    sources += shared_consumer_metrics(sources)
     errors, queries = static_checks(dashboard, uid, sources)
     rules = 0
     if args.rules:
