@@ -622,45 +622,8 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
                         self.risk.set_mark(&r.symbol, Mark { mid: px, ts: env.ts_event });
                     }
                 }
-                let state = self.orders.entry(r.intent_id).or_insert_with(|| OrderState {
-                    symbol: r.symbol.clone(),
-                    side: r.side,
-                    order_id: r.order_id.clone(),
-                    venue: r.venue.clone(),
-                    order_qty: r.order_qty,
-                    cum_qty: Decimal::ZERO,
-                    cum_value: Decimal::ZERO,
-                    cum_commission: Decimal::ZERO,
-                    status: r.status,
-                    arrival_mid: r.arrival_mid,
-                    fills: 0,
-                    reports: 0,
-                    intent_event: env.causation_id.unwrap_or(env.event_id),
-                    // Unknown, and not needed: this order's first report is already published.
-                    decided_at: env.ts_event,
-                    exec_ids: Vec::new(),
-                    cost_features: None,
-                    venue_mid: r.venue_mid,
-                    finished_at: None,
-                });
-                if let Some(exec_id) = &r.exec_id
-                    && !state.exec_ids.contains(exec_id)
-                {
-                    state.exec_ids.push(exec_id.clone());
-                }
-                state.status = r.status;
-                if r.status.is_terminal() && state.finished_at.is_none() {
-                    state.finished_at = Some(env.ts_event);
-                }
-                // An order is first reported sent, without the venue's id.
-                if state.order_id.is_empty() {
-                    state.order_id.clone_from(&r.order_id);
-                }
-                state.cum_qty = r.cum_qty;
-                state.cum_value = r.avg_px.unwrap_or_default() * r.cum_qty;
-                state.cum_commission = r.cum_commission;
-                state.reports += 1;
-                state.fills += u32::from(r.last_qty > Decimal::ZERO);
+                let state = self.orders.entry(r.intent_id).or_insert_with(|| OrderState::from_ledger(env, r));
+                state.restore_report(r, env.ts_event);
             }
             // A model from when one served every symbol is not restored: each symbol learns anew.
             // Nor is one of a symbol risk does not trade: it would never be used, and the ledger

@@ -1,6 +1,6 @@
 //! An order as a venue receives it, and the Order Plane's record of each order's progress.
 
-use common::events::{ExecStatus, IntentId, OrderType, TimeInForce};
+use common::events::{Envelope, ExecEvent, ExecReport, ExecStatus, IntentId, OrderType, TimeInForce};
 use common::types::{EventId, MAX_MAGNITUDE, Side, Symbol, UnixNanos};
 use rust_decimal::Decimal;
 
@@ -73,6 +73,58 @@ pub struct OrderState {
 }
 
 impl OrderState {
+    /// An order as its first report in the ledger describes it (a rebuild at start-up, or a
+    /// snapshot's): the fills and counts are then taken from each report by
+    /// [`OrderState::restore_report`].
+    pub fn from_ledger(env: &Envelope<ExecEvent>, r: &ExecReport) -> Self {
+        Self {
+            symbol: r.symbol.clone(),
+            side: r.side,
+            order_id: r.order_id.clone(),
+            venue: r.venue.clone(),
+            order_qty: r.order_qty,
+            cum_qty: Decimal::ZERO,
+            cum_value: Decimal::ZERO,
+            cum_commission: Decimal::ZERO,
+            status: r.status,
+            arrival_mid: r.arrival_mid,
+            fills: 0,
+            reports: 0,
+            intent_event: env.causation_id.unwrap_or(env.event_id),
+            // Unknown, and not needed: this order's first report is already published.
+            decided_at: env.ts_event,
+            exec_ids: Vec::new(),
+            cost_features: None,
+            venue_mid: r.venue_mid,
+            finished_at: None,
+        }
+    }
+
+    /// Takes one past report of this order, published at `ts`; `true` when it is the one that
+    /// finished the order.
+    pub fn restore_report(&mut self, r: &ExecReport, ts: UnixNanos) -> bool {
+        if let Some(exec_id) = &r.exec_id
+            && !self.exec_ids.contains(exec_id)
+        {
+            self.exec_ids.push(exec_id.clone());
+        }
+        self.status = r.status;
+        let newly_finished = r.status.is_terminal() && self.finished_at.is_none();
+        if newly_finished {
+            self.finished_at = Some(ts);
+        }
+        // An order is first reported sent, without the venue's id.
+        if self.order_id.is_empty() {
+            self.order_id.clone_from(&r.order_id);
+        }
+        self.cum_qty = r.cum_qty;
+        self.cum_value = r.avg_px.unwrap_or_default() * r.cum_qty;
+        self.cum_commission = r.cum_commission;
+        self.reports += 1;
+        self.fills += u32::from(r.last_qty > Decimal::ZERO);
+        newly_finished
+    }
+
     /// Still working.
     pub fn leaves(&self) -> Decimal {
         if self.status.is_terminal() { Decimal::ZERO } else { self.order_qty - self.cum_qty }

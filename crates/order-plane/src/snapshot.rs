@@ -149,44 +149,8 @@ impl LedgerFold for OrderLedger {
                         self.marks.insert(r.symbol.clone(), (px, ts));
                     }
                 }
-                let state = self.orders.entry(r.intent_id).or_insert_with(|| OrderState {
-                    symbol: r.symbol.clone(),
-                    side: r.side,
-                    order_id: r.order_id.clone(),
-                    venue: r.venue.clone(),
-                    order_qty: r.order_qty,
-                    cum_qty: Decimal::ZERO,
-                    cum_value: Decimal::ZERO,
-                    cum_commission: Decimal::ZERO,
-                    status: r.status,
-                    arrival_mid: r.arrival_mid,
-                    fills: 0,
-                    reports: 0,
-                    intent_event: env.causation_id.unwrap_or(env.event_id),
-                    decided_at: ts,
-                    exec_ids: Vec::new(),
-                    cost_features: None,
-                    venue_mid: r.venue_mid,
-                    finished_at: None,
-                });
-                if let Some(exec_id) = &r.exec_id
-                    && !state.exec_ids.contains(exec_id)
-                {
-                    state.exec_ids.push(exec_id.clone());
-                }
-                state.status = r.status;
-                let newly_finished = r.status.is_terminal() && state.finished_at.is_none();
-                if newly_finished {
-                    state.finished_at = Some(ts);
-                }
-                if state.order_id.is_empty() {
-                    state.order_id.clone_from(&r.order_id);
-                }
-                state.cum_qty = r.cum_qty;
-                state.cum_value = r.avg_px.unwrap_or_default() * r.cum_qty;
-                state.cum_commission = r.cum_commission;
-                state.reports += 1;
-                state.fills += u32::from(r.last_qty > Decimal::ZERO);
+                let state = self.orders.entry(r.intent_id).or_insert_with(|| OrderState::from_ledger(env, r));
+                let newly_finished = state.restore_report(r, ts);
                 if r.status.is_terminal() && FINAL_VENUES.contains(&state.venue.as_str()) {
                     self.orders.remove(&r.intent_id);
                 } else if newly_finished {
