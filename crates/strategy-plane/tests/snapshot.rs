@@ -332,3 +332,58 @@ fn start_up_with_and_without_snapshots() {
     );
     assert_eq!((s.records, o.records), (tail, tail));
 }
+
+/// A copy of a finished order's first report, read far behind its original (a restart that
+/// re-executed the intents of a broker freeze re-publishes them: chaos saw copies 1,781 records
+/// back), is dropped as a copy: the order stays finished and the start reports nothing for it.
+/// With a window of 1,024 event ids the copy reopened the order, and the start reported it
+/// cancelled ("venue state lost at restart"), a second terminal report.
+#[test]
+fn a_late_copy_of_a_finished_orders_report_does_not_reopen_it() {
+    let (cfg, partitions) = ledger();
+    let records = &partitions[0];
+    let first_filled = records
+        .iter()
+        .find_map(|e| match &e.payload {
+            ExecEvent::Report(r) if r.status == ExecStatus::Filled => Some(r.intent_id),
+            _ => None,
+        })
+        .unwrap();
+    let accepted = records
+        .iter()
+        .find(|e| matches!(&e.payload, ExecEvent::Report(r) if r.intent_id == first_filled && r.status == ExecStatus::Accepted))
+        .unwrap()
+        .clone();
+    // The partition's records, then more of its kind (ids made unique, later in time) until
+    // 2,000 records stand between the original and its copy.
+    let span = records.last().unwrap().ts_event.0 - records[0].ts_event.0 + 1_000_000_000;
+    let mut stream: Vec<Envelope<ExecEvent>> = records.clone();
+    let mut copy = 1u64;
+    while stream.len() < 2_000 {
+        for (i, original) in records.iter().enumerate() {
+            let mut env = original.clone();
+            env.event_id = EventId(uuid::Uuid::from_u64_pair(copy, i as u64));
+            env.ts_event = UnixNanos(env.ts_event.0 + copy * span);
+            if let ExecEvent::Report(r) = &mut env.payload {
+                r.intent_id = IntentId(uuid::Uuid::from_u128(r.intent_id.0.as_u128() ^ (u128::from(copy) << 64)));
+                r.exec_id = r.exec_id.as_ref().map(|e| format!("{copy}-{e}"));
+            }
+            stream.push(env);
+        }
+        copy += 1;
+    }
+    stream.push(accepted);
+    let now = stream.iter().map(|e| e.ts_event).max().unwrap();
+    let cancels = |out: &[Envelope<ExecEvent>]| {
+        out.iter().filter(|e| matches!(&e.payload, ExecEvent::Report(r) if r.intent_id == first_filled)).count()
+    };
+    let fresh = OrderLedger::new(cfg.order_plane.max_intent_lag_ms * 1_000_000);
+    for k in [0, stream.len() / 2, stream.len()] {
+        let fold = from_snapshot(0, &stream, k, &fresh);
+        let mut restored = order_engine(cfg);
+        restored.restore_snapshot(&fold.state);
+        let mut out = Vec::new();
+        restored.finish_restore(now, &mut out);
+        assert_eq!(cancels(&out), 0, "the copy reopened {first_filled} (snapshot after {k}): {out:?}");
+    }
+}
