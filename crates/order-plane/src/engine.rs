@@ -983,15 +983,12 @@ impl<V: Venue, C: Clock> OrderEngine<V, C> {
     /// oldest beyond [`FINISHED_KEPT_MAX`]. A late execution of one is then dropped as unknown;
     /// a repeat of its intent is still refused by its remembered id or by risk.
     fn forget_finished(&mut self, now: UnixNanos) {
-        while let Some(&(at, id)) = self.finished.front() {
-            if self.finished.len() <= FINISHED_KEPT_MAX && at.0.saturating_add(FINISHED_KEPT_NS) >= now.0 {
-                break;
+        let orders = &mut self.orders;
+        forget_finished(&mut self.finished, now, |id| {
+            if orders.get(&id).is_some_and(|o| o.status.is_terminal()) {
+                orders.remove(&id);
             }
-            self.finished.pop_front();
-            if self.orders.get(&id).is_some_and(|o| o.status.is_terminal()) {
-                self.orders.remove(&id);
-            }
-        }
+        });
     }
 
     /// Orders tracked now (working ones, and a broker venue's finished ones).
@@ -1060,6 +1057,23 @@ fn venue_event_intent(event: &VenueEvent) -> IntentId {
         | VenueEvent::Sent { intent_id, .. }
         | VenueEvent::Cancelled { intent_id, .. }
         | VenueEvent::Rejected { intent_id, .. } => *intent_id,
+    }
+}
+
+/// Pops the finished orders (by finish time, oldest first) kept past [`FINISHED_KEPT_NS`] before
+/// `now` or beyond [`FINISHED_KEPT_MAX`], handing each id to `forget`: the live engine and the
+/// snapshot fold keep the same ones.
+pub(crate) fn forget_finished(
+    finished: &mut VecDeque<(UnixNanos, IntentId)>,
+    now: UnixNanos,
+    mut forget: impl FnMut(IntentId),
+) {
+    while let Some(&(at, id)) = finished.front() {
+        if finished.len() <= FINISHED_KEPT_MAX && at.0.saturating_add(FINISHED_KEPT_NS) >= now.0 {
+            break;
+        }
+        finished.pop_front();
+        forget(id);
     }
 }
 

@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::cost_model::CostModel;
-use crate::engine::{FINISHED_KEPT_MAX, FINISHED_KEPT_NS, year_month};
+use crate::engine::{forget_finished, year_month};
 use crate::order::OrderState;
 use crate::remembered::RememberedIntents;
 
@@ -114,15 +114,12 @@ impl OrderLedger {
     /// Forgets a broker venue's finished orders past [`FINISHED_KEPT_NS`] before `now` and the
     /// oldest beyond [`FINISHED_KEPT_MAX`]: the engine would drop them at the rebuild's end too.
     fn forget_finished(&mut self, now: UnixNanos) {
-        while let Some(&(at, id)) = self.finished.front() {
-            if self.finished.len() <= FINISHED_KEPT_MAX && at.0.saturating_add(FINISHED_KEPT_NS) >= now.0 {
-                break;
+        let orders = &mut self.orders;
+        forget_finished(&mut self.finished, now, |id| {
+            if orders.get(&id).is_some_and(|o| o.status.is_terminal()) {
+                orders.remove(&id);
             }
-            self.finished.pop_front();
-            if self.orders.get(&id).is_some_and(|o| o.status.is_terminal()) {
-                self.orders.remove(&id);
-            }
-        }
+        });
     }
 }
 
