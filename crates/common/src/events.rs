@@ -194,7 +194,7 @@ pub struct Quote {
 impl Quote {
     /// `(bid + ask) / 2`, exact.
     pub fn mid(&self) -> Decimal {
-        (self.bid_px.get() + self.ask_px.get()) * Decimal::new(5, 1)
+        crate::num::mid(self.bid_px.get(), self.ask_px.get())
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`types`]: checked newtypes (`Symbol`, `Price`, `Quantity`, `UnixNanos`, `EventId`).
 //! - [`events`]: the envelope and the four payload families, one per topic.
 //! - [`codec`]: strict JSON encoding and decoding of envelopes.
+//! - [`num`]: fast, exact paths for the decimal operations every market event goes through.
 //! - [`fees`]: each instrument's fee schedule; [`commission`]: IBKR's tiered US-stock schedule.
 //! - [`ids`]: deterministic, time-ordered event ids.
 //! - [`dedup`]: dropping re-delivered events by event id.
@@ -20,7 +21,7 @@
 //! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
 //! - [`service`]: a plane binary's start-up and exit codes.
 //!
-//! Pure modules (`types`, `events`, `codec`, `ids`, `dedup`, `snapshot`, `clock`, `fees`, `core`) use
+//! Pure modules (`types`, `num`, `events`, `codec`, `ids`, `dedup`, `snapshot`, `clock`, `fees`, `core`) use
 //! no async runtime, so the planes' synchronous cores can depend on them freely.
 
 pub mod clock;
@@ -34,6 +35,7 @@ pub mod fees;
 pub mod http;
 pub mod ids;
 pub mod kafka;
+pub mod num;
 pub mod service;
 pub mod shutdown;
 pub mod snapshot;

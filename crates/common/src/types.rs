@@ -41,25 +41,56 @@ pub type SymbolMap<V> = std::collections::HashMap<Symbol, V, ahash::RandomState>
 pub const MAX_SYMBOL_LEN: usize = 32;
 
 /// An instrument symbol as the venue names it, e.g. `BTCUSDT` or `AAPL`. Cheap to clone.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Eq, PartialOrd, Ord)]
 pub struct Symbol(Arc<str>);
 
-/// Symbols a thread decoded recently. A consumer decodes the same few symbols millions of
-/// times; sharing them saves two allocations per record. Bounded, so odd input cannot grow it.
+impl PartialEq for Symbol {
+    /// The cores look symbols up several times per event, and [`Symbol::new`] shares one
+    /// allocation per name on a thread: the same address is the same name, bytes uncompared
+    /// (std compares an `Arc<str>`'s bytes).
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
+
+impl std::hash::Hash for Symbol {
+    /// The name's hash, as `str`'s: equal names hash alike whatever their allocation.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+/// Symbols this thread made. A consumer decodes the same few symbols millions of times; sharing
+/// them saves two allocations per record and a comparison per lookup. Bounded, so odd input
+/// cannot grow it.
 const INTERNED_SYMBOLS: usize = 256;
 
 thread_local! {
-    static DECODED_SYMBOLS: std::cell::RefCell<Vec<Symbol>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SYMBOLS: std::cell::RefCell<Vec<Symbol>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Symbol {
-    /// Checks and wraps a symbol.
+    /// Checks and wraps a symbol, sharing the allocation of the same name made before on this
+    /// thread: the cores' maps then find a name by its address, without comparing its bytes.
     pub fn new(s: impl AsRef<str>) -> Result<Self, ValueError> {
         let s = s.as_ref();
-        let ok = !s.is_empty()
-            && s.len() <= MAX_SYMBOL_LEN
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b));
-        if ok { Ok(Self(Arc::from(s))) } else { Err(ValueError::Symbol(s.to_owned())) }
+        SYMBOLS.with(|cell| {
+            let mut seen = cell.borrow_mut();
+            if let Some(known) = seen.iter().find(|k| &*k.0 == s) {
+                return Ok(known.clone());
+            }
+            let ok = !s.is_empty()
+                && s.len() <= MAX_SYMBOL_LEN
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b));
+            if !ok {
+                return Err(ValueError::Symbol(s.to_owned()));
+            }
+            let symbol = Self(Arc::from(s));
+            if seen.len() < INTERNED_SYMBOLS {
+                seen.push(symbol.clone());
+            }
+            Ok(symbol)
+        })
     }
 
     /// The symbol as text.
@@ -75,23 +106,6 @@ impl TryFrom<String> for Symbol {
     }
 }
 
-impl Symbol {
-    /// [`Symbol::new`], sharing the allocation of a symbol this thread decoded before.
-    fn interned(s: &str) -> Result<Self, ValueError> {
-        DECODED_SYMBOLS.with(|cell| {
-            let mut seen = cell.borrow_mut();
-            if let Some(known) = seen.iter().find(|k| &*k.0 == s) {
-                return Ok(known.clone());
-            }
-            let symbol = Self::new(s)?;
-            if seen.len() < INTERNED_SYMBOLS {
-                seen.push(symbol.clone());
-            }
-            Ok(symbol)
-        })
-    }
-}
-
 impl<'de> Deserialize<'de> for Symbol {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visitor;
@@ -101,7 +115,7 @@ impl<'de> Deserialize<'de> for Symbol {
                 f.write_str("a symbol string")
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Symbol, E> {
-                Symbol::interned(s).map_err(E::custom)
+                Symbol::new(s).map_err(E::custom)
             }
         }
         d.deserialize_str(Visitor)
@@ -128,10 +142,10 @@ pub struct Price(Decimal);
 impl Price {
     /// Checks and wraps a price.
     pub fn new(d: Decimal) -> Result<Self, ValueError> {
-        if d > MAX_MAGNITUDE {
+        if crate::num::above_max(d) {
             return Err(ValueError::TooLarge(d));
         }
-        if d > Decimal::ZERO { Ok(Self(d)) } else { Err(ValueError::NonPositivePrice(d)) }
+        if crate::num::is_positive(d) { Ok(Self(d)) } else { Err(ValueError::NonPositivePrice(d)) }
     }
 
     /// The price as a decimal.
@@ -170,10 +184,10 @@ impl Quantity {
 
     /// Checks and wraps a quantity.
     pub fn new(d: Decimal) -> Result<Self, ValueError> {
-        if d > MAX_MAGNITUDE {
+        if crate::num::above_max(d) {
             return Err(ValueError::TooLarge(d));
         }
-        if d >= Decimal::ZERO { Ok(Self(d)) } else { Err(ValueError::NegativeQuantity(d)) }
+        if !d.is_sign_negative() || d.is_zero() { Ok(Self(d)) } else { Err(ValueError::NegativeQuantity(d)) }
     }
 
     /// The quantity as a decimal.
@@ -266,6 +280,18 @@ impl Side {
 mod tests {
     use super::*;
     use rust_decimal::dec;
+
+    #[test]
+    fn one_name_is_one_symbol_whatever_thread_made_it() {
+        let here = Symbol::new("BTCUSDT").unwrap();
+        assert!(Arc::ptr_eq(&here.0, &Symbol::new("BTCUSDT").unwrap().0), "shared on one thread");
+        let there = std::thread::spawn(|| Symbol::new("BTCUSDT").unwrap()).join().unwrap();
+        assert!(!Arc::ptr_eq(&here.0, &there.0));
+        assert_eq!(here, there);
+        assert_ne!(here, Symbol::new("ETHUSDT").unwrap());
+        let map: SymbolMap<u8> = [(there, 1)].into_iter().collect();
+        assert_eq!(map.get(&here), Some(&1), "equal names hash alike");
+    }
 
     #[test]
     fn symbol_rules() {

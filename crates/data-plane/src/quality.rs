@@ -3,9 +3,9 @@
 
 use common::config::QualityConfig;
 use common::events::{FeedStatus, Quote, SymbolStatus, Trade};
+use common::num::{self, to_f64};
 use common::types::{Price, Quantity, SymbolMap, UnixNanos};
 use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 
 use crate::source::{Num, RawBody, RawEvent};
 
@@ -133,11 +133,10 @@ impl QualityChecker {
             RawBody::Quote { bid_px, bid_sz, ask_px, ask_sz } => {
                 let (bid_px, ask_px) = (price(*bid_px)?, price(*ask_px)?);
                 let (bid_sz, ask_sz) = (size(*bid_sz)?, size(*ask_sz)?);
-                if bid_px > ask_px {
-                    return Err(Rejection::CrossedBook);
-                }
-                if bid_px == ask_px {
-                    return Err(Rejection::LockedBook);
+                match num::cmp(bid_px.get(), ask_px.get()) {
+                    std::cmp::Ordering::Greater => return Err(Rejection::CrossedBook),
+                    std::cmp::Ordering::Equal => return Err(Rejection::LockedBook),
+                    std::cmp::Ordering::Less => {}
                 }
                 Accepted::Quote(Quote { symbol: ev.symbol.clone(), bid_px, bid_sz, ask_px, ask_sz })
             }
@@ -213,7 +212,7 @@ impl QualityChecker {
 fn price(n: Num) -> Result<Price, Rejection> {
     match n {
         Num::NonFinite => Err(Rejection::NonFinite),
-        Num::Value(d) if d > MAX_VALUE => Err(Rejection::OutOfRange),
+        Num::Value(d) if num::above_max(d) => Err(Rejection::OutOfRange),
         Num::Value(d) => Price::new(d).map_err(|_| Rejection::NonPositivePrice),
     }
 }
@@ -221,14 +220,10 @@ fn price(n: Num) -> Result<Price, Rejection> {
 fn size(n: Num) -> Result<Quantity, Rejection> {
     match n {
         Num::NonFinite => Err(Rejection::NonFinite),
-        Num::Value(d) if d <= Decimal::ZERO => Err(Rejection::NonPositiveSize),
-        Num::Value(d) if d > MAX_VALUE => Err(Rejection::OutOfRange),
+        Num::Value(d) if !num::is_positive(d) => Err(Rejection::NonPositiveSize),
+        Num::Value(d) if num::above_max(d) => Err(Rejection::OutOfRange),
         Num::Value(d) => Quantity::new(d).map_err(|_| Rejection::NonPositiveSize),
     }
-}
-
-fn to_f64(d: Decimal) -> f64 {
-    d.to_f64().unwrap_or(f64::NAN)
 }
 
 fn threshold(cfg: &QualityConfig, state: &SymbolState) -> f64 {

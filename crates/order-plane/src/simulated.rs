@@ -235,7 +235,7 @@ impl SymbolBook {
                     .map(|l| level(l.px.get(), l.sz.get())),
             );
         }
-        let mid = (bids.first()?.px + asks.first()?.px) * Decimal::new(5, 1);
+        let mid = common::num::mid(bids.first()?.px, asks.first()?.px);
         Some(Snapshot { ts, bids, asks, mid, sigma_bps: self.sigma_bps, volume: self.volume })
     }
 

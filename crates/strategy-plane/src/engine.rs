@@ -21,10 +21,11 @@ use common::events::{
     CostModelUpdate, DecisionMark, Envelope, ExecEvent, IntentEvent, IntentId, MarketEvent, OfiEvent, OrderIntent,
     OrderType, SCHEMA_VERSION, SignalValue, Source, TimeInForce,
 };
+use common::num::to_f64;
 use common::types::{EventId, MAX_MAGNITUDE, Side, Symbol, SymbolMap, UnixNanos};
 use common::{fees, ids};
 use rust_decimal::Decimal;
-use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+use rust_decimal::prelude::FromPrimitive;
 
 use crate::covariance::EwmaCovariance;
 use crate::optimizer::{Asset, Problem, Trading, optimize};
@@ -190,10 +191,6 @@ pub struct StrategyEngine<C> {
 /// re-read ends with the newest reports, so only a report for an intent this many intents old
 /// would be miscounted as `unknown_intent` (a metric only). About 1 MiB at the bound.
 const ISSUED_REMEMBERED: usize = 16_384;
-
-fn to_f64(d: Decimal) -> f64 {
-    d.to_f64().unwrap_or(f64::NAN)
-}
 
 impl<C: Clock> StrategyEngine<C> {
     /// A core with nothing learned yet. It reads the Order Plane's limits too (`risk`,

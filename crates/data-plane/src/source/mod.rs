@@ -33,7 +33,7 @@ pub enum Num {
 impl Num {
     /// Parses a decimal string; `nan`, `inf`, `infinity` (any case, signed) are [`Num::NonFinite`].
     pub fn parse(s: &str) -> Option<Self> {
-        if let Ok(d) = Decimal::from_str(s) {
+        if let Ok(d) = common::num::parse(s) {
             return Some(Self::Value(d));
         }
         let t = s.trim_start_matches(['+', '-']).to_ascii_lowercase();
