@@ -39,53 +39,41 @@ const POW10: [u64; 20] = {
 #[inline]
 pub fn parse(s: &str) -> Result<Decimal, rust_decimal::Error> {
     let b = s.as_bytes();
-    if b.is_empty() || b.len() > 20 {
+    let (int, frac) = match b.iter().position(|&c| c == b'.') {
+        Some(dot) => (&b[..dot], &b[dot + 1..]),
+        None => (b, &b[..0]),
+    };
+    // "5." and ".5" are left to rust_decimal, as are more than 19 digits (10^19 - 1 fits a u64).
+    if int.is_empty() || (frac.is_empty() && int.len() < b.len()) || int.len() + frac.len() > 19 {
         return s.parse();
     }
-    let (mut m, mut scale, mut dot, mut digits) = (0u64, 0u32, false, 0u32);
-    for (i, &c) in b.iter().enumerate() {
-        match c {
-            // At most 19 digits: 10^19 - 1 fits a u64, so this cannot overflow.
-            b'0'..=b'9' if digits < 19 => {
-                m = m * 10 + u64::from(c - b'0');
-                digits += 1;
-                scale += u32::from(dot);
+    let mut m = 0u64;
+    for digits in [int, frac] {
+        for &c in digits {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return s.parse();
             }
-            // One dot, with a digit on each side: "5." and ".5" are left to rust_decimal.
-            b'.' if !dot && i > 0 && i + 1 < b.len() => dot = true,
-            _ => return s.parse(),
+            m = m * 10 + u64::from(d);
         }
     }
-    Ok(Decimal::from_parts(m as u32, (m >> 32) as u32, 0, false, scale))
+    Ok(Decimal::from_parts(m as u32, (m >> 32) as u32, 0, false, frac.len() as u32))
 }
 
 /// `(a + b) * 0.5`, as `rust_decimal` computes it: the sum at the larger scale, then the
-/// mantissa times 5 at one more scale. Falls back for negatives, for a scale above 27 and when
-/// the result would not fit 96 bits (where `rust_decimal` rounds).
+/// mantissa times 5 at one more scale. Falls back for negatives, a zero sum, a scale above 27
+/// and when the result would not fit 96 bits (where `rust_decimal` rounds).
 #[inline]
 pub fn mid(a: Decimal, b: Decimal) -> Decimal {
-    let slow = || (a + b) * Decimal::new(5, 1);
     if a.is_sign_negative() || b.is_sign_negative() {
-        return slow();
+        return (a + b) * Decimal::new(5, 1);
     }
-    let (sa, sb) = (a.scale(), b.scale());
-    let s = sa.max(sb);
-    if s >= MAX_SCALE {
-        return slow();
-    }
-    let widen = |d: Decimal, from: u32| -> Option<u128> {
-        let m = d.mantissa().unsigned_abs();
-        let k = s - from;
-        // The mantissas are below 2^96 and k ≤ 19 keeps the factor a u64: the product fits a
-        // u128 unless the checked multiply says otherwise.
-        m.checked_mul(u128::from(*POW10.get(k as usize)?))
-    };
-    let sum = widen(a, sa).zip(widen(b, sb)).and_then(|(x, y)| x.checked_add(y));
-    match sum.and_then(|m| m.checked_mul(5)) {
-        Some(m) if m < MANTISSA_LIMIT && sum.is_some_and(|x| x < MANTISSA_LIMIT) => {
+    match exact_sum(a, b, false) {
+        Some((sum, s)) if s < MAX_SCALE && sum > 0 && (sum as u128) * 5 < MANTISSA_LIMIT => {
+            let m = (sum as u128) * 5;
             Decimal::from_parts(m as u32, (m >> 32) as u32, (m >> 64) as u32, false, s + 1)
         }
-        _ => slow(),
+        _ => (a + b) * Decimal::new(5, 1),
     }
 }
 
@@ -105,6 +93,15 @@ pub fn sub(a: Decimal, b: Decimal) -> Decimal {
 
 #[inline]
 fn signed_sum(a: Decimal, b: Decimal, negate_b: bool) -> Option<Decimal> {
+    let (sum, s) = exact_sum(a, b, negate_b)?;
+    let m = sum.unsigned_abs();
+    (m != 0).then(|| Decimal::from_parts(m as u32, (m >> 32) as u32, (m >> 64) as u32, sum < 0, s))
+}
+
+/// `a ± b` exactly, as a signed mantissa below 2^96 in magnitude and its scale (the larger of
+/// the two), or `None` where `rust_decimal` would have to round.
+#[inline]
+fn exact_sum(a: Decimal, b: Decimal, negate_b: bool) -> Option<(i128, u32)> {
     let s = a.scale().max(b.scale());
     // At the larger scale: a mantissa as it is, or a u64 one times a power of ten (one u64 × u64
     // multiply; a wider one is left to rust_decimal).
@@ -120,9 +117,7 @@ fn signed_sum(a: Decimal, b: Decimal, negate_b: bool) -> Option<Decimal> {
     let (x, y) = (widen(a)?, widen(b)?);
     // Both below 2^96 in magnitude: the i128 sum cannot overflow.
     let sum = if negate_b { x - y } else { x + y };
-    let m = sum.unsigned_abs();
-    (m != 0 && m < MANTISSA_LIMIT)
-        .then(|| Decimal::from_parts(m as u32, (m >> 32) as u32, (m >> 64) as u32, sum < 0, s))
+    (sum.unsigned_abs() < MANTISSA_LIMIT).then_some((sum, s))
 }
 
 /// `a.cmp(&b)`: at one scale and one sign, the mantissas' order (the common case of two prices
