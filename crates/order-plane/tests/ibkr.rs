@@ -248,8 +248,9 @@ async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
     plane.await.unwrap();
     gw.fill(103, "0004.01", "4", 189.52, 0.35);
     gw.cancel_at_gateway(104);
-    place_behind_the_planes_back(&cfg, intent_id(6)).await;
+    assert_eq!(place_behind_the_planes_back(&cfg, &gw, intent_id(6)).await, 105);
     let places_before_restart = place_count(&gw);
+    assert_eq!(places_before_restart, 6, "{:?}", gw.requests());
 
     let (addr, stop, plane) = start(&cfg).await;
     let r4 = h.reports_until(intent_id(4), |r| r.len() >= 3).await;
@@ -296,8 +297,9 @@ async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
 }
 
 /// What an earlier run of the plane did just before it died: took intent `id` and sent its
-/// order (3 AAPL), but never published a report.
-async fn place_behind_the_planes_back(cfg: &AppConfig, id: IntentId) {
+/// order (3 AAPL), but never published a report. Returns once the gateway holds the order (the
+/// session's `Submitted` only says it was written to the socket): its IB order id.
+async fn place_behind_the_planes_back(cfg: &AppConfig, gw: &FakeGateway, id: IntentId) -> i32 {
     let session_cfg = common::config::IbkrConfig { client_id: cfg.ibkr.order_client_id, ..cfg.ibkr.clone() };
     let (client, _notices) = ibkr::connect(&session_cfg).await.unwrap();
     let client = Arc::new(client);
@@ -318,15 +320,27 @@ async fn place_behind_the_planes_back(cfg: &AppConfig, id: IntentId) {
             account: String::new(),
         })
         .unwrap();
-    loop {
+    let order_ref = id.to_string();
+    let order_id = loop {
         let ev = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
-        if matches!(ev, ibkr::orders::OrderEvent::Submitted { .. }) {
-            break;
+        if let ibkr::orders::OrderEvent::Submitted { order_ref: r, order_id } = ev
+            && r == order_ref
+        {
+            break order_id;
         }
+    };
+    // Before the session lets go of its connection: the gateway reads what was sent on it only
+    // while it is its current one.
+    let at_gateway =
+        gw.wait_request(0, WAIT, |r| matches!(r, Request::PlaceOrder(p) if p.order_ref == order_ref)).await;
+    match at_gateway {
+        Some(Request::PlaceOrder(p)) => assert_eq!(p.order_id, order_id),
+        other => panic!("the gateway never got intent {id}'s order: {other:?}"),
     }
     stop.cancel();
     session.await.unwrap();
     client.disconnect().await;
+    order_id
 }
 
 fn repo() -> PathBuf {
