@@ -137,6 +137,13 @@ async fn placed(gw: &FakeGateway, n: usize) -> fake_ib_gateway::PlacedOrder {
     }
 }
 
+/// The `n`-th (0-based) order the gateway received, which must be intent `id`'s: its order id.
+async fn placed_for(gw: &FakeGateway, n: usize, id: IntentId) -> i32 {
+    let p = placed(gw, n).await;
+    assert_eq!(p.order_ref, id.to_string(), "order #{n} is not intent {id}'s: {:?}", gw.requests());
+    p.order_id
+}
+
 fn place_count(gw: &FakeGateway) -> usize {
     gw.requests().iter().filter(|r| matches!(r, Request::PlaceOrder(_))).count()
 }
@@ -217,7 +224,7 @@ async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
 
     // 2. A cancel of a working order.
     h.intent(IntentEvent::Intent(intent(2, dec!(10))), T0 + 2_000_000).await;
-    assert_eq!(placed(&gw, 1).await.order_id, 101);
+    assert_eq!(placed_for(&gw, 1, intent_id(2)).await, 101);
     h.reports_until(intent_id(2), |r| r.iter().any(|x| !x.order_id.is_empty())).await;
     h.intent(IntentEvent::Cancel(CancelIntent { intent_id: intent_id(2), symbol: aapl() }), T0 + 3_000_000).await;
     assert!(gw.wait_request(0, WAIT, |r| matches!(r, Request::CancelOrder { order_id: 101 })).await.is_some());
@@ -226,7 +233,7 @@ async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
 
     // 3. The gateway goes down, the working order fills meanwhile: reported once, on reconnect.
     h.intent(IntentEvent::Intent(intent(3, dec!(5))), T0 + 4_000_000).await;
-    assert_eq!(placed(&gw, 2).await.order_id, 102);
+    assert_eq!(placed_for(&gw, 2, intent_id(3)).await, 102);
     h.reports_until(intent_id(3), |r| r.iter().any(|x| !x.order_id.is_empty())).await;
     gw.set_accepting(false);
     gw.drop_connection();
@@ -241,7 +248,9 @@ async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
     //    cancels the other; an earlier run's order (taken, sent, never reported) also works at IB.
     h.intent(IntentEvent::Intent(intent(4, dec!(10))), T0 + 5_000_000).await;
     h.intent(IntentEvent::Intent(intent(5, dec!(10))), T0 + 5_000_001).await;
-    assert_eq!(placed(&gw, 4).await.order_id, 104);
+    // The fill and the cancel below name IB's order ids: 103 must be intent 4's, 104 intent 5's.
+    assert_eq!(placed_for(&gw, 3, intent_id(4)).await, 103);
+    assert_eq!(placed_for(&gw, 4, intent_id(5)).await, 104);
     h.reports_until(intent_id(5), |r| r.iter().any(|x| !x.order_id.is_empty())).await;
     h.reports_until(intent_id(4), |r| r.iter().any(|x| !x.order_id.is_empty())).await;
     stop.cancel();
@@ -253,7 +262,7 @@ async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
     assert_eq!(places_before_restart, 6, "{:?}", gw.requests());
 
     let (addr, stop, plane) = start(&cfg).await;
-    let r4 = h.reports_until(intent_id(4), |r| r.len() >= 3).await;
+    let r4 = h.reports_until(intent_id(4), |r| r.iter().any(|x| x.exec_id.as_deref() == Some("0004.01"))).await;
     assert_eq!(
         statuses(&r4),
         [ExecStatus::Accepted, ExecStatus::Accepted, ExecStatus::PartiallyFilled],
@@ -278,6 +287,7 @@ async fn intents_trade_at_ibkr_exactly_once_across_outages_and_restarts() {
     let r4 = h.reports_until(intent_id(4), |r| r.iter().any(|x| x.status == ExecStatus::Filled)).await;
     assert_eq!(fills(&r4).len(), 2);
     h.intent(IntentEvent::Cancel(CancelIntent { intent_id: intent_id(6), symbol: aapl() }), T0 + 7_000_000).await;
+    assert!(gw.wait_request(0, WAIT, |r| matches!(r, Request::CancelOrder { order_id: 105 })).await.is_some());
     let r6 = h.reports_until(intent_id(6), |r| r.iter().any(|x| x.status.is_terminal())).await;
     assert_eq!(statuses(&r6), [ExecStatus::Accepted, ExecStatus::Cancelled]);
     assert_eq!(place_count(&gw), places_before_restart, "an intent was sent twice: {:?}", gw.requests());
