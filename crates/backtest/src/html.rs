@@ -19,20 +19,23 @@ use crate::series::{Distribution, FillMarkers};
 const BINS: usize = 40;
 const SIZE: (u32, u32) = (1000, 320);
 
-const TEMPLATE: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Backtest report</title>
-<style>
-body { font-family: sans-serif; max-width: 1040px; margin: 1em auto; color: #222; }
+/// The look of the report and the sweep pages, one stylesheet for both (as `{{ style }}`).
+pub(crate) const STYLE: &str = r#"body { font-family: sans-serif; max-width: 1040px; margin: 1em auto; color: #222; }
 table { border-collapse: collapse; margin-bottom: 1em; }
 th, td { padding: 2px 10px; border-bottom: 1px solid #ddd; text-align: right; font-variant-numeric: tabular-nums; }
 th { text-align: left; font-weight: normal; color: #444; }
 figure { margin: 1.5em 0; }
 figcaption { font-size: 90%; color: #555; margin-bottom: 0.3em; }
 .note { background: #fff6d6; padding: 0.4em 0.6em; }
-</style>
+"#;
+
+const TEMPLATE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Backtest report</title>
+<style>
+{{ style }}</style>
 </head>
 <body>
 <h1>Backtest report</h1>
@@ -423,6 +426,7 @@ pub fn render(outcome: &Outcome) -> Result<String, HtmlError> {
     let mut env = Environment::new();
     env.add_template("report.html", TEMPLATE)?;
     let page = env.get_template("report.html")?.render(context! {
+        style => Value::from_safe_string(STYLE.into()),
         schema => report.schema,
         files,
         span,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::config::AppConfig;
-use minijinja::{Environment, Value, context};
+use minijinja::{Value, context};
 use serde::Serialize;
 
 use crate::html;
@@ -246,12 +246,7 @@ const TEMPLATE: &str = r#"<!doctype html>
 <meta charset="utf-8">
 <title>Backtest sweep</title>
 <style>
-body { font-family: sans-serif; max-width: 1040px; margin: 1em auto; color: #222; }
-table { border-collapse: collapse; margin-bottom: 1em; }
-th, td { padding: 2px 10px; border-bottom: 1px solid #ddd; text-align: right; font-variant-numeric: tabular-nums; }
-th { text-align: left; font-weight: normal; color: #444; }
-figcaption { font-size: 90%; color: #555; margin-bottom: 0.3em; }
-</style>
+{{ style }}</style>
 </head>
 <body>
 <h1>Backtest sweep</h1>
@@ -305,9 +300,10 @@ fn page(json: &SweepJson<'_>, done: &[Done]) -> Result<String, html::HtmlError> 
     let lines: Vec<(&str, Vec<(f64, f64)>)> = done.iter().map(|d| (d.name.as_str(), d.equity.clone())).collect();
     let equity = html::time_chart("sweep equity", "net PnL", &lines, &[])?;
     let names: Vec<&str> = done.iter().map(|d| d.name.as_str()).collect();
-    let mut env = Environment::new();
+    let mut env = minijinja::Environment::new();
     env.add_template("sweep.html", TEMPLATE)?;
     Ok(env.get_template("sweep.html")?.render(context! {
+        style => Value::from_safe_string(crate::html::STYLE.into()),
         schema => SCHEMA,
         count => names.len(),
         variants => names,
