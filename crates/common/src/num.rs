@@ -61,8 +61,8 @@ pub fn parse(s: &str) -> Result<Decimal, rust_decimal::Error> {
 }
 
 /// `(a + b) * 0.5`, as `rust_decimal` computes it: the sum at the larger scale, then the
-/// mantissa times 5 at one more scale. Falls back for negatives, a zero sum, a scale above 27
-/// and when the result would not fit 96 bits (where `rust_decimal` rounds).
+/// mantissa times 5 at one more scale. Falls back where [`add`] does, for negatives and a
+/// scale above 27.
 #[inline]
 pub fn mid(a: Decimal, b: Decimal) -> Decimal {
     if a.is_sign_negative() || b.is_sign_negative() {
@@ -78,8 +78,9 @@ pub fn mid(a: Decimal, b: Decimal) -> Decimal {
 }
 
 /// `a + b`, as `rust_decimal` computes it: both at the larger scale, summed exactly. Falls back
-/// when a mantissa at that scale or the sum would not fit 96 bits (where `rust_decimal` rounds)
-/// and when the sum is zero (its sign is `rust_decimal`'s business).
+/// when an operand is zero (`rust_decimal` then returns the other at its own scale), when a
+/// mantissa at that scale or the sum would not fit 96 bits (where `rust_decimal` rounds) and
+/// when the sum is zero (its sign is `rust_decimal`'s business).
 #[inline]
 pub fn add(a: Decimal, b: Decimal) -> Decimal {
     signed_sum(a, b, false).unwrap_or_else(|| a + b)
@@ -102,6 +103,11 @@ fn signed_sum(a: Decimal, b: Decimal, negate_b: bool) -> Option<Decimal> {
 /// the two), or `None` where `rust_decimal` would have to round.
 #[inline]
 fn exact_sum(a: Decimal, b: Decimal, negate_b: bool) -> Option<(i128, u32)> {
+    // rust_decimal returns the other operand of a sum with zero as it is, at its own scale (not
+    // at the larger one): left to it.
+    if a.is_zero() || b.is_zero() {
+        return None;
+    }
     let s = a.scale().max(b.scale());
     // At the larger scale: a mantissa as it is, or a u64 one times a power of ten (one u64 × u64
     // multiply; a wider one is left to rust_decimal).
@@ -182,15 +188,17 @@ mod tests {
     }
 
     fn decimal() -> impl Strategy<Value = Decimal> {
-        (any::<u128>(), 0u32..=28, any::<bool>(), 0u32..=4).prop_map(|(m, scale, neg, width)| {
-            // Mostly short mantissas, as prices are, and some at the 96-bit edge.
+        (any::<u128>(), 0u32..=28, any::<bool>(), 0u32..=5).prop_map(|(m, scale, neg, width)| {
+            // Mostly short mantissas, as prices are, zeros of either sign (a running sum that
+            // cancels), and some at the 96-bit edge.
             let m = match width {
                 0 => m % 1_000_000,
                 1 => m % 10_000_000_000_000,
-                2 => m % (1 << 64),
+                2 => m % 2,
+                3 => m % (1 << 64),
                 _ => m % (1 << 96),
             };
-            Decimal::from_i128_with_scale(if neg { -(m as i128) } else { m as i128 }, scale)
+            Decimal::from_parts(m as u32, (m >> 32) as u32, (m >> 64) as u32, neg, scale)
         })
     }
 
@@ -267,6 +275,9 @@ mod tests {
         // 2.00: the sum 4.0 at scale 1, times 0.5 at scale 2.
         assert!(same(mid(d("1.5"), d("2.5")), d("2.00")));
         assert!(same(mid(d("61685.99"), d("61686")), d("61685.995")));
+        // A sum with zero is the other operand at its own scale, as rust_decimal has it.
+        assert!(same(add(d("0.00"), d("1.5")), d("1.5")) && same(sub(d("0.0"), d("3")), d("-3")));
+        assert!(same(mid(d("1"), d("0.0")), d("0.5")));
         assert_eq!(to_f64(d("61685.99")), 61685.99);
         assert_eq!(to_f64(d("-0.5")), -0.5);
         assert!(above_max(d("1000000000000.01")) && !above_max(d("1000000000000")));

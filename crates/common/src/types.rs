@@ -74,23 +74,26 @@ impl Symbol {
     /// thread: the cores' maps then find a name by its address, without comparing its bytes.
     pub fn new(s: impl AsRef<str>) -> Result<Self, ValueError> {
         let s = s.as_ref();
-        SYMBOLS.with(|cell| {
+        let shared = SYMBOLS.try_with(|cell| {
             let mut seen = cell.borrow_mut();
             if let Some(known) = seen.iter().find(|k| &*k.0 == s) {
                 return Ok(known.clone());
             }
-            let ok = !s.is_empty()
-                && s.len() <= MAX_SYMBOL_LEN
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b));
-            if !ok {
-                return Err(ValueError::Symbol(s.to_owned()));
-            }
-            let symbol = Self(Arc::from(s));
+            let symbol = Self::checked(s)?;
             if seen.len() < INTERNED_SYMBOLS {
                 seen.push(symbol.clone());
             }
             Ok(symbol)
-        })
+        });
+        // Only while the thread itself is being torn down is its cache gone.
+        shared.unwrap_or_else(|_| Self::checked(s))
+    }
+
+    fn checked(s: &str) -> Result<Self, ValueError> {
+        let ok = !s.is_empty()
+            && s.len() <= MAX_SYMBOL_LEN
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b));
+        if ok { Ok(Self(Arc::from(s))) } else { Err(ValueError::Symbol(s.to_owned())) }
     }
 
     /// The symbol as text.
