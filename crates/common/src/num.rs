@@ -68,7 +68,13 @@ pub fn mid(a: Decimal, b: Decimal) -> Decimal {
     if a.is_sign_negative() || b.is_sign_negative() {
         return (a + b) * Decimal::new(5, 1);
     }
-    match exact_sum(a, b, false) {
+    // A sum with zero is the other operand at its own scale, as rust_decimal has it.
+    let sum = match (a.is_zero(), b.is_zero()) {
+        (true, _) => Some((b.mantissa(), b.scale())),
+        (_, true) => Some((a.mantissa(), a.scale())),
+        _ => exact_sum(a, b, false),
+    };
+    match sum {
         Some((sum, s)) if s < MAX_SCALE && sum > 0 && (sum as u128) * 5 < MANTISSA_LIMIT => {
             let m = (sum as u128) * 5;
             Decimal::from_parts(m as u32, (m >> 32) as u32, (m >> 64) as u32, false, s + 1)
@@ -77,10 +83,10 @@ pub fn mid(a: Decimal, b: Decimal) -> Decimal {
     }
 }
 
-/// `a + b`, as `rust_decimal` computes it: both at the larger scale, summed exactly. Falls back
-/// when an operand is zero (`rust_decimal` then returns the other at its own scale), when a
-/// mantissa at that scale or the sum would not fit 96 bits (where `rust_decimal` rounds) and
-/// when the sum is zero (its sign is `rust_decimal`'s business).
+/// `a + b`, as `rust_decimal` computes it: with a zero operand, the other one as it is; else
+/// both at the larger scale, summed exactly. Falls back when a mantissa at that scale or the sum
+/// would not fit 96 bits (where `rust_decimal` rounds) and when the sum is zero (its sign is
+/// `rust_decimal`'s business).
 #[inline]
 pub fn add(a: Decimal, b: Decimal) -> Decimal {
     signed_sum(a, b, false).unwrap_or_else(|| a + b)
@@ -92,8 +98,20 @@ pub fn sub(a: Decimal, b: Decimal) -> Decimal {
     signed_sum(a, b, true).unwrap_or_else(|| a - b)
 }
 
-#[inline]
+#[inline(always)]
 fn signed_sum(a: Decimal, b: Decimal, negate_b: bool) -> Option<Decimal> {
+    // rust_decimal's rule for a zero operand: the other one as it is, at its own scale (not at
+    // the larger one), negated when it is subtracted and not zero itself.
+    if a.is_zero() {
+        let mut r = b;
+        if negate_b && !b.is_zero() {
+            r.set_sign_negative(b.is_sign_positive());
+        }
+        return Some(r);
+    }
+    if b.is_zero() {
+        return Some(a);
+    }
     let (sum, s) = exact_sum(a, b, negate_b)?;
     let m = sum.unsigned_abs();
     (m != 0).then(|| Decimal::from_parts(m as u32, (m >> 32) as u32, (m >> 64) as u32, sum < 0, s))
@@ -101,10 +119,9 @@ fn signed_sum(a: Decimal, b: Decimal, negate_b: bool) -> Option<Decimal> {
 
 /// `a ± b` exactly, as a signed mantissa below 2^96 in magnitude and its scale (the larger of
 /// the two), or `None` where `rust_decimal` would have to round.
-#[inline]
+#[inline(always)]
 fn exact_sum(a: Decimal, b: Decimal, negate_b: bool) -> Option<(i128, u32)> {
-    // rust_decimal returns the other operand of a sum with zero as it is, at its own scale (not
-    // at the larger one): left to it.
+    // A zero operand keeps the other's scale: the callers' business.
     if a.is_zero() || b.is_zero() {
         return None;
     }
