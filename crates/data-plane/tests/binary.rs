@@ -96,3 +96,89 @@ fn sigterm_drains_and_exits_zero() {
     let status = wait_for(Duration::from_secs(20), "exit after SIGTERM", || child.try_wait().unwrap());
     assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
 }
+
+/// A replay file that stops answering, as a hung network file system does: the watchdog makes
+/// the plane not ready and it exits 66 naming the file, rather than staying up, ready and
+/// publishing nothing.
+///
+/// The file is a FIFO whose writer sends rows and then goes silent while keeping it open, so the
+/// reader blocks in `read`. The plane opens the file twice (`Replay::open` to read it, then
+/// `run::stream_name` to hash its first 64 KiB); both opens share the one pipe, so the writer
+/// sends far more than 64 KiB: the hash takes its 64 KiB and returns (had it been left waiting
+/// for the end of the file, start-up would have blocked there, before the watchdog exists), and
+/// the reader gets the rest. Where the hash's share was cut out, a row may be malformed; the
+/// plane counts it and reads on.
+#[test]
+fn a_replay_file_that_stops_answering_stops_the_plane_with_66() {
+    use std::io::Write;
+
+    let broker = Broker::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("stuck.csv");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    // Header and rows: more than the reader's first read (its buffer is 1 MiB) and the hash's
+    // 64 KiB together, so each open gets data however the reads interleave.
+    let sample = std::fs::read_to_string(repo().join("data/binance-usdm-btcusdt-2024-08-08.csv")).unwrap();
+    let mut data = String::new();
+    for line in sample.lines() {
+        data.push_str(line);
+        data.push('\n');
+        if data.len() > 3 << 19 {
+            break;
+        }
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let writer_path = fifo.clone();
+    // Not joined: should the plane never open the FIFO, the writer stays blocked in `open`.
+    std::thread::spawn(move || {
+        // Opening blocks until the plane opens the other end; the write blocks while the pipe is
+        // full, until the plane reads on.
+        let mut w = std::fs::OpenOptions::new().write(true).open(writer_path).unwrap();
+        let _ = w.write_all(data.as_bytes());
+        // Silent but open: the reader blocks in read() instead of seeing the end of the file.
+        let _ = done_rx.recv_timeout(Duration::from_secs(600));
+    });
+
+    let port = free_port();
+    let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = data_plane(dir.path())
+        .env("REPLAY_PATH", &fifo)
+        .env("REPLAY_SPEED", "max")
+        .env("ALGOTRADER__DATA_PLANE__REPLAY__STALL_TIMEOUT_S", "5")
+        .env("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap())
+        .env("KAFKA_TOPIC_PREFIX", unique("stall_"))
+        .env("DATA_PLANE_PORT", port.to_string())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // Ready while the reader is silent (the watchdog gives it 5 s), then stopped by the watchdog.
+    let mut seen_ready = false;
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(150) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "still running after 150 s with the replay file silent (ready seen: {seen_ready}):\n{}",
+                std::fs::read_to_string(&stdout).unwrap()
+            );
+        }
+        seen_ready |= http_get(addr, "/health/ready").is_ok_and(|(code, _)| code == 200);
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = done_tx.send(());
+    let (stdout, stderr) = (std::fs::read_to_string(&stdout).unwrap(), std::fs::read_to_string(&stderr).unwrap());
+    assert_eq!(status.code(), Some(66), "{stderr}\n{stdout}");
+    assert!(seen_ready, "the plane was never ready before the stall:\n{stdout}");
+    let stalled = stdout.lines().find(|l| l.contains("Replay reader stalled")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(stalled.contains("stuck.csv") && stalled.contains("not ready"), "{stalled}");
+    // It stalled mid-file, after rows, as a file system that stops answering does.
+    let rows: u64 = stalled.split("rows=").nth(1).and_then(|r| r.split(' ').next()?.parse().ok()).unwrap();
+    assert!(rows > 1000, "{stalled}");
+    assert!(stderr.contains("stuck.csv") && stderr.contains("made no progress"), "{stderr}");
+}
