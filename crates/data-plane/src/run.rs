@@ -227,8 +227,9 @@ async fn replay(
     shutdown: &CancellationToken,
 ) -> Result<(), RunError> {
     let replay_cfg = &cfg.data_plane.replay;
-    let replay = Replay::open(&replay_cfg.path, replay_cfg.loop_count)?;
-    let stream = stream_name(replay.files(), &cfg.data_plane);
+    let Some((replay, stream)) = open_within_the_stall_limit(cfg, shutdown).await? else {
+        return Ok(());
+    };
     tracing::info!(files = ?replay.files(), passes = replay_cfg.loop_count, speed = %replay_cfg.speed, "Replay opened.");
 
     let instance = cfg.instance_id();
@@ -455,6 +456,43 @@ pub fn stream_name(files: &[PathBuf], cfg: &DataPlaneConfig) -> String {
         .collect();
     let shape = serde_json::to_string(&(&cfg.quality, &cfg.ofi, cfg.replay.loop_count)).unwrap_or_default();
     format!("replay:{};{:016x}", parts.join(","), common::ids::stream_hash(&shape))
+}
+
+/// Opens the replay and names its stream (which reads each file's first 64 KiB) on a thread of
+/// their own, under the reader's stall limit: a file system that hangs at start-up stops the plane
+/// with [`RunError::ReaderStalled`], as one that hangs later does, instead of leaving it not
+/// ready for good. `None` when a shutdown came first. A hung thread is left behind (it cannot be
+/// stopped), and the process ends.
+async fn open_within_the_stall_limit(
+    cfg: &AppConfig,
+    shutdown: &CancellationToken,
+) -> Result<Option<(Replay, String)>, RunError> {
+    let replay_cfg = &cfg.data_plane.replay;
+    let (path, passes, plane_cfg) = (replay_cfg.path.clone(), replay_cfg.loop_count, cfg.data_plane.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("replay-open".into())
+        .spawn(move || {
+            let opened = Replay::open(&path, passes).map(|replay| {
+                let stream = stream_name(replay.files(), &plane_cfg);
+                (replay, stream)
+            });
+            let _ = tx.send(opened);
+        })
+        .map_err(|source| SourceError::Io { path: PathBuf::from("<replay-open thread>"), source })?;
+    let limit = Duration::from_secs(replay_cfg.stall_timeout_s);
+    tokio::select! {
+        () = shutdown.cancelled() => Ok(None),
+        opened = rx => match opened {
+            Ok(opened) => Ok(Some(opened?)),
+            Err(_) => Err(RunError::ReaderPanicked),
+        },
+        () = tokio::time::sleep(limit) => {
+            let (file, secs) = (replay_cfg.path.clone(), limit.as_secs());
+            tracing::error!(file = %file.display(), secs, "Replay input did not answer while being opened; not ready, stopping.");
+            Err(RunError::ReaderStalled { file, rows: 0, secs })
+        }
+    }
 }
 
 /// Produces everything in `out` and queues its delivery reports; `false` when delivery failed

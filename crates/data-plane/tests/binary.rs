@@ -110,34 +110,11 @@ fn sigterm_drains_and_exits_zero() {
 /// plane counts it and reads on.
 #[test]
 fn a_replay_file_that_stops_answering_stops_the_plane_with_66() {
-    use std::io::Write;
-
     let broker = Broker::shared();
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("stuck.csv");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     // Header and rows: more than the reader's first read (its buffer is 1 MiB) and the hash's
     // 64 KiB together, so each open gets data however the reads interleave.
-    let sample = std::fs::read_to_string(repo().join("data/binance-usdm-btcusdt-2024-08-08.csv")).unwrap();
-    let mut data = String::new();
-    for line in sample.lines() {
-        data.push_str(line);
-        data.push('\n');
-        if data.len() > 3 << 19 {
-            break;
-        }
-    }
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let writer_path = fifo.clone();
-    // Not joined: should the plane never open the FIFO, the writer stays blocked in `open`.
-    std::thread::spawn(move || {
-        // Opening blocks until the plane opens the other end; the write blocks while the pipe is
-        // full, until the plane reads on.
-        let mut w = std::fs::OpenOptions::new().write(true).open(writer_path).unwrap();
-        let _ = w.write_all(data.as_bytes());
-        // Silent but open: the reader blocks in read() instead of seeing the end of the file.
-        let _ = done_rx.recv_timeout(Duration::from_secs(600));
-    });
+    let (fifo, done_tx) = silent_fifo(dir.path(), 3 << 19);
 
     let port = free_port();
     let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
@@ -180,5 +157,62 @@ fn a_replay_file_that_stops_answering_stops_the_plane_with_66() {
     // It stalled mid-file, after rows, as a file system that stops answering does.
     let rows: u64 = stalled.split("rows=").nth(1).and_then(|r| r.split(' ').next()?.parse().ok()).unwrap();
     assert!(rows > 1000, "{stalled}");
+    assert!(stderr.contains("stuck.csv") && stderr.contains("made no progress"), "{stderr}");
+}
+
+/// A FIFO `stuck.csv` in `dir` whose writer sends the sample's header and rows, at least `bytes`
+/// of them, and then goes silent while keeping it open (as a hung network file system does); the
+/// sender ends the writer.
+fn silent_fifo(dir: &Path, bytes: usize) -> (PathBuf, std::sync::mpsc::Sender<()>) {
+    use std::io::Write;
+    let fifo = dir.join("stuck.csv");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let sample = std::fs::read_to_string(repo().join("data/binance-usdm-btcusdt-2024-08-08.csv")).unwrap();
+    let mut data = String::new();
+    for line in sample.lines() {
+        data.push_str(line);
+        data.push('\n');
+        if data.len() > bytes {
+            break;
+        }
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let writer_path = fifo.clone();
+    // Not joined: should the plane never open the FIFO, the writer stays blocked in `open`.
+    std::thread::spawn(move || {
+        // Opening blocks until the plane opens the other end; the write blocks while the pipe is
+        // full, until the plane reads on.
+        let mut w = std::fs::OpenOptions::new().write(true).open(writer_path).unwrap();
+        let _ = w.write_all(data.as_bytes());
+        // Silent but open: a read blocks instead of seeing the end of the file.
+        let _ = done_rx.recv_timeout(Duration::from_secs(600));
+    });
+    (fifo, done_tx)
+}
+
+/// A replay file that stops answering while the plane starts (here in the read of its first
+/// 64 KiB that names the replay's stream): the plane exits 66 naming it within the stall limit,
+/// rather than staying not ready for good.
+#[test]
+fn a_replay_file_that_hangs_at_start_up_stops_the_plane_with_66() {
+    let dir = tempfile::tempdir().unwrap();
+    // A few rows: the reader's open takes them all, and the stream's 64 KiB read then waits.
+    let (fifo, done_tx) = silent_fifo(dir.path(), 1_000);
+    let started = std::time::Instant::now();
+    let mut child = data_plane(dir.path())
+        .env("REPLAY_PATH", &fifo)
+        .env("ALGOTRADER__DATA_PLANE__REPLAY__STALL_TIMEOUT_S", "5")
+        .env("DATA_PLANE_PORT", free_port().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_for(Duration::from_secs(120), "exit while the replay file hangs", || child.try_wait().unwrap());
+    let _ = done_tx.send(());
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(status.code(), Some(66), "{stderr}\n{stdout}");
+    assert!(started.elapsed() >= Duration::from_secs(5), "not before the stall limit");
+    assert!(stdout.contains("did not answer while being opened") && stdout.contains("stuck.csv"), "{stdout}");
     assert!(stderr.contains("stuck.csv") && stderr.contains("made no progress"), "{stderr}");
 }
