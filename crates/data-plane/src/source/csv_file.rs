@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use super::{COLUMNS, FileRow, ReadBytes, SourceError, Symbols, row_from_fields};
+use super::{COLUMNS, FileRow, ReadBytes, SourceError, row_from_fields};
 
 /// The longest record (line) kept, in bytes: a valid replay row is under 200.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
@@ -33,7 +33,6 @@ pub(super) struct CsvRows {
     index: [usize; COLUMNS.len()],
     width: usize,
     done: bool,
-    symbols: Symbols,
     /// Bytes consumed from the file so far, header included.
     consumed: u64,
     /// `consumed` as of the last row handed out, shared with the [`super::Replay`].
@@ -60,7 +59,6 @@ pub(super) fn rows(path: &Path, read: ReadBytes) -> Result<CsvRows, SourceError>
         index: [0; COLUMNS.len()],
         width: 0,
         done: false,
-        symbols: Symbols::default(),
         consumed: 0,
         read,
     };
@@ -147,8 +145,7 @@ impl CsvRows {
                     .map_err(|_| (line, "field is not UTF-8".to_owned()))?,
             };
         }
-        row_from_fields(&mut self.symbols, f[0], f[1], f[2], [f[3], f[4], f[5], f[6], f[7], f[8], f[9]])
-            .map_err(|e| (line, e))
+        row_from_fields(f[0], f[1], f[2], [f[3], f[4], f[5], f[6], f[7], f[8], f[9]]).map_err(|e| (line, e))
     }
 }
 

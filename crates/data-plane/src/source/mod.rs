@@ -192,29 +192,6 @@ fn open(path: &Path, read: ReadBytes) -> Result<Box<dyn RowReader>, SourceError>
     }
 }
 
-/// Hands out one shared [`Symbol`] per distinct name, so rows do not allocate their symbol.
-#[derive(Default)]
-struct Symbols(Vec<Symbol>);
-
-impl Symbols {
-    /// Names kept before the cache starts over (a file with more symbols still works, slower).
-    const MAX: usize = 256;
-
-    fn get(&mut self, name: &str) -> Result<Symbol, String> {
-        if let Some(s) = self.0.iter().find(|s| s.as_str() == name) {
-            return Ok(s.clone());
-        }
-        let symbol = Symbol::new(name).map_err(|_| {
-            format!("invalid symbol {}: 1 to {MAX_SYMBOL_LEN} characters of A-Z a-z 0-9 . _ : / -", quoted(name))
-        })?;
-        if self.0.len() == Self::MAX {
-            self.0.clear();
-        }
-        self.0.push(symbol.clone());
-        Ok(symbol)
-    }
-}
-
 /// Characters of a bad field an error message quotes.
 const QUOTED_CHARS: usize = 40;
 
@@ -229,7 +206,6 @@ fn quoted(v: &str) -> String {
 
 /// Builds a row from its fields as text (shared by the CSV and Parquet readers).
 fn row_from_fields(
-    symbols: &mut Symbols,
     ts: &str,
     symbol: &str,
     kind: &str,
@@ -242,7 +218,10 @@ fn row_from_fields(
         .filter(|t| *t >= 0)
         .ok_or_else(|| format!("ts_event_ns {} is not an integer in 0..=9223372036854775807", quoted(ts)))?
         .unsigned_abs();
-    let symbol = symbols.get(symbol)?;
+    // Symbol::new shares one allocation per name on this thread: rows do not allocate theirs.
+    let symbol = Symbol::new(symbol).map_err(|_| {
+        format!("invalid symbol {}: 1 to {MAX_SYMBOL_LEN} characters of A-Z a-z 0-9 . _ : / -", quoted(symbol))
+    })?;
     let [bid_px, bid_sz, ask_px, ask_sz, price, size, aggressor] = fields;
     let num = |name: &str, v: &str| Num::parse(v).ok_or_else(|| format!("{name} {} is not a number", quoted(v)));
     let body = match kind {

@@ -11,7 +11,7 @@ use parquet::file::serialized_reader::ReadOptionsBuilder;
 use parquet::record::reader::RowIter;
 use parquet::record::{Field, Row};
 
-use super::{COLUMNS, FileRow, Num, ReadBytes, SourceError, Symbols, row_from_fields};
+use super::{COLUMNS, FileRow, Num, ReadBytes, SourceError, row_from_fields};
 
 /// Characters of the parquet crate's error or panic message a row error quotes.
 const MESSAGE_CHARS: usize = 300;
@@ -26,7 +26,6 @@ const MESSAGE_CHARS: usize = 300;
 pub(super) struct ParquetRows {
     path: PathBuf,
     index: [usize; COLUMNS.len()],
-    symbols: Symbols,
     /// Rows in each row group, as the file's metadata says.
     groups: Vec<u64>,
     /// The next row group to open.
@@ -59,7 +58,6 @@ pub(super) fn rows(path: &Path, read: ReadBytes) -> Result<ParquetRows, SourceEr
     Ok(ParquetRows {
         path: path.to_owned(),
         index,
-        symbols: Symbols::default(),
         groups,
         next_group: 0,
         passed: 0,
@@ -128,7 +126,7 @@ impl ParquetRows {
                     Ok(Some(row)) => {
                         self.passed += 1;
                         let line = self.passed;
-                        return Some(parse(&mut self.symbols, &row, &self.index).map_err(|reason| (line, reason)));
+                        return Some(parse(&row, &self.index).map_err(|reason| (line, reason)));
                     }
                     Ok(None) => {
                         self.rows = None;
@@ -160,7 +158,6 @@ impl Iterator for ParquetRows {
 }
 
 fn parse(
-    symbols: &mut Symbols,
     row: &Row,
     index: &[usize; COLUMNS.len()],
 ) -> Result<(common::types::UnixNanos, common::types::Symbol, super::RawBody), String> {
@@ -180,7 +177,7 @@ fn parse(
         };
     }
     let [ts, symbol, kind, a, b, c, d, e, f, g] = &text;
-    row_from_fields(symbols, ts, symbol, kind, [a, b, c, d, e, f, g])
+    row_from_fields(ts, symbol, kind, [a, b, c, d, e, f, g])
 }
 
 fn num_text(n: Option<Num>) -> String {
